@@ -1,0 +1,1 @@
+"""clinic-outcomes: the nightly dry-needling outcomes pipeline."""

@@ -1,0 +1,86 @@
+-- R1, the one derived query: every spot of every needling session with the
+-- spot's previous needling session. retreatment_flags and the GX suite
+-- `retreatment` both read `retreated_too_soon`, so they cannot disagree.
+create or replace table quality.retreatment_checks as
+
+with
+
+sessions as (
+    select * from core.sessions
+),
+
+needle_sites as (
+    select * from core.needle_sites
+),
+
+needling_sessions as (
+    -- rules.md: only completed sessions count; a needling session lists dry_needling
+    select
+        session_id,
+        patient_key,
+        clinic_id,
+        clinician_id,
+        started_at,
+    from sessions
+    where status = 'completed'
+        and list_contains(therapies, 'dry_needling')
+        and started_at is not null
+        and patient_key is not null
+),
+
+spots as (
+    -- distinct: a duplicated site row must not count as re-treatment by its own session
+    select distinct
+        session_id,
+        site,
+        side,
+    from needle_sites
+),
+
+spot_sessions as (
+    select
+        needling_sessions.session_id,
+        needling_sessions.patient_key,
+        spots.site,
+        spots.side,
+        needling_sessions.started_at,
+        needling_sessions.clinic_id,
+        needling_sessions.clinician_id,
+    from needling_sessions
+    inner join spots on spots.session_id = needling_sessions.session_id
+),
+
+with_previous as (
+    -- a spot is (patient, site, side); ties in started_at are ordered by session_id
+    select
+        *,
+        lag(session_id) over spot_history as previous_session_id,
+        lag(started_at) over spot_history as previous_started_at,
+    from spot_sessions
+    window spot_history as (
+        partition by patient_key, site, side
+        order by started_at, session_id
+    )
+),
+
+final as (
+    select
+        session_id,
+        site,
+        side,
+        started_at,
+        clinic_id,
+        clinician_id,
+        previous_session_id,
+        previous_started_at,
+        -- elapsed time between instants (microsecond epochs), so DST changes do not shift it
+        (epoch_us(started_at) - epoch_us(previous_started_at)) / 3600e6 as hours_since_previous,
+        coalesce(
+            hours_since_previous >= 0
+            and hours_since_previous < getvariable('retreatment_window_hours'),
+            false
+        ) as retreated_too_soon,
+    from with_previous
+)
+
+select * from final

@@ -132,3 +132,9 @@ def undocumented(con: duckdb.DuckDBPyConnection) -> list[str]:
         """
     ).fetchall()
     return [row[0] for row in rows]
+
+
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: dict | list | None = None):
+    """The single value of a query. (DuckDB 2.0: fetchone() leaves the result open and blocks the connection.)"""
+    rows = con.execute(query, params or {}).fetchall()
+    return rows[0][0] if rows else None

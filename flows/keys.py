@@ -1,0 +1,64 @@
+"""Pseudonymous patient keys: HMAC-SHA256 of the EMR patient number.
+
+The secret comes from CLINIC_OUTCOMES_KEY, or from a key file created with
+owner-only permissions beside the warehouse on first run. Without the secret
+the keys cannot be linked back to patient numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+import pyarrow as pa
+
+KEY_ENV = "CLINIC_OUTCOMES_KEY"
+MIN_KEY_CHARS = 16
+
+
+class PatientKeyError(RuntimeError):
+    """The patient-key secret is unusable."""
+
+
+def key_file_for(warehouse: Path) -> Path:
+    return warehouse.with_name(warehouse.name + ".key")
+
+
+def load_key(warehouse: Path) -> bytes:
+    """The secret: from the environment, else the key file beside the warehouse (created once)."""
+    from_env = os.environ.get(KEY_ENV)
+    if from_env is not None:
+        if len(from_env) < MIN_KEY_CHARS:
+            raise PatientKeyError(f"{KEY_ENV} is set but shorter than {MIN_KEY_CHARS} characters")
+        return from_env.encode("utf-8")
+    path = key_file_for(warehouse)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: two first runs cannot both create a key; 0o600: owner-only from the start.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise PatientKeyError(f"key file {path} is readable by others (mode {mode:o}); chmod 600 it")
+    text = path.read_text().strip()
+    if len(text) < MIN_KEY_CHARS:
+        raise PatientKeyError(f"key file {path} is shorter than {MIN_KEY_CHARS} characters")
+    return text.encode("utf-8")
+
+
+def patient_key(secret: bytes, patient_id: str) -> str:
+    return hmac.new(secret, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def patient_key_table(secret: bytes, patient_ids: list[str]) -> pa.Table:
+    """patient_id -> patient_key for the distinct ids of one night (kept in memory only)."""
+    return pa.table(
+        {
+            "patient_id": pa.array(patient_ids, type=pa.string()),
+            "patient_key": pa.array([patient_key(secret, pid) for pid in patient_ids], type=pa.string()),
+        }
+    )

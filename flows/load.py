@@ -1,0 +1,496 @@
+"""Load the EMR's nightly export drops into the warehouse's raw layer, losing nothing.
+
+One night: find the drop folders (applied in folder-name order), skip every file
+whose content was loaded before (sha256 ledger), read each new file as text into
+one `incoming_<entity>` table per entity, type and check all of them at once in
+SQL (`sql/staging/`), record every rejected row with its file, line and reasons
+(`sql/quality/rejected_rows.sql`), and merge the valid rows into `raw.*`, where
+the latest version of each record wins (`sql/raw/`). `build_core` then derives
+the `core.*` tables analysts query.
+
+EMR patient numbers exist only in memory, in temporary tables of the loading
+connection; the warehouse holds their keyed hash (patient_key).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from flows import keys
+from flows.entities import ENTITIES, Entity, entity_of
+from flows.settings import Settings
+from flows.warehouse import SQL_DIR, apply_comments, create_schemas, run_sql, scalar, set_variables
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    path: Path
+    relpath: str  # relative to the exports folder, e.g. "2026-11-22/sessions.csv"
+    drop: str
+    entity: str
+    file_format: str  # csv, csv.gz or parquet
+
+
+@dataclass
+class Discovery:
+    files: list[ExportFile] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
+
+
+@dataclass
+class FileResult:
+    file: ExportFile
+    file_id: int
+    sha256: str
+    status: str = "loaded"  # loaded | rejected
+    reason: str | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadSummary:
+    files: list[FileResult] = field(default_factory=list)
+    already_loaded: list[str] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(f.rows_rejected for f in self.files)
+
+    @property
+    def files_rejected(self) -> int:
+        return sum(1 for f in self.files if f.status == "rejected")
+
+
+class FileRejected(Exception):
+    """A whole file cannot be loaded; the message is the recorded reason."""
+
+
+def discover(exports_dir: Path) -> Discovery:
+    """Every export file of every drop folder, in the order they are applied."""
+    if not exports_dir.is_dir():
+        raise FileNotFoundError(f"exports folder {exports_dir} does not exist")
+    found = Discovery()
+    entity_order = {name: i for i, name in enumerate(ENTITIES)}
+    for drop_dir in sorted(p for p in exports_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        in_drop: list[ExportFile] = []
+        for path in sorted(drop_dir.rglob("*")):
+            if path.is_dir():
+                continue
+            relpath = path.relative_to(exports_dir).as_posix()
+            recognised = entity_of(path.name) if path.parent == drop_dir else None
+            if recognised is None:
+                found.ignored.append((relpath, "not an export file (sessions, needle_sites, plans, pain_checkins or patients as .csv, .csv.gz or .parquet)"))
+                continue
+            entity, file_format = recognised
+            in_drop.append(ExportFile(path, relpath, drop_dir.name, entity, file_format))
+        in_drop.sort(key=lambda f: (entity_order[f.entity], f.path.name))
+        found.files.extend(in_drop)
+    return found
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sql_files(folder: str) -> list[str]:
+    return sorted(p.stem for p in (SQL_DIR / folder).glob("*.sql"))
+
+
+def prepare(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, run_id: int) -> None:
+    """Schemas, macros, settings variables and the append-only tables; safe to repeat."""
+    create_schemas(con)
+    set_variables(con, settings, as_of)
+    con.execute("set variable run_id = $run_id", {"run_id": run_id})
+    _create_macros(con)
+    for name in _sql_files("ddl"):
+        run_sql(con, f"ddl/{name}")
+    zones = pa.table(
+        {
+            "clinic_id": pa.array(list(settings.clinic_timezones), type=pa.string()),
+            "timezone": pa.array(list(settings.clinic_timezones.values()), type=pa.string()),
+        }
+    )
+    con.register("settings_clinic_timezones", zones)
+    run_sql(con, "ops/clinic_timezones")
+    con.unregister("settings_clinic_timezones")
+    for schema in ("ops", "quality"):
+        apply_comments(con, schema)
+
+
+def _create_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Create sql/macros/*: a macro is bound when created, so each waits for the macros it uses."""
+    pending = _sql_files("macros")
+    while pending:
+        failed: list[str] = []
+        for name in pending:
+            try:
+                run_sql(con, f"macros/{name}")
+            except duckdb.CatalogException:
+                failed.append(name)
+        if len(failed) == len(pending):
+            run_sql(con, f"macros/{failed[0]}")  # raises the real error
+        pending = failed
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _source_relation(file: ExportFile) -> str:
+    path = _quote_str(str(file.path))
+    if file.file_format == "parquet":
+        return f"read_parquet({path}, file_row_number = true)"
+    return (
+        f"read_csv({path}, header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', "
+        "strict_mode = true, store_rejects = true, auto_detect = true)"
+    )
+
+
+def _normalised_columns(columns: list[str]) -> dict[str, str]:
+    """Spec name -> the file's own column name (header names match case-insensitively, trimmed)."""
+    mapping: dict[str, str] = {}
+    for original in columns:
+        name = original.strip().lower()
+        if name in mapping:
+            raise FileRejected(f"column {name!r} appears twice in the header")
+        mapping[name] = original
+    return mapping
+
+
+def _as_text(expr: str, duck_type: str) -> str:
+    """A parquet column as the text a CSV would have held (lists joined with ';')."""
+    if duck_type.endswith("[]"):
+        return f"array_to_string({expr}, ';')"
+    return f"{expr}::varchar"
+
+
+def _read_file(con: duckdb.DuckDBPyConnection, file: ExportFile, file_id: int, entity: Entity) -> tuple[int, list[str]]:
+    """Append the file's rows, as text with their line numbers, to incoming_<entity>.
+
+    Returns the number of rows written and the unknown columns that were ignored.
+    Rows the CSV reader itself could not split (wrong number of fields) go to
+    `incoming_unparsed`.
+    """
+    try:
+        relation = con.sql(f"select * from {_source_relation(file)}")
+        columns, types = relation.columns, [str(t) for t in relation.types]
+    except duckdb.Error as exc:
+        raise FileRejected(f"file cannot be read: {_first_line(exc)}") from None
+    data_columns = [c for c in columns if not (file.file_format == "parquet" and c == "file_row_number")]
+    by_name = _normalised_columns(data_columns)
+    missing = [c for c in entity.columns if c in entity.required and c not in by_name]
+    if missing:
+        raise FileRejected(f"missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    ignored = sorted(by_name[c] for c in by_name if c not in entity.columns)
+    type_of = dict(zip(columns, types))
+
+    selected = []
+    for column in entity.columns:
+        if column in by_name:
+            original = by_name[column]
+            selected.append(f"{_as_text(_quote_ident(original), type_of[original])} as {column}")
+        else:
+            selected.append(f"null::varchar as {column}")
+    if file.file_format == "parquet":
+        line = "file_row_number + 1"
+    else:
+        line = "row_number() over () + 1"  # the header is line 1; the scan keeps file order
+    insert = (
+        f"insert into incoming_{entity.name} by name "
+        f"select {', '.join(selected)}, {_quote_str(file.drop)} as _drop, {file_id} as _file_id, {line} as _line "
+        f"from {_source_relation(file)}"
+    )
+    # The CSV reader appends to temp tables reject_errors/reject_scans; start each file with none.
+    con.execute("drop table if exists reject_errors")
+    con.execute("drop table if exists reject_scans")
+    try:
+        before = scalar(con, f"select count(*) from incoming_{entity.name}")
+        con.execute(insert)
+        written = scalar(con, f"select count(*) from incoming_{entity.name}") - before
+    except duckdb.Error as exc:
+        raise FileRejected(f"file cannot be read: {_first_line(exc)}") from None
+    if file.file_format != "parquet":
+        _collect_unparsed_lines(con, entity, file_id)
+    return written, ignored
+
+
+def _first_line(exc: Exception) -> str:
+    # DuckDB's messages can quote the offending CSV line; keep only the first line, which states the problem.
+    return str(exc).strip().splitlines()[0][:300]
+
+
+def _collect_unparsed_lines(con: duckdb.DuckDBPyConnection, entity: Entity, file_id: int) -> None:
+    """Move the CSV reader's rejects of the last scan into incoming_unparsed and fix later rows' line numbers.
+
+    The reader skips a line it cannot split, so the rows after it were numbered
+    one too low; the j-th unparsed line L_j shifts every row numbered L_j - j or
+    higher by one. The rejected line's text is not kept: it may hold never-stored values.
+    """
+    if not scalar(con, "select count(*) from duckdb_tables() where table_name = 'reject_errors'"):
+        return
+    unparsed = con.execute(
+        """
+        select line, min(error_type)::varchar as error_type, min(error_message) as message
+        from reject_errors
+        group by line
+        order by line
+        """
+    ).fetchall()
+    if not unparsed:
+        return
+    rows = [(file_id, int(line), _unparsed_reason(error_type, message)) for line, error_type, message in unparsed]
+    con.executemany("insert into incoming_unparsed values (?, ?, ?)", rows)
+    con.execute(
+        f"""
+        update incoming_{entity.name} as target
+        set _line = target._line + shifts.shift
+        from (
+            select incoming._line as old_line, count(*) as shift
+            from incoming_{entity.name} as incoming
+            inner join (
+                select line, row_number() over (order by line) as rank
+                from incoming_unparsed where file_id = $file_id
+            ) as unparsed on incoming._line >= unparsed.line - unparsed.rank + 1
+            where incoming._file_id = $file_id
+            group by incoming._line
+        ) as shifts
+        where target._file_id = $file_id and target._line = shifts.old_line
+        """,
+        {"file_id": file_id},
+    )
+
+
+def _unparsed_reason(error_type: str, message: str | None) -> str:
+    kind = (error_type or "").lower().replace("_", " ")
+    if error_type in ("TOO MANY COLUMNS", "MISSING COLUMNS") and message:
+        return f"line cannot be split into the header's columns ({kind}: {message})"
+    return f"line cannot be parsed as CSV ({kind})"
+
+
+def _create_incoming_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for entity in ENTITIES.values():
+        columns = ", ".join(f"{c} varchar" for c in entity.columns)
+        con.execute(
+            f"create or replace temp table incoming_{entity.name} "
+            f"({columns}, _drop varchar, _file_id integer, _line bigint)"
+        )
+    con.execute("create or replace temp table incoming_unparsed (file_id integer, line bigint, reason varchar)")
+
+
+def _register_patient_keys(con: duckdb.DuckDBPyConnection, secret: bytes) -> None:
+    """Key every distinct patient number of the night once (HMAC in Python, joined in SQL)."""
+    union = " union ".join(
+        f"select trim(patient_id) as patient_id from incoming_{name} where patient_id is not null"
+        for name, entity in ENTITIES.items()
+        if "patient_id" in entity.columns
+    )
+    ids = [row[0] for row in con.execute(union).fetchall()]
+    table = keys.patient_key_table(secret, ids)
+    con.register("patient_keys_arrow", table)
+    con.execute("create or replace temp table patient_keys as select * from patient_keys_arrow")
+    con.unregister("patient_keys_arrow")
+
+
+def _next_file_id(con: duckdb.DuckDBPyConnection) -> int:
+    return scalar(con, "select coalesce(max(file_id), 0) + 1 from ops.loaded_files")
+
+
+def load_exports(
+    con: duckdb.DuckDBPyConnection,
+    exports_dir: Path,
+    *,
+    secret: bytes,
+    run_id: int,
+) -> LoadSummary:
+    """Load every export file not loaded before into raw.*; `prepare` must have run on `con`."""
+    exports_dir = Path(exports_dir)
+    found = discover(exports_dir)
+    summary = LoadSummary(ignored=found.ignored)
+    for relpath, reason in found.ignored:
+        log.warning("ignored %s: %s", relpath, reason)
+        con.execute("insert into ops.ignored_files values (?, ?, ?)", [run_id, relpath, reason])
+
+    known = {row[0] for row in con.execute("select sha256 from ops.loaded_files").fetchall()}
+    _create_incoming_tables(con)
+    next_id = _next_file_id(con)
+    for file in found.files:
+        digest = file_sha256(file.path)
+        if digest in known:
+            summary.already_loaded.append(file.relpath)
+            continue
+        known.add(digest)  # the same content twice in one night is loaded once
+        result = FileResult(file=file, file_id=next_id, sha256=digest)
+        next_id += 1
+        try:
+            result.rows_read, result.ignored_columns = _read_file(con, file, result.file_id, ENTITIES[file.entity])
+        except FileRejected as rejected:
+            result.status, result.reason = "rejected", str(rejected)
+            result.rows_read = _count_rows_if_readable(con, file)
+            result.rows_rejected = result.rows_read
+            log.warning("rejected file %s: %s", file.relpath, rejected)
+        if result.ignored_columns:
+            log.info("%s: ignored unknown columns %s", file.relpath, ", ".join(result.ignored_columns))
+        summary.files.append(result)
+
+    files = pa.table(
+        {
+            "file_id": pa.array([r.file_id for r in summary.files], type=pa.int32()),
+            "path": pa.array([r.file.relpath for r in summary.files], type=pa.string()),
+        }
+    )
+    con.register("incoming_files_arrow", files)
+    con.execute("create or replace temp table incoming_files as select * from incoming_files_arrow")
+    con.unregister("incoming_files_arrow")
+
+    _register_patient_keys(con, secret)
+    for name in ENTITIES:
+        run_sql(con, f"staging/{name}")
+        con.execute(
+            f"create table if not exists raw.{name} as "
+            f"select * exclude (_reasons, _record, _line) from staged_{name} limit 0"
+        )
+        if name == "needle_sites":
+            run_sql(con, "raw/needle_sites_replaced")
+        run_sql(con, f"raw/{name}")
+        if name == "plans":
+            run_sql(con, "raw/patient_timezones")
+    run_sql(con, "quality/rejected_rows")
+    _record_unparsed_and_rejected_files(con, summary, run_id)
+    _count_per_file(con, summary)
+    _record_ledger(con, summary, run_id)
+    apply_comments(con, "raw")
+
+    # EMR patient numbers never outlive the load.
+    for name in ENTITIES:
+        con.execute(f"drop table if exists incoming_{name}")
+        con.execute(f"drop table if exists staged_{name}")
+    con.execute("drop table if exists patient_keys")
+    for result in summary.files:
+        log.info(
+            "%s: %d rows read, %d loaded, %d rejected%s",
+            result.file.relpath,
+            result.rows_read,
+            result.rows_loaded,
+            result.rows_rejected,
+            f" (file rejected: {result.reason})" if result.status == "rejected" else "",
+        )
+    return summary
+
+
+def _count_rows_if_readable(con: duckdb.DuckDBPyConnection, file: ExportFile) -> int:
+    try:
+        return scalar(con, f"select count(*) from {_source_relation(file)}")
+    except duckdb.Error:
+        return 0
+
+
+def _record_unparsed_and_rejected_files(con: duckdb.DuckDBPyConnection, summary: LoadSummary, run_id: int) -> None:
+    by_id = {r.file_id: r.file for r in summary.files}
+    unparsed = con.execute("select file_id, line, reason from incoming_unparsed order by file_id, line").fetchall()
+    if unparsed:
+        con.executemany(
+            "insert into quality.rejected_rows values (?, ?, ?, ?, ?, null)",
+            [(run_id, by_id[f].relpath, line, by_id[f].entity, reason) for f, line, reason in unparsed],
+        )
+    for result in summary.files:
+        if result.status == "rejected":
+            rows = f"; all {result.rows_read} rows rejected" if result.rows_read else ""
+            con.execute(
+                "insert into quality.rejected_rows values (?, ?, null, ?, ?, null)",
+                [run_id, result.file.relpath, result.file.entity, f"file rejected: {result.reason}{rows}"],
+            )
+
+
+def _count_per_file(con: duckdb.DuckDBPyConnection, summary: LoadSummary) -> None:
+    """rows_loaded/rows_rejected per file from the staged tables (they must add up to rows_read)."""
+    union = " union all ".join(
+        f"select _file_id, len(_reasons) = 0 as ok from staged_{name}" for name in ENTITIES
+    )
+    counts = {
+        file_id: (loaded, rejected)
+        for file_id, loaded, rejected in con.execute(
+            f"select _file_id, count(*) filter (where ok), count(*) filter (where not ok) from ({union}) group by _file_id"
+        ).fetchall()
+    }
+    unparsed = dict(
+        con.execute("select file_id, count(*) from incoming_unparsed group by file_id").fetchall()
+    )
+    for result in summary.files:
+        if result.status == "rejected":
+            continue
+        loaded, rejected = counts.get(result.file_id, (0, 0))
+        result.rows_loaded = loaded
+        result.rows_rejected = rejected + unparsed.get(result.file_id, 0)
+        result.rows_read += unparsed.get(result.file_id, 0)
+        assert result.rows_read == result.rows_loaded + result.rows_rejected, result
+
+
+def _record_ledger(con: duckdb.DuckDBPyConnection, summary: LoadSummary, run_id: int) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [
+        (
+            run_id,
+            r.file_id,
+            r.file.relpath,
+            r.file.drop,
+            r.file.entity,
+            r.file.file_format,
+            r.sha256,
+            r.status,
+            r.rows_read,
+            r.rows_loaded,
+            r.rows_rejected,
+            r.ignored_columns,
+            now,
+        )
+        for r in summary.files
+    ]
+    if rows:
+        con.executemany("insert into ops.loaded_files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def build_core(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rebuild core.* from raw.* (cheap, and always in step with the current settings' time zones)."""
+    counts: dict[str, int] = {}
+    for name in ENTITIES:
+        if not _has_table(con, f"raw.{name}"):
+            raise RuntimeError(f"raw.{name} does not exist: load at least once before building core")
+        run_sql(con, f"core/{name}")
+        counts[name] = scalar(con, f"select count(*) from core.{name}")
+    apply_comments(con, "core")
+    return counts
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, _, table = qualified.rpartition(".")
+    query = "select count(*) from duckdb_tables() where table_name = $t"
+    params: dict[str, str] = {"t": table}
+    if schema:
+        query += " and schema_name = $s"
+        params["s"] = schema
+    return scalar(con, query, params) > 0

@@ -1,0 +1,11 @@
+-- Rejection reason for a whole number that does not parse or lies outside [low, high] (high null: no upper bound).
+create or replace temp macro reason_int(column_name, value, low, high) as
+    case
+        when value is null then null
+        when try_cast(trim(value) as bigint) is null
+            then column_name || ': ' || shown_value(value) || ' is not a whole number'
+        when try_cast(trim(value) as bigint) < low
+            or try_cast(trim(value) as bigint) > coalesce(high, try_cast(trim(value) as bigint))
+            then column_name || ': ' || shown_value(value) || ' is out of range '
+                || low::varchar || case when high is null then ' or more' else '-' || high::varchar end
+    end

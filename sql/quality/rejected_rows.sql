@@ -1,0 +1,30 @@
+-- Record this night's rows that failed typing: file, line, every reason, and the row as given
+-- (patient_id replaced by its key; names, phones, dates of birth and postal codes never included).
+insert into quality.rejected_rows
+with
+source as (
+    select 'plans' as entity, _file_id, _line, _reasons, _record from staged_plans where len(_reasons) > 0
+    union all
+    select 'sessions', _file_id, _line, _reasons, _record from staged_sessions where len(_reasons) > 0
+    union all
+    select 'needle_sites', _file_id, _line, _reasons, _record from staged_needle_sites where len(_reasons) > 0
+    union all
+    select 'pain_checkins', _file_id, _line, _reasons, _record from staged_pain_checkins where len(_reasons) > 0
+    union all
+    select 'patients', _file_id, _line, _reasons, _record from staged_patients where len(_reasons) > 0
+),
+
+final as (
+    select
+        getvariable('run_id')::integer as run_id,
+        incoming_files.path as source_file,
+        source._line as line_number,
+        source.entity as entity,
+        array_to_string(source._reasons, '; ') as reason,
+        source._record as record,
+    from source
+    inner join incoming_files on incoming_files.file_id = source._file_id
+)
+
+select * from final
+order by source_file, line_number

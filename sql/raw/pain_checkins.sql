@@ -1,0 +1,15 @@
+-- Merge one night's valid check-in rows into raw.pain_checkins: check-ins carry no updated_at, so the later drop
+-- wins (then the later-loaded file, then the later line of the same file).
+merge into raw.pain_checkins as target
+using (
+    select * exclude (_reasons, _record, _line)
+    from staged_pain_checkins
+    where len(_reasons) = 0
+    qualify row_number() over (partition by checkin_id order by _drop desc, _file_id desc, _line desc) = 1
+) as incoming
+on target.checkin_id = incoming.checkin_id
+when matched and (
+    incoming._drop > target._drop
+    or (incoming._drop = target._drop and incoming._file_id > target._file_id)
+) then update set *
+when not matched then insert *

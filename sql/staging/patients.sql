@@ -1,0 +1,57 @@
+-- Type one night's patient rows and give each row its rejection reasons (an empty list: the row loads).
+-- Only sex and an age band survive: name, phone, postal code and date of birth are read and dropped here,
+-- and a rejected row's record and reasons never echo them.
+create or replace temp table staged_patients as
+with
+source as (
+    select * from incoming_patients
+),
+
+keyed as (
+    select
+        source.*,
+        patient_keys.patient_key as patient_key,
+    from source
+    left join patient_keys on patient_keys.patient_id = trim(source.patient_id)
+),
+
+zoned as (
+    select
+        keyed.*,
+        coalesce(latest_plan_zone.clinic_timezone, getvariable('default_timezone')) as patient_timezone,
+    from keyed
+    left join raw.patient_timezones as latest_plan_zone on latest_plan_zone.patient_key = keyed.patient_key
+),
+
+checked as (
+    select
+        zoned.*,
+        list_filter([
+            reason_missing('patient_id', patient_id),
+            reason_date('date_of_birth', date_of_birth, true),
+            reason_enum('sex', sex, ['female', 'male', 'other', 'unknown']),
+            reason_missing('updated_at', updated_at),
+            reason_timestamp('updated_at', updated_at),
+        ], lambda reason: reason is not null) as _reasons,
+    from zoned
+),
+
+final as (
+    select
+        patient_key,
+        lower(trim(sex)) as sex,
+        age_band(try_cast(trim(date_of_birth) as date), getvariable('as_of')) as age_band,
+        to_instant(updated_at, patient_timezone) as updated_at,
+        _drop,
+        _file_id,
+        _line,
+        _reasons,
+        case when len(_reasons) > 0 then to_json(struct_pack(
+            patient_key := patient_key,
+            sex := sex,
+            updated_at := updated_at
+        )) end as _record,
+    from checked
+)
+
+select * from final

@@ -1,0 +1,66 @@
+-- Type one night's plan rows and give each row its rejection reasons (an empty list: the row loads).
+create or replace temp table staged_plans as
+with
+source as (
+    select * from incoming_plans
+),
+
+zoned as (
+    select
+        source.*,
+        coalesce(clinic_zone.timezone, getvariable('default_timezone')) as clinic_timezone,
+    from source
+    left join ops.clinic_timezones as clinic_zone on clinic_zone.clinic_id = trim(source.clinic_id)
+),
+
+checked as (
+    select
+        zoned.*,
+        list_filter([
+            reason_missing('plan_id', plan_id),
+            reason_missing('patient_id', patient_id),
+            reason_missing('clinic_id', clinic_id),
+            reason_missing('start_date', start_date),
+            reason_date('start_date', start_date, false),
+            reason_int('planned_weeks', planned_weeks, 1, 52),
+            reason_int('planned_sessions', planned_sessions, 1, null),
+            reason_bool('pcp_cleared', pcp_cleared),
+            reason_missing('status', status),
+            reason_enum('status', status, ['active', 'discharged', 'cancelled']),
+            reason_missing('updated_at', updated_at),
+            reason_timestamp('updated_at', updated_at),
+        ], lambda reason: reason is not null) as _reasons,
+    from zoned
+),
+
+final as (
+    select
+        trim(checked.plan_id) as plan_id,
+        patient_keys.patient_key as patient_key,
+        trim(checked.clinic_id) as clinic_id,
+        try_cast(trim(checked.start_date) as date) as start_date,
+        try_cast(trim(checked.planned_weeks) as integer) as planned_weeks,
+        try_cast(trim(checked.planned_sessions) as integer) as planned_sessions,
+        parse_bool(checked.pcp_cleared) as pcp_cleared,
+        lower(trim(checked.status)) as status,
+        to_instant(checked.updated_at, checked.clinic_timezone) as updated_at,
+        checked._drop as _drop,
+        checked._file_id as _file_id,
+        checked._line as _line,
+        checked._reasons as _reasons,
+        case when len(checked._reasons) > 0 then to_json(struct_pack(
+            plan_id := checked.plan_id,
+            patient_key := patient_keys.patient_key,
+            clinic_id := checked.clinic_id,
+            start_date := checked.start_date,
+            planned_weeks := checked.planned_weeks,
+            planned_sessions := checked.planned_sessions,
+            pcp_cleared := checked.pcp_cleared,
+            status := checked.status,
+            updated_at := checked.updated_at
+        )) end as _record,
+    from checked
+    left join patient_keys on patient_keys.patient_id = trim(checked.patient_id)
+)
+
+select * from final

@@ -1,0 +1,683 @@
+"""Outcome metrics R3-R6 (../shared/spec/rules.md) with lazy Polars, into marts.*.
+
+Each metric is a pure function, LazyFrame in -> LazyFrame out, so tests run it
+on hand-made rows without DuckDB. compute_marts() reads core.* and
+quality.plan_completion from DuckDB through Arrow, runs the functions and
+writes every mart back through Arrow, then documents it (sql/marts/comments.toml).
+
+Internal frames keep patient_key so summaries can count distinct patients (the
+report suppresses figures from fewer than min_cell_patients patients); no mart
+carries patient_key.
+
+Inputs, as in core.*: sessions (session_id, patient_key, plan_id, clinic_id,
+clinician_role, started_at, status, therapies, condition, pain_before,
+pain_after, aftercare, adverse_event), pain check-ins (checkin_id,
+patient_key, recorded_at, pain), plans (plan_id, patient_key, clinic_id,
+start_date, pcp_cleared) and quality.plan_completion. Instants are
+Datetime(us, UTC).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+
+import duckdb
+import polars as pl
+
+from flows.settings import Settings
+from flows.survival import curve_summary, kaplan_meier, logrank_p_value
+from flows.warehouse import apply_comments
+
+NEEDLING = "dry_needling"
+NOT_RECORDED = "not recorded"
+AFTERCARE_ADVICE = ("ice", "heat", "none")
+ADVERSE_EVENT_TYPES = ("soreness", "bruising", "swelling", "bleeding", "fainting", "other")
+IN_RELIEF_AT = {"in_relief_24h": 24.0, "in_relief_72h": 72.0, "in_relief_7d": 7 * 24.0, "in_relief_14d": 14 * 24.0}
+MODERATE_CHANGE = 0.30
+SUBSTANTIAL_CHANGE = 0.50
+
+# Groupings: the value of group_by -> the column whose value is group_value (None: one group 'all').
+RELIEF_GROUPS = {
+    "all": None,
+    "condition": "condition",
+    "clinic": "clinic_id",
+    "aftercare": "aftercare",
+    "clinician_role": "clinician_role",
+}
+COMPARISON_FACTORS = {"aftercare": "aftercare", "clinician_role": "clinician_role"}
+PLAN_GROUPS = {"all": None, "clinic": "clinic_id", "condition": "condition"}
+SAFETY_GROUPS = {"all": None, "clinic": "clinic_id", "clinician_role": "clinician_role"}
+PCP_GROUPS = {"all": None, "clinic": "clinic_id"}
+
+_INSTANT = pl.Datetime("us", "UTC")
+_MICROSECONDS_PER_HOUR = 3_600_000_000
+
+
+# --- shared shapes ----------------------------------------------------------------------------
+
+
+def completed_sessions(sessions: pl.LazyFrame) -> pl.LazyFrame:
+    """Sessions that count at all: cancelled and no-show sessions count for nothing."""
+    return sessions.filter(pl.col("status") == "completed")
+
+
+def needling_sessions(sessions: pl.LazyFrame) -> pl.LazyFrame:
+    """Completed sessions whose therapies include dry needling."""
+    return completed_sessions(sessions).filter(pl.col("therapies").list.contains(NEEDLING))
+
+
+def stack_groups(frame: pl.LazyFrame, groups: Mapping[str, str | None]) -> pl.LazyFrame:
+    """One copy of `frame` per grouping, tagged group_by / group_value (null values: 'not recorded')."""
+    parts = []
+    for name, column in groups.items():
+        value = pl.lit("all") if column is None else pl.col(column).cast(pl.String).fill_null(NOT_RECORDED)
+        parts.append(frame.with_columns(group_by=pl.lit(name), group_value=value))
+    return pl.concat(parts, how="vertical")
+
+
+def _in_grouping_order(frame: pl.LazyFrame, groups: Mapping[str, str | None], *more: str) -> pl.LazyFrame:
+    order = {name: position for position, name in enumerate(groups)}
+    rank = pl.col("group_by").replace_strict(order, return_dtype=pl.Int32)
+    return frame.sort(rank, "group_value", *more)
+
+
+def _hours_between(start: str, end: str) -> pl.Expr:
+    return (pl.col(end) - pl.col(start)).dt.total_microseconds() / _MICROSECONDS_PER_HOUR
+
+
+def local_date(instant: str, zone_column: str, zones: Iterable[str]) -> pl.Expr:
+    """The local calendar date of `instant` in the IANA zone named per row by `zone_column`.
+
+    Polars converts a column to one zone at a time, so this branches over the
+    (few) zones that occur; rows with a zone not in `zones` get null.
+    """
+    zones = sorted(set(zones))
+    if not zones:
+        return pl.lit(None, dtype=pl.Date)
+    expr = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Date))
+    for zone in zones:
+        expr = expr.when(pl.col(zone_column) == zone).then(
+            pl.col(instant).dt.convert_time_zone(zone).dt.date()
+        )
+    return expr.otherwise(pl.lit(None, dtype=pl.Date))
+
+
+# --- R3 immediate relief ----------------------------------------------------------------------
+
+
+def session_relief(sessions: pl.LazyFrame, mcid: float) -> pl.LazyFrame:
+    """R3: one row per needling session with both pain_before and pain_after."""
+    relief_points = pl.col("pain_before") - pl.col("pain_after")
+    return (
+        needling_sessions(sessions)
+        .filter(pl.col("pain_before").is_not_null() & pl.col("pain_after").is_not_null())
+        .select(
+            "session_id",
+            "patient_key",
+            "clinic_id",
+            "clinician_role",
+            "condition",
+            "aftercare",
+            pl.col("started_at").cast(_INSTANT),
+            "pain_before",
+            "pain_after",
+            relief_points=relief_points.cast(pl.Int32),
+            relief_pct=pl.when(pl.col("pain_before") != 0).then(
+                relief_points.cast(pl.Float64) / pl.col("pain_before")
+            ),
+            meaningful_relief=relief_points >= mcid,
+        )
+    )
+
+
+def session_relief_summary(relief: pl.LazyFrame) -> pl.LazyFrame:
+    """R3 per group: how often and how much needling relieves pain at once."""
+    return _in_grouping_order(
+        stack_groups(relief, RELIEF_GROUPS)
+        .group_by("group_by", "group_value")
+        .agg(
+            sessions=pl.len().cast(pl.Int64),
+            patients=pl.col("patient_key").n_unique().cast(pl.Int64),
+            meaningful_relief_sessions=pl.col("meaningful_relief").sum().cast(pl.Int64),
+            meaningful_relief_share=pl.col("meaningful_relief").mean(),
+            mean_relief_points=pl.col("relief_points").mean(),
+            mean_relief_pct=pl.col("relief_pct").mean(),
+        ),
+        RELIEF_GROUPS,
+    )
+
+
+# --- R4 relief duration -----------------------------------------------------------------------
+
+
+def pain_observations(sessions: pl.LazyFrame, checkins: pl.LazyFrame) -> pl.LazyFrame:
+    """Every pain reading of a patient in time: check-ins and completed sessions' pain_before."""
+    from_checkins = checkins.select(
+        "patient_key",
+        observed_at=pl.col("recorded_at").cast(_INSTANT),
+        pain=pl.col("pain").cast(pl.Int32),
+    )
+    from_sessions = (
+        completed_sessions(sessions)
+        .filter(pl.col("pain_before").is_not_null())
+        .select(
+            "patient_key",
+            observed_at=pl.col("started_at").cast(_INSTANT),
+            pain=pl.col("pain_before").cast(pl.Int32),
+        )
+    )
+    return pl.concat([from_checkins, from_sessions], how="vertical").sort("observed_at")
+
+
+def relief_episodes(
+    sessions: pl.LazyFrame,
+    checkins: pl.LazyFrame,
+    mcid: float,
+    followup_days: int,
+) -> pl.LazyFrame:
+    """R4: one row per relief episode (needling session with meaningful relief).
+
+    Follow-up runs over observations strictly after started_at up to and
+    including follow_up_until = the earlier of the patient's next needling
+    session (strictly later start) and started_at + followup_days (elapsed).
+    Relapse is the first observation with pain > pain_before - mcid; otherwise
+    the episode is censored at its last observation; with none it is not
+    followed up (followed_up false, duration_hours and relapsed null).
+
+    Observation order within the same instant cannot change the result: the
+    relapse time is the earliest relapsing observation, the censoring time the
+    latest observation, so ties in time need no tie-break.
+    """
+    episodes = (
+        session_relief(sessions, mcid)
+        .filter(pl.col("meaningful_relief"))
+        .drop("meaningful_relief")
+        # Pain is whole points: pain > pain_before - mcid  <=>  pain > floor(pain_before - mcid).
+        .with_columns(
+            relapse_above=(pl.col("pain_before") - mcid).floor().clip(-1, 10).cast(pl.Int32),
+        )
+        .sort("started_at")
+    )
+    next_needling = (
+        needling_sessions(sessions)
+        .select("patient_key", next_needling_at=pl.col("started_at").cast(_INSTANT))
+        .sort("next_needling_at")
+    )
+    observations = pain_observations(sessions, checkins)
+
+    with_horizon = episodes.join_asof(
+        next_needling,
+        left_on="started_at",
+        right_on="next_needling_at",
+        by="patient_key",
+        strategy="forward",
+        allow_exact_matches=False,
+        check_sortedness=False,
+    ).with_columns(
+        follow_up_until=pl.min_horizontal(
+            "next_needling_at", pl.col("started_at") + pl.duration(days=followup_days)
+        ),
+    )
+
+    last_observation = (
+        with_horizon.sort("follow_up_until")
+        .join_asof(
+            observations.select("patient_key", last_observed_at="observed_at"),
+            left_on="follow_up_until",
+            right_on="last_observed_at",
+            by="patient_key",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .with_columns(followed_up=pl.col("last_observed_at") > pl.col("started_at"))
+        .with_columns(followed_up=pl.col("followed_up").fill_null(False))
+    )
+
+    # The first observation above each possible threshold (pain is 0-10, so at most 12 asof joins).
+    first_above = pl.concat(
+        [
+            episodes.filter(pl.col("relapse_above") == level)
+            .select("session_id", "patient_key", "started_at")
+            .join_asof(
+                observations.filter(pl.col("pain") > level).select("patient_key", first_above_at="observed_at"),
+                left_on="started_at",
+                right_on="first_above_at",
+                by="patient_key",
+                strategy="forward",
+                allow_exact_matches=False,
+                check_sortedness=False,
+            )
+            .select("session_id", "first_above_at")
+            for level in range(-1, 11)
+        ],
+        how="vertical",
+    )
+
+    return (
+        last_observation.join(first_above, on="session_id", how="left")
+        .with_columns(
+            relapsed=pl.when(pl.col("followed_up")).then(
+                pl.col("first_above_at").is_not_null() & (pl.col("first_above_at") <= pl.col("follow_up_until"))
+            ),
+        )
+        .with_columns(
+            ended_at=pl.when(pl.col("relapsed"))
+            .then(pl.col("first_above_at"))
+            .when(pl.col("followed_up"))
+            .then(pl.col("last_observed_at")),
+        )
+        .select(
+            "session_id",
+            "patient_key",
+            "clinic_id",
+            "clinician_role",
+            "condition",
+            "aftercare",
+            "started_at",
+            "pain_before",
+            "follow_up_until",
+            "followed_up",
+            "relapsed",
+            duration_hours=_hours_between("started_at", "ended_at"),
+        )
+        .sort("started_at", "session_id")
+    )
+
+
+def relief_curves(episodes: pl.LazyFrame, groups: Mapping[str, str | None] = RELIEF_GROUPS) -> pl.LazyFrame:
+    """Kaplan-Meier step points of relief duration per group (followed-up episodes only)."""
+    followed = stack_groups(episodes.filter(pl.col("followed_up")), groups)
+    curves = kaplan_meier(followed, ["group_by", "group_value"], duration="duration_hours", event="relapsed")
+    return _in_grouping_order(curves, groups, "hours")
+
+
+def _episode_counts(episodes: pl.LazyFrame, groups: Mapping[str, str | None]) -> pl.LazyFrame:
+    followed = pl.col("followed_up")
+    return (
+        stack_groups(episodes, groups)
+        .group_by("group_by", "group_value")
+        .agg(
+            episodes=followed.sum().cast(pl.Int64),
+            relapses=pl.col("relapsed").filter(followed).sum().cast(pl.Int64),
+            patients=pl.col("patient_key").filter(followed).n_unique().cast(pl.Int64),
+            no_followup=(~followed).sum().cast(pl.Int64),
+        )
+    )
+
+
+def relief_summary(
+    episodes: pl.LazyFrame,
+    curves: pl.LazyFrame | None = None,
+    groups: Mapping[str, str | None] = RELIEF_GROUPS,
+) -> pl.LazyFrame:
+    """R4 per group: Kaplan-Meier median with its 95% CI and the share still in relief.
+
+    episodes/relapses/patients count followed-up episodes (those in the
+    estimate); no_followup counts the episodes left out for lack of follow-up.
+    A group whose episodes all lack follow-up has null estimates.
+    """
+    if curves is None:
+        curves = relief_curves(episodes, groups)
+    estimates = curve_summary(curves, ["group_by", "group_value"], IN_RELIEF_AT)
+    summary = _episode_counts(episodes, groups).join(estimates, on=["group_by", "group_value"], how="left")
+    return _in_grouping_order(
+        summary.select(
+            "group_by",
+            "group_value",
+            "episodes",
+            "relapses",
+            "patients",
+            "no_followup",
+            "median_hours",
+            "median_ci_low",
+            "median_ci_high",
+            *IN_RELIEF_AT,
+        ),
+        groups,
+    )
+
+
+def relief_comparison(
+    episodes: pl.LazyFrame,
+    min_cell_patients: int,
+    summary: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """Relief duration by aftercare advice and by clinician role, with a log-rank p-value per factor.
+
+    The test compares the groups of a factor that reach min_cell_patients
+    distinct patients (aftercare 'not recorded' is no advice and never takes
+    part); logrank_p is null when fewer than two groups qualify. in_logrank
+    says which groups were compared.
+    """
+    if summary is None:
+        summary = relief_summary(episodes, groups=COMPARISON_FACTORS)
+    by_factor = (
+        summary.filter(pl.col("group_by").is_in(list(COMPARISON_FACTORS)))
+        .with_columns(
+            in_logrank=(pl.col("patients") >= min_cell_patients) & (pl.col("group_value") != NOT_RECORDED),
+        )
+        .collect()
+    )
+    followed = episodes.filter(pl.col("followed_up"))
+    p_values = []
+    for factor, column in COMPARISON_FACTORS.items():
+        compared = by_factor.filter((pl.col("group_by") == factor) & pl.col("in_logrank"))["group_value"].to_list()
+        p_value = None
+        if len(compared) >= 2:
+            data = followed.filter(pl.col(column).is_in(compared)).select("duration_hours", "relapsed", column).collect()
+            p_value = logrank_p_value(
+                data["duration_hours"].to_numpy(),
+                data["relapsed"].to_numpy(),
+                data[column].to_numpy(),
+            )
+        p_values.append({"group_by": factor, "logrank_p": p_value})
+    tests = pl.DataFrame(p_values, schema={"group_by": pl.String, "logrank_p": pl.Float64})
+    compared_groups = by_factor.join(tests, on="group_by", how="left").select(
+        "group_by",
+        "group_value",
+        "episodes",
+        "relapses",
+        "patients",
+        "no_followup",
+        "median_hours",
+        "median_ci_low",
+        "median_ci_high",
+        *IN_RELIEF_AT,
+        "in_logrank",
+        "logrank_p",
+    )
+    return _in_grouping_order(compared_groups.lazy(), COMPARISON_FACTORS).rename({"group_by": "factor"})
+
+
+# --- R5 plan outcomes -------------------------------------------------------------------------
+
+
+def plan_outcomes(
+    plan_completion: pl.LazyFrame,
+    sessions: pl.LazyFrame,
+    checkins: pl.LazyFrame,
+    mcid: float,
+    zones: Sequence[str] | None = None,
+) -> pl.LazyFrame:
+    """R5: one row per evaluated plan (complete or incomplete) with a session that has pain_before.
+
+    A plan's observations are its completed sessions and the patient's
+    check-ins whose local date, in the plan's clinic zone, lies in
+    [start_date, window_end). `zones` lists the zones that occur (read from
+    plan_completion when not given).
+    """
+    plans = plan_completion.filter(pl.col("completion").is_in(["complete", "incomplete"])).select(
+        "plan_id", "patient_key", "clinic_id", "clinic_timezone", "start_date", "window_end", "completion"
+    )
+    if zones is None:
+        zones = plans.select(pl.col("clinic_timezone").unique()).collect()["clinic_timezone"].drop_nulls().to_list()
+    in_window = pl.col("local_date").is_between(pl.col("start_date"), pl.col("window_end"), closed="left")
+
+    plan_sessions = (
+        completed_sessions(sessions)
+        .filter(pl.col("plan_id").is_not_null())
+        .select(
+            "plan_id",
+            "session_id",
+            "condition",
+            "pain_before",
+            pl.col("started_at").cast(_INSTANT),
+        )
+        .join(plans, on="plan_id", how="inner")
+        .with_columns(local_date=local_date("started_at", "clinic_timezone", zones))
+        .filter(in_window)
+    )
+    rated_sessions = plan_sessions.filter(pl.col("pain_before").is_not_null())
+    by_time = ["started_at", "session_id"]
+    baselines = rated_sessions.group_by("plan_id").agg(
+        baseline_pain=pl.col("pain_before").sort_by(by_time).first().cast(pl.Int32),
+        sessions_with_pain=pl.len().cast(pl.Int64),
+    )
+    conditions = plan_sessions.filter(pl.col("condition").is_not_null()).group_by("plan_id").agg(
+        condition=pl.col("condition").sort_by(by_time).first(),
+    )
+
+    plan_checkins = (
+        checkins.select(
+            "patient_key",
+            "checkin_id",
+            "pain",
+            pl.col("recorded_at").cast(_INSTANT),
+        )
+        .join(plans, on="patient_key", how="inner")
+        .with_columns(local_date=local_date("recorded_at", "clinic_timezone", zones))
+        .filter(in_window)
+    )
+    # On a tie in time the session's reading wins (source_rank 1 sorts last); ids break what is left.
+    observations = pl.concat(
+        [
+            rated_sessions.select(
+                "plan_id",
+                observed_at="started_at",
+                source_rank=pl.lit(1, dtype=pl.Int8),
+                observation_id="session_id",
+                pain=pl.col("pain_before").cast(pl.Int32),
+            ),
+            plan_checkins.select(
+                "plan_id",
+                observed_at="recorded_at",
+                source_rank=pl.lit(0, dtype=pl.Int8),
+                observation_id="checkin_id",
+                pain=pl.col("pain").cast(pl.Int32),
+            ),
+        ],
+        how="vertical",
+    )
+    finals = observations.group_by("plan_id").agg(
+        final_pain=pl.col("pain").sort_by(["observed_at", "source_rank", "observation_id"]).last(),
+        checkins_in_window=(pl.col("source_rank") == 0).sum().cast(pl.Int64),
+    )
+
+    change_pct = pl.col("change_points").cast(pl.Float64) / pl.col("baseline_pain")
+    return (
+        plans.join(baselines, on="plan_id", how="inner")
+        .join(finals, on="plan_id", how="left")
+        .join(conditions, on="plan_id", how="left")
+        .with_columns(change_points=(pl.col("baseline_pain") - pl.col("final_pain")).cast(pl.Int32))
+        .with_columns(change_pct=pl.when(pl.col("baseline_pain") != 0).then(change_pct))
+        .select(
+            "plan_id",
+            "patient_key",
+            "clinic_id",
+            "condition",
+            "completion",
+            "baseline_pain",
+            "final_pain",
+            "change_points",
+            "change_pct",
+            achieved_mcid=pl.col("change_points") >= mcid,
+            moderate=pl.col("change_pct") >= MODERATE_CHANGE,
+            substantial=pl.col("change_pct") >= SUBSTANTIAL_CHANGE,
+            sessions_with_pain="sessions_with_pain",
+            checkins_in_window="checkins_in_window",
+        )
+        .sort("plan_id")
+    )
+
+
+def plan_outcome_summary(outcomes: pl.LazyFrame) -> pl.LazyFrame:
+    """R5 per group: shares of plans reaching the MCID, moderate and substantial change."""
+    return _in_grouping_order(
+        stack_groups(outcomes, PLAN_GROUPS)
+        .group_by("group_by", "group_value")
+        .agg(
+            plans=pl.len().cast(pl.Int64),
+            patients=pl.col("patient_key").n_unique().cast(pl.Int64),
+            mean_baseline_pain=pl.col("baseline_pain").mean(),
+            mean_final_pain=pl.col("final_pain").mean(),
+            mean_change_points=pl.col("change_points").mean(),
+            achieved_mcid_share=pl.col("achieved_mcid").mean(),
+            moderate_share=pl.col("moderate").mean(),
+            substantial_share=pl.col("substantial").mean(),
+        ),
+        PLAN_GROUPS,
+    )
+
+
+# --- R6 safety and aftercare ------------------------------------------------------------------
+
+
+def _group_totals(needling: pl.LazyFrame) -> pl.LazyFrame:
+    return needling.group_by("group_by", "group_value").agg(
+        needling_sessions=pl.len().cast(pl.Int64),
+        patients=pl.col("patient_key").n_unique().cast(pl.Int64),
+    )
+
+
+def adverse_events(sessions: pl.LazyFrame) -> pl.LazyFrame:
+    """R6: adverse events per 100 needling sessions, one row per group and event type (zeros included).
+
+    A needling session without a recorded adverse_event stays in the
+    denominator (unrecorded_sessions says how many there are).
+    """
+    needling = stack_groups(needling_sessions(sessions), SAFETY_GROUPS)
+    totals = needling.group_by("group_by", "group_value").agg(
+        needling_sessions=pl.len().cast(pl.Int64),
+        patients=pl.col("patient_key").n_unique().cast(pl.Int64),
+        unrecorded_sessions=pl.col("adverse_event").is_null().sum().cast(pl.Int64),
+    )
+    counts = (
+        needling.filter(pl.col("adverse_event").is_in(ADVERSE_EVENT_TYPES))
+        .group_by("group_by", "group_value", event_type="adverse_event")
+        .agg(events=pl.len().cast(pl.Int64))
+    )
+    types = pl.LazyFrame({"event_type": list(ADVERSE_EVENT_TYPES)})
+    type_order = {name: position for position, name in enumerate(ADVERSE_EVENT_TYPES)}
+    return _in_grouping_order(
+        totals.join(types, how="cross")
+        .join(counts, on=["group_by", "group_value", "event_type"], how="left")
+        .with_columns(pl.col("events").fill_null(0))
+        .select(
+            "group_by",
+            "group_value",
+            "needling_sessions",
+            "patients",
+            "unrecorded_sessions",
+            "event_type",
+            "events",
+            per_100_sessions=pl.col("events") * 100.0 / pl.col("needling_sessions"),
+        ),
+        SAFETY_GROUPS,
+        pl.col("event_type").replace_strict(type_order, return_dtype=pl.Int32),
+    )
+
+
+def aftercare_mix(sessions: pl.LazyFrame) -> pl.LazyFrame:
+    """R6: the mix of aftercare advice after needling sessions, one row per group and advice."""
+    needling = stack_groups(
+        needling_sessions(sessions).with_columns(advice=pl.col("aftercare").fill_null(NOT_RECORDED)),
+        SAFETY_GROUPS,
+    )
+    advice_values = [*AFTERCARE_ADVICE, NOT_RECORDED]
+    counts = needling.group_by("group_by", "group_value", aftercare="advice").agg(sessions=pl.len().cast(pl.Int64))
+    advice_order = {name: position for position, name in enumerate(advice_values)}
+    return _in_grouping_order(
+        _group_totals(needling)
+        .join(pl.LazyFrame({"aftercare": advice_values}), how="cross")
+        .join(counts, on=["group_by", "group_value", "aftercare"], how="left")
+        .with_columns(pl.col("sessions").fill_null(0))
+        .select(
+            "group_by",
+            "group_value",
+            "needling_sessions",
+            "patients",
+            "aftercare",
+            "sessions",
+            share=pl.col("sessions") / pl.col("needling_sessions"),
+        ),
+        SAFETY_GROUPS,
+        pl.col("aftercare").replace_strict(advice_order, return_dtype=pl.Int32),
+    )
+
+
+def pcp_clearance(plans: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
+    """R6: share of plans started (start_date <= as_of, any status) without PCP clearance.
+
+    pcp_cleared null (not recorded) counts as without clearance.
+    """
+    started = stack_groups(plans.filter(pl.col("start_date") <= as_of), PCP_GROUPS)
+    without = pl.col("pcp_cleared").fill_null(False).not_()
+    return _in_grouping_order(
+        started.group_by("group_by", "group_value").agg(
+            plans=pl.len().cast(pl.Int64),
+            patients=pl.col("patient_key").n_unique().cast(pl.Int64),
+            plans_without_pcp_clearance=without.sum().cast(pl.Int64),
+            share=without.mean(),
+        ),
+        PCP_GROUPS,
+    )
+
+
+# --- warehouse ------------------------------------------------------------------------------------
+
+
+def _read(con: duckdb.DuckDBPyConnection, query: str) -> pl.LazyFrame:
+    # Read once through Arrow; every metric below reuses the same in-memory frame.
+    return pl.from_arrow(con.sql(query).to_arrow_table()).lazy()
+
+
+def _write(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
+    view = f"_arrow_marts_{table}"
+    con.register(view, frame.to_arrow())
+    try:
+        con.execute(f"create or replace table marts.{table} as select * from {view}")
+    finally:
+        con.unregister(view)
+    return frame.height
+
+
+def _without_patient_key(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.drop("patient_key", strict=False)
+
+
+def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) -> dict[str, int]:
+    """Build every marts.* table from core.* and quality.plan_completion; rows written per table."""
+    rules = settings.rules
+    sessions = _read(
+        con,
+        """
+        select
+            session_id, patient_key, plan_id, clinic_id, clinician_role, started_at, status,
+            therapies, condition, pain_before, pain_after, aftercare, adverse_event,
+        from core.sessions
+        """,
+    )
+    checkins = _read(con, "select checkin_id, patient_key, recorded_at, pain, from core.pain_checkins")
+    plans = _read(con, "select plan_id, patient_key, clinic_id, start_date, pcp_cleared, from core.plans")
+    plan_completion = _read(
+        con,
+        """
+        select plan_id, patient_key, clinic_id, clinic_timezone, start_date, window_end, completion,
+        from quality.plan_completion
+        """,
+    )
+
+    relief = session_relief(sessions, rules.mcid_points).collect()
+    episodes = relief_episodes(sessions, checkins, rules.mcid_points, rules.relief_followup_days).collect()
+    curves = relief_curves(episodes.lazy()).collect()
+    summary = relief_summary(episodes.lazy(), curves.lazy()).collect()
+    outcomes = plan_outcomes(plan_completion, sessions, checkins, rules.mcid_points).collect()
+
+    marts = {
+        "session_relief": relief,
+        "session_relief_summary": session_relief_summary(relief.lazy()).collect(),
+        "relief_duration": episodes,
+        "relief_summary": summary,
+        "relief_curves": curves,
+        "relief_comparison": relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect(),
+        "plan_outcomes": outcomes,
+        "plan_outcome_summary": plan_outcome_summary(outcomes.lazy()).collect(),
+        "adverse_events": adverse_events(sessions).collect(),
+        "aftercare_mix": aftercare_mix(sessions).collect(),
+        "pcp_clearance": pcp_clearance(plans, as_of).collect(),
+    }
+    con.execute("create schema if not exists marts")
+    written = {table: _write(con, table, _without_patient_key(frame)) for table, frame in marts.items()}
+    apply_comments(con, "marts")
+    return written

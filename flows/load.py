@@ -14,14 +14,18 @@ connection; the warehouse holds their keyed hash (patient_key).
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import gzip
 import hashlib
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from flows import keys
 from flows.entities import ENTITIES, Entity, entity_of
@@ -161,17 +165,31 @@ def _quote_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _source_relation(file: ExportFile) -> str:
-    path = _quote_str(str(file.path))
-    if file.file_format == "parquet":
-        return f"read_parquet({path}, file_row_number = true)"
-    return (
-        f"read_csv({path}, header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', "
-        "strict_mode = true, store_rejects = true, auto_detect = true)"
-    )
+@dataclass(frozen=True)
+class Header:
+    """A file's own column names (and, for parquet, their Arrow types)."""
+
+    columns: tuple[str, ...]
+    types: tuple[str, ...] = ()
 
 
-def _normalised_columns(columns: list[str]) -> dict[str, str]:
+def read_header(file: ExportFile) -> Header:
+    """The file's header, read cheaply in Python so that DuckDB need not sniff each file."""
+    try:
+        if file.file_format == "parquet":
+            schema = pq.read_schema(file.path)
+            return Header(tuple(schema.names), tuple(str(t) for t in schema.types))
+        opener = gzip.open if file.file_format == "csv.gz" else open
+        with opener(file.path, "rt", encoding="utf-8-sig", newline="") as fh:
+            first = next(csv.reader(fh), None)
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, pa.ArrowException) as exc:
+        raise FileRejected(f"file cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    if not first:
+        raise FileRejected("file is empty: no header row")
+    return Header(tuple(first))
+
+
+def _normalised_columns(columns: tuple[str, ...]) -> dict[str, str]:
     """Spec name -> the file's own column name (header names match case-insensitively, trimmed)."""
     mapping: dict[str, str] = {}
     for original in columns:
@@ -182,61 +200,74 @@ def _normalised_columns(columns: list[str]) -> dict[str, str]:
     return mapping
 
 
-def _as_text(expr: str, duck_type: str) -> str:
-    """A parquet column as the text a CSV would have held (lists joined with ';')."""
-    if duck_type.endswith("[]"):
-        return f"array_to_string({expr}, ';')"
-    return f"{expr}::varchar"
-
-
-def _read_file(con: duckdb.DuckDBPyConnection, file: ExportFile, file_id: int, entity: Entity) -> tuple[int, list[str]]:
-    """Append the file's rows, as text with their line numbers, to incoming_<entity>.
-
-    Returns the number of rows written and the unknown columns that were ignored.
-    Rows the CSV reader itself could not split (wrong number of fields) go to
-    `incoming_unparsed`.
-    """
-    try:
-        relation = con.sql(f"select * from {_source_relation(file)}")
-        columns, types = relation.columns, [str(t) for t in relation.types]
-    except duckdb.Error as exc:
-        raise FileRejected(f"file cannot be read: {_first_line(exc)}") from None
-    data_columns = [c for c in columns if not (file.file_format == "parquet" and c == "file_row_number")]
-    by_name = _normalised_columns(data_columns)
+def check_header(header: Header, entity: Entity) -> list[str]:
+    """Refuse a header without every required column; return the unknown columns (ignored)."""
+    by_name = _normalised_columns(header.columns)
     missing = [c for c in entity.columns if c in entity.required and c not in by_name]
     if missing:
         raise FileRejected(f"missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    ignored = sorted(by_name[c] for c in by_name if c not in entity.columns)
-    type_of = dict(zip(columns, types))
+    return [by_name[c] for c in by_name if c not in entity.columns]
 
+
+def _scan(files: list[ExportFile], header: Header) -> str:
+    paths = "[" + ", ".join(_quote_str(str(f.path)) for f in files) + "]"
+    if files[0].file_format == "parquet":
+        return f"read_parquet({paths}, filename = '_source_path', file_row_number = true)"
+    columns = "{" + ", ".join(f"{_quote_str(c)}: 'VARCHAR'" for c in header.columns) + "}"
+    # Header given, so no sniffing; strict: a line with the wrong number of fields is rejected, not padded.
+    return (
+        f"read_csv({paths}, header = true, auto_detect = false, columns = {columns}, delim = ',', "
+        "quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, filename = '_source_path')"
+    )
+
+
+def _read_group(
+    con: duckdb.DuckDBPyConnection, entity: Entity, header: Header, results: list["FileResult"]
+) -> None:
+    """Append the rows of files sharing one header, as text with drop, file id and line number."""
+    by_name = _normalised_columns(header.columns)
+    types = dict(zip(header.columns, header.types))
     selected = []
     for column in entity.columns:
-        if column in by_name:
-            original = by_name[column]
-            selected.append(f"{_as_text(_quote_ident(original), type_of[original])} as {column}")
-        else:
+        if column not in by_name:
             selected.append(f"null::varchar as {column}")
-    if file.file_format == "parquet":
-        line = "file_row_number + 1"
+            continue
+        source = _quote_ident(by_name[column])
+        if types.get(by_name[column], "").startswith(("list", "large_list")):
+            selected.append(f"array_to_string({source}, ';') as {column}")  # a parquet list of therapies
+        else:
+            selected.append(f"{source}::varchar as {column}")
+    if results[0].file.file_format == "parquet":
+        line = "scanned.file_row_number + 1"
     else:
-        line = "row_number() over () + 1"  # the header is line 1; the scan keeps file order
-    insert = (
-        f"insert into incoming_{entity.name} by name "
-        f"select {', '.join(selected)}, {_quote_str(file.drop)} as _drop, {file_id} as _file_id, {line} as _line "
-        f"from {_source_relation(file)}"
+        # The scan keeps file order, so a row's place in its file is its row number minus the file's first;
+        # the header is line 1. Lines the reader could not split are accounted for afterwards.
+        line = "scanned._row - min(scanned._row) over (partition by scanned._source_path) + 2"
+    files = pa.table(
+        {
+            "path": pa.array([str(r.file.path) for r in results], pa.string()),
+            "drop_name": pa.array([r.file.drop for r in results], pa.string()),
+            "file_id": pa.array([r.file_id for r in results], pa.int32()),
+        }
     )
-    # The CSV reader appends to temp tables reject_errors/reject_scans; start each file with none.
-    con.execute("drop table if exists reject_errors")
-    con.execute("drop table if exists reject_scans")
+    con.register("group_files", files)
     try:
-        before = scalar(con, f"select count(*) from incoming_{entity.name}")
-        con.execute(insert)
-        written = scalar(con, f"select count(*) from incoming_{entity.name}") - before
-    except duckdb.Error as exc:
-        raise FileRejected(f"file cannot be read: {_first_line(exc)}") from None
-    if file.file_format != "parquet":
-        _collect_unparsed_lines(con, entity, file_id)
-    return written, ignored
+        con.execute(
+            f"""
+            insert into incoming_{entity.name} by name
+            with scanned as (
+                select *, row_number() over () as _row from {_scan([r.file for r in results], header)}
+            )
+            select {', '.join(selected)},
+                group_files.drop_name as _drop,
+                group_files.file_id as _file_id,
+                {line} as _line,
+            from scanned
+            inner join group_files on group_files.path = scanned._source_path
+            """
+        )
+    finally:
+        con.unregister("group_files")
 
 
 def _first_line(exc: Exception) -> str:
@@ -244,45 +275,104 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0][:300]
 
 
-def _collect_unparsed_lines(con: duckdb.DuckDBPyConnection, entity: Entity, file_id: int) -> None:
-    """Move the CSV reader's rejects of the last scan into incoming_unparsed and fix later rows' line numbers.
+def _read_files(con: duckdb.DuckDBPyConnection, results: list["FileResult"]) -> None:
+    """Read every new file: one scan per (entity, header); a scan that fails is retried file by file."""
+    groups: dict[tuple, list[FileResult]] = {}
+    headers: dict[int, Header] = {}
+    for result in results:
+        entity = ENTITIES[result.file.entity]
+        try:
+            header = read_header(result.file)
+            result.ignored_columns = check_header(header, entity)
+        except FileRejected as rejected:
+            _reject_file(con, result, str(rejected))
+            continue
+        headers[result.file_id] = header
+        kind = "parquet" if result.file.file_format == "parquet" else "csv"
+        groups.setdefault((entity.name, kind, header), []).append(result)
 
-    The reader skips a line it cannot split, so the rows after it were numbered
-    one too low; the j-th unparsed line L_j shifts every row numbered L_j - j or
-    higher by one. The rejected line's text is not kept: it may hold never-stored values.
+    for (entity_name, _, header), members in groups.items():
+        entity = ENTITIES[entity_name]
+        try:
+            _read_group(con, entity, header, members)
+        except duckdb.Error:
+            if len(members) == 1:
+                _reject_file(con, members[0], f"file cannot be read: {_first_line(sys.exc_info()[1])}")
+                continue
+            for member in members:  # find the file that broke the scan; the others still load
+                try:
+                    _read_group(con, entity, header, [member])
+                except duckdb.Error as exc:
+                    _reject_file(con, member, f"file cannot be read: {_first_line(exc)}")
+    _collect_unparsed_lines(con, results)
+
+
+def _reject_file(con: duckdb.DuckDBPyConnection, result: "FileResult", reason: str) -> None:
+    result.status, result.reason = "rejected", reason
+    result.rows_read = _count_rows_if_readable(con, result.file)
+    result.rows_rejected = result.rows_read
+    log.warning("rejected file %s: %s", result.file.relpath, reason)
+
+
+def _collect_unparsed_lines(con: duckdb.DuckDBPyConnection, results: list["FileResult"]) -> None:
+    """Record the lines the CSV reader could not split, and fix the line numbers of the rows after them.
+
+    The reader skips such a line, so the rows after it were numbered one too
+    low: the j-th unparsed line L_j of a file shifts every row of that file
+    numbered L_j - j + 1 or higher by one. The line's text is not kept: it may
+    hold never-stored values.
     """
     if not scalar(con, "select count(*) from duckdb_tables() where table_name = 'reject_errors'"):
         return
+    by_path = {str(r.file.path): r for r in results}
     unparsed = con.execute(
         """
-        select line, min(error_type)::varchar as error_type, min(error_message) as message
-        from reject_errors
-        group by line
-        order by line
+        select scans.file_path, errors.line, min(errors.error_type)::varchar, min(errors.error_message)
+        from reject_errors as errors
+        inner join reject_scans as scans on scans.scan_id = errors.scan_id and scans.file_id = errors.file_id
+        group by all
+        order by all
         """
     ).fetchall()
-    if not unparsed:
+    rows = [
+        (by_path[path].file_id, int(line), _unparsed_reason(kind, message))
+        for path, line, kind, message in unparsed
+        if path in by_path and by_path[path].status == "loaded"
+    ]
+    con.execute("drop table if exists reject_errors")
+    con.execute("drop table if exists reject_scans")
+    if not rows:
         return
-    rows = [(file_id, int(line), _unparsed_reason(error_type, message)) for line, error_type, message in unparsed]
-    con.executemany("insert into incoming_unparsed values (?, ?, ?)", rows)
-    con.execute(
-        f"""
-        update incoming_{entity.name} as target
-        set _line = target._line + shifts.shift
-        from (
-            select incoming._line as old_line, count(*) as shift
-            from incoming_{entity.name} as incoming
-            inner join (
-                select line, row_number() over (order by line) as rank
-                from incoming_unparsed where file_id = $file_id
-            ) as unparsed on incoming._line >= unparsed.line - unparsed.rank + 1
-            where incoming._file_id = $file_id
-            group by incoming._line
-        ) as shifts
-        where target._file_id = $file_id and target._line = shifts.old_line
-        """,
-        {"file_id": file_id},
+    con.register(
+        "unparsed_arrow",
+        pa.table(
+            {
+                "file_id": pa.array([r[0] for r in rows], pa.int32()),
+                "line": pa.array([r[1] for r in rows], pa.int64()),
+                "reason": pa.array([r[2] for r in rows], pa.string()),
+            }
+        ),
     )
+    con.execute("insert into incoming_unparsed select * from unparsed_arrow")
+    con.unregister("unparsed_arrow")
+    for entity in ENTITIES:
+        con.execute(
+            f"""
+            update incoming_{entity} as target
+            set _line = target._line + shifts.shift
+            from (
+                select incoming._file_id, incoming._line as old_line, count(*) as shift
+                from incoming_{entity} as incoming
+                inner join (
+                    select file_id, line, row_number() over (partition by file_id order by line) as rank
+                    from incoming_unparsed
+                ) as unparsed
+                    on unparsed.file_id = incoming._file_id and incoming._line >= unparsed.line - unparsed.rank + 1
+                group by all
+            ) as shifts
+            where target._file_id = shifts._file_id and target._line = shifts.old_line
+            """
+        )
 
 
 def _unparsed_reason(error_type: str, message: str | None) -> str:
@@ -309,7 +399,7 @@ def _register_patient_keys(con: duckdb.DuckDBPyConnection, secret: bytes) -> Non
         for name, entity in ENTITIES.items()
         if "patient_id" in entity.columns
     )
-    ids = [row[0] for row in con.execute(union).fetchall()]
+    ids = con.sql(union).to_arrow_table().column("patient_id").to_pylist()
     table = keys.patient_key_table(secret, ids)
     con.register("patient_keys_arrow", table)
     con.execute("create or replace temp table patient_keys as select * from patient_keys_arrow")
@@ -344,18 +434,12 @@ def load_exports(
             summary.already_loaded.append(file.relpath)
             continue
         known.add(digest)  # the same content twice in one night is loaded once
-        result = FileResult(file=file, file_id=next_id, sha256=digest)
+        summary.files.append(FileResult(file=file, file_id=next_id, sha256=digest))
         next_id += 1
-        try:
-            result.rows_read, result.ignored_columns = _read_file(con, file, result.file_id, ENTITIES[file.entity])
-        except FileRejected as rejected:
-            result.status, result.reason = "rejected", str(rejected)
-            result.rows_read = _count_rows_if_readable(con, file)
-            result.rows_rejected = result.rows_read
-            log.warning("rejected file %s: %s", file.relpath, rejected)
+    _read_files(con, summary.files)
+    for result in summary.files:
         if result.ignored_columns:
-            log.info("%s: ignored unknown columns %s", file.relpath, ", ".join(result.ignored_columns))
-        summary.files.append(result)
+            log.info("%s: ignored unknown columns %s", result.file.relpath, ", ".join(result.ignored_columns))
 
     files = pa.table(
         {
@@ -403,9 +487,16 @@ def load_exports(
 
 
 def _count_rows_if_readable(con: duckdb.DuckDBPyConnection, file: ExportFile) -> int:
+    """Data rows of a file rejected whole (0 when it cannot be read at all)."""
     try:
-        return scalar(con, f"select count(*) from {_source_relation(file)}")
-    except duckdb.Error:
+        if file.file_format == "parquet":
+            return pq.read_metadata(file.path).num_rows
+        return scalar(
+            con,
+            f"select count(*) from read_csv({_quote_str(str(file.path))}, header = true, all_varchar = true, "
+            "delim = ',', quote = '\"', escape = '\"', strict_mode = false, ignore_errors = true)",
+        )
+    except (duckdb.Error, OSError, pa.ArrowException):
         return 0
 
 
@@ -446,32 +537,33 @@ def _count_per_file(con: duckdb.DuckDBPyConnection, summary: LoadSummary) -> Non
         loaded, rejected = counts.get(result.file_id, (0, 0))
         result.rows_loaded = loaded
         result.rows_rejected = rejected + unparsed.get(result.file_id, 0)
-        result.rows_read += unparsed.get(result.file_id, 0)
-        assert result.rows_read == result.rows_loaded + result.rows_rejected, result
+        result.rows_read = loaded + rejected + unparsed.get(result.file_id, 0)
 
 
 def _record_ledger(con: duckdb.DuckDBPyConnection, summary: LoadSummary, run_id: int) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = [
-        (
-            run_id,
-            r.file_id,
-            r.file.relpath,
-            r.file.drop,
-            r.file.entity,
-            r.file.file_format,
-            r.sha256,
-            r.status,
-            r.rows_read,
-            r.rows_loaded,
-            r.rows_rejected,
-            r.ignored_columns,
-            now,
-        )
-        for r in summary.files
-    ]
-    if rows:
-        con.executemany("insert into ops.loaded_files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    if not summary.files:
+        return
+    files = summary.files
+    ledger = pa.table(
+        {
+            "run_id": pa.array([run_id] * len(files), pa.int32()),
+            "file_id": pa.array([r.file_id for r in files], pa.int32()),
+            "path": pa.array([r.file.relpath for r in files], pa.string()),
+            "drop_name": pa.array([r.file.drop for r in files], pa.string()),
+            "entity": pa.array([r.file.entity for r in files], pa.string()),
+            "file_format": pa.array([r.file.file_format for r in files], pa.string()),
+            "sha256": pa.array([r.sha256 for r in files], pa.string()),
+            "status": pa.array([r.status for r in files], pa.string()),
+            "rows_read": pa.array([r.rows_read for r in files], pa.int64()),
+            "rows_loaded": pa.array([r.rows_loaded for r in files], pa.int64()),
+            "rows_rejected": pa.array([r.rows_rejected for r in files], pa.int64()),
+            "ignored_columns": pa.array([r.ignored_columns for r in files], pa.list_(pa.string())),
+            "loaded_at": pa.array([dt.datetime.now(dt.timezone.utc)] * len(files), pa.timestamp("us", tz="UTC")),
+        }
+    )
+    con.register("ledger_arrow", ledger)
+    con.execute("insert into ops.loaded_files by name select * from ledger_arrow")
+    con.unregister("ledger_arrow")
 
 
 def build_core(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -1,0 +1,316 @@
+"""The nightly run, as a Prefect 3 flow.
+
+    load drops -> build core -> validate -> metrics -> report -> publish
+
+Every task works on the run's own copy of the warehouse (a file path, so each
+task opens its own short connection and a retry starts clean); nothing is
+visible to readers until `publish` renames the finished file over the
+published one. A critical expectation failure stops the run before metrics:
+the published warehouse and report stay as they were and the run fails with the
+reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+# Offline by default: no telemetry. (Set before Prefect is imported.)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import pyarrow as pa  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from flows import keys, load, publish  # noqa: E402
+from flows.settings import Settings, load_settings  # noqa: E402
+from flows.warehouse import apply_comments, connect, set_variables  # noqa: E402
+
+
+class CriticalChecksFailed(RuntimeError):
+    """A critical expectation failed: the run must not publish."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every task needs to find the run's files; plain values, so tasks can be retried."""
+
+    run_id: int
+    building: Path
+    warehouse: Path
+    reports: Path
+    report_dir: Path
+    settings: Settings
+    as_of: dt.date
+
+
+@dataclass
+class NightlyResult:
+    run_id: int
+    status: str
+    warehouse: Path
+    report_html: Path | None
+    report_pdf: Path | None
+    data_docs: Path | None
+    rows_loaded: int
+    rows_rejected: int
+    expectations_failed: int
+    message: str | None = None
+
+
+def today_in(timezone: str) -> dt.date:
+    return dt.datetime.now(ZoneInfo(timezone)).date()
+
+
+def _open(ctx: RunContext):
+    con = connect(ctx.building)
+    set_variables(con, ctx.settings, ctx.as_of)
+    con.execute("set variable run_id = $r", {"r": ctx.run_id})
+    return con
+
+
+@task(name="load_drops", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def load_drops(ctx: RunContext, exports: Path) -> load.LoadSummary:
+    """Copy the published warehouse into the run's own file and read every new export file into it.
+
+    I/O on the drop share can fail transiently: a retry starts again from a fresh copy, so a half-done
+    attempt never counts.
+    """
+    secret = keys.load_key(ctx.warehouse)
+    publish.stage_copy(ctx.warehouse, ctx.building)
+    con = _open(ctx)
+    try:
+        load.prepare(con, ctx.settings, ctx.as_of, ctx.run_id)
+        summary = load.load_exports(con, exports, secret=secret, run_id=ctx.run_id)
+    finally:
+        con.close()
+    get_run_logger().info(
+        "loaded %d new files (%d rejected whole), %d rows loaded, %d rows rejected; %d files already loaded, %d ignored",
+        len(summary.files),
+        summary.files_rejected,
+        summary.rows_loaded,
+        summary.rows_rejected,
+        len(summary.already_loaded),
+        len(summary.ignored),
+    )
+    return summary
+
+
+@task(name="build_core", cache_policy=NO_CACHE)
+def build_core(ctx: RunContext) -> dict[str, int]:
+    con = _open(ctx)
+    try:
+        counts = load.build_core(con)
+    finally:
+        con.close()
+    get_run_logger().info("core: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate(ctx: RunContext):
+    """R1/R2 flag tables and every Great Expectations suite; data docs into the run's report folder."""
+    from flows import validate as validation
+
+    con = _open(ctx)
+    try:
+        validation.build_quality_tables(con, ctx.settings, ctx.as_of)
+        outcome = validation.validate(
+            con,
+            run_id=ctx.run_id,
+            settings=ctx.settings,
+            as_of=ctx.as_of,
+            docs_dir=ctx.report_dir / "data-docs",
+        )
+    finally:
+        con.close()
+    logger = get_run_logger()
+    for failure in outcome.critical_failures:
+        logger.error("critical: %s", failure)
+    logger.info(
+        "validation: %d critical failures, %d warnings failed", len(outcome.critical_failures), outcome.warnings_failed
+    )
+    return outcome
+
+
+@task(name="compute_metrics", cache_policy=NO_CACHE)
+def compute_metrics(ctx: RunContext) -> dict[str, int]:
+    from flows import metrics
+
+    con = _open(ctx)
+    try:
+        counts = metrics.compute_marts(con, ctx.settings, ctx.as_of)
+    finally:
+        con.close()
+    get_run_logger().info("marts: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts
+
+
+def _write_ops_runs(con, journal: publish.RunJournal, current: publish.RunRecord) -> None:
+    records = [r for r in journal.records() if r.run_id != current.run_id] + [current]
+    table = pa.table(
+        {
+            "run_id": pa.array([r.run_id for r in records], pa.int32()),
+            "started_at": pa.array([dt.datetime.fromisoformat(r.started_at) for r in records], pa.timestamp("us", tz="UTC")),
+            "finished_at": pa.array(
+                [dt.datetime.fromisoformat(r.finished_at) if r.finished_at else None for r in records],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "as_of": pa.array([dt.date.fromisoformat(r.as_of) for r in records], pa.date32()),
+            "status": pa.array([r.status for r in records], pa.string()),
+            "rows_loaded": pa.array([r.rows_loaded for r in records], pa.int64()),
+            "rows_rejected": pa.array([r.rows_rejected for r in records], pa.int64()),
+            "files_loaded": pa.array([r.files_loaded for r in records], pa.int64()),
+            "files_rejected": pa.array([r.files_rejected for r in records], pa.int64()),
+            "expectations_failed": pa.array([r.expectations_failed for r in records], pa.int64()),
+            "message": pa.array([r.message for r in records], pa.string()),
+        }
+    )
+    con.register("journal_runs", table)
+    con.execute("create or replace table ops.runs as select * from journal_runs order by run_id")
+    con.unregister("journal_runs")
+    apply_comments(con, "ops")
+
+
+@task(name="render_report", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.RunRecord):
+    """Record this run in ops.runs (as it will stand once published), then render the report from the warehouse."""
+    from flows import report
+
+    con = _open(ctx)
+    try:
+        _write_ops_runs(con, journal, record)
+        paths = report.render_report(
+            con,
+            settings=ctx.settings,
+            as_of=ctx.as_of,
+            out_dir=ctx.report_dir,
+            data_docs_href="data-docs/index.html",
+            run_id=ctx.run_id,
+        )
+    finally:
+        con.close()
+    return paths
+
+
+@task(name="publish", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def publish_run(ctx: RunContext) -> Path:
+    """Reports first, then the warehouse: the warehouse rename is the commit point of the night."""
+    latest = publish.publish_reports(ctx.reports, ctx.report_dir)
+    publish.publish_warehouse(ctx.building, ctx.warehouse)
+    get_run_logger().info("published %s and %s", ctx.warehouse, latest)
+    return latest
+
+
+def _iso_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+@flow(name="clinic-outcomes-nightly", flow_run_name="nightly {as_of}", log_prints=True)
+def nightly(
+    exports: str,
+    warehouse: str,
+    reports: str,
+    as_of: dt.date | None = None,
+    timezone: str | None = None,
+    config: str | None = None,
+) -> NightlyResult:
+    """One nightly run: load new drops, validate, compute, publish warehouse and report."""
+    settings = load_settings(config).with_timezone(timezone)
+    as_of = as_of or today_in(settings.timezone)
+    warehouse_path, reports_path = Path(warehouse).resolve(), Path(reports).resolve()
+    exports_path = Path(exports).resolve()
+    if not exports_path.is_dir():
+        raise FileNotFoundError(f"exports folder {exports_path} does not exist")
+    logger = get_run_logger()
+
+    with publish.RunLock(warehouse_path):
+        journal = publish.RunJournal(warehouse_path)
+        journal.close_abandoned()
+        publish.remove_leftovers(warehouse_path)
+        run_id = journal.next_run_id()
+        record = publish.RunRecord(run_id=run_id, started_at=_iso_now(), as_of=as_of.isoformat())
+        journal.write(record)
+        ctx = RunContext(
+            run_id=run_id,
+            building=publish.building_path(warehouse_path, run_id),
+            warehouse=warehouse_path,
+            reports=reports_path,
+            report_dir=publish.report_run_dir(reports_path, run_id),
+            settings=settings,
+            as_of=as_of,
+        )
+        timings: dict[str, float] = {}
+
+        def timed(name, fn, *args):
+            start = time.perf_counter()
+            value = fn(*args)
+            timings[name] = round(time.perf_counter() - start, 3)
+            return value
+
+        try:
+            summary = timed("load", load_drops, ctx, exports_path)
+            record.rows_loaded, record.rows_rejected = summary.rows_loaded, summary.rows_rejected
+            record.files_loaded, record.files_rejected = len(summary.files), summary.files_rejected
+            timed("core", build_core, ctx)
+            outcome = timed("validate", validate, ctx)
+            record.expectations_failed = len(outcome.critical_failures) + outcome.warnings_failed
+            record.critical_failed = len(outcome.critical_failures)
+            if outcome.critical_failures:
+                raise CriticalChecksFailed(
+                    f"{len(outcome.critical_failures)} critical expectation(s) failed, nothing published: "
+                    + "; ".join(outcome.critical_failures[:3])
+                )
+            timed("metrics", compute_metrics, ctx)
+            record.status, record.finished_at = "published", _iso_now()
+            record.stage_seconds = timings
+            paths = timed("report", render_report, ctx, journal, record)
+            timed("publish", publish_run, ctx)
+            record.stage_seconds = timings
+            journal.write(record)
+        except BaseException as exc:
+            record.status, record.finished_at = "failed", _iso_now()
+            record.message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            record.stage_seconds = timings
+            journal.write(record)
+            ctx.building.unlink(missing_ok=True)
+            Path(str(ctx.building) + ".wal").unlink(missing_ok=True)
+            logger.error("run %d failed, nothing published: %s", run_id, record.message)
+            raise
+
+    logger.info("stage seconds: %s", timings)
+    latest = reports_path / "latest"
+    return NightlyResult(
+        run_id=run_id,
+        status=record.status,
+        warehouse=warehouse_path,
+        report_html=latest / Path(paths.html).name,
+        report_pdf=latest / Path(paths.pdf).name if getattr(paths, "pdf", None) else None,
+        data_docs=latest / "data-docs" / "index.html",
+        rows_loaded=record.rows_loaded,
+        rows_rejected=record.rows_rejected,
+        expectations_failed=record.expectations_failed,
+    )
+
+
+def failed_run_hook(flow, flow_run, state) -> None:
+    """Notify through a Prefect notification block when one is named in CLINIC_OUTCOMES_NOTIFY_BLOCK."""
+    block_name = os.environ.get("CLINIC_OUTCOMES_NOTIFY_BLOCK")
+    if not block_name:
+        return
+    from prefect.blocks.core import Block
+
+    block = Block.load(block_name)
+    block.notify(
+        subject=f"clinic-outcomes: {flow_run.name} failed",
+        body=f"The nightly run {flow_run.name} ended {state.name}: {state.message}. Nothing was published; "
+        "the last good warehouse and report are unchanged.",
+    )
+
+
+nightly = nightly.with_options(on_failure=[failed_run_hook], on_crashed=[failed_run_hook])

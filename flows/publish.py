@@ -1,0 +1,184 @@
+"""Publishing without ever showing a half-written warehouse or report.
+
+- One run at a time: an exclusive flock on `<warehouse>.lock` (released by the
+  kernel if the run dies, so a killed run never blocks the next one).
+- Each run builds the next warehouse in a new file (a copy of the published one,
+  so history and the file ledger carry over) and publishes it by `os.replace`,
+  an atomic rename. Readers that opened the old file keep reading it; new
+  readers open the new one; no reader ever takes a lock the run needs.
+- Reports are written to `reports/runs/<run>/` and published by atomically
+  re-pointing the `reports/latest` symlink.
+- The run journal `<warehouse>.runs.jsonl` (append-only, beside the warehouse)
+  records every run, failed ones included; ops.runs in each published warehouse
+  is built from it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+
+
+class RunInProgress(RuntimeError):
+    """Another nightly run holds the warehouse."""
+
+
+class RunLock:
+    def __init__(self, warehouse: Path):
+        self.path = warehouse.with_name(warehouse.name + ".lock")
+        self._fh = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.path.open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise RunInProgress(
+                f"another run is already working on {self.path.with_suffix('')} ({holder}); refusing to start a second one"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%SZ}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.seek(0)
+            self._fh.truncate()
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def building_path(warehouse: Path, run_id: int) -> Path:
+    return warehouse.with_name(f".{warehouse.name}.run{run_id}.building")
+
+
+def remove_leftovers(warehouse: Path) -> list[Path]:
+    """Delete what killed runs left behind (only called while holding the run lock)."""
+    removed = []
+    for path in warehouse.parent.glob(f".{warehouse.name}.run*.building*"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def stage_copy(warehouse: Path, building: Path) -> None:
+    """Start the next warehouse as a copy of the published one (or empty on the first night)."""
+    building.unlink(missing_ok=True)
+    Path(str(building) + ".wal").unlink(missing_ok=True)
+    if warehouse.exists():
+        wal = Path(str(warehouse) + ".wal")
+        if wal.exists():
+            # A published file is always checkpointed; a WAL means a writer opened it outside the pipeline.
+            raise RuntimeError(f"{wal} exists: something wrote to the published warehouse; checkpoint or remove it")
+        shutil.copyfile(warehouse, building)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_warehouse(building: Path, warehouse: Path) -> None:
+    """Atomically replace the published warehouse with the finished build."""
+    con = duckdb.connect(str(building))
+    con.execute("checkpoint")
+    con.close()
+    with building.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(building, warehouse)
+    _fsync_dir(warehouse.parent)
+
+
+def report_run_dir(reports: Path, run_id: int) -> Path:
+    return reports / "runs" / f"run-{run_id:05d}"
+
+
+def publish_reports(reports: Path, run_dir: Path, keep: int = 30) -> Path:
+    """Point reports/latest at run_dir atomically; keep the newest `keep` runs' folders."""
+    latest = reports / "latest"
+    tmp = reports / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.relative_to(reports), target_is_directory=True)
+    os.replace(tmp, latest)
+    _fsync_dir(reports)
+    runs = sorted((reports / "runs").glob("run-*"))
+    for old in runs[:-keep]:
+        if old.resolve() != run_dir.resolve():
+            shutil.rmtree(old, ignore_errors=True)
+    return latest
+
+
+@dataclass
+class RunRecord:
+    run_id: int
+    started_at: str
+    as_of: str
+    status: str = "running"  # running | published | failed | refused | abandoned
+    finished_at: str | None = None
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    files_loaded: int = 0
+    files_rejected: int = 0
+    expectations_failed: int = 0
+    critical_failed: int = 0
+    message: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class RunJournal:
+    """Append-only JSON lines; the last line for a run_id is its state."""
+
+    def __init__(self, warehouse: Path):
+        self.path = warehouse.with_name(warehouse.name + ".runs.jsonl")
+
+    def records(self) -> list[RunRecord]:
+        if not self.path.exists():
+            return []
+        latest: dict[int, dict] = {}
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill; the run's earlier line still stands
+                latest[row["run_id"]] = row
+        known = set(RunRecord.__dataclass_fields__)
+        return [RunRecord(**{k: v for k, v in row.items() if k in known}) for _, row in sorted(latest.items())]
+
+    def next_run_id(self) -> int:
+        records = self.records()
+        return (records[-1].run_id + 1) if records else 1
+
+    def write(self, record: RunRecord) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(asdict(record), sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def close_abandoned(self) -> None:
+        """Runs still 'running' when a new run holds the lock were killed: say so."""
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        for record in self.records():
+            if record.status == "running":
+                record.status, record.finished_at = "abandoned", now
+                record.message = "the run stopped without finishing (killed or crashed); nothing was published"
+                self.write(record)

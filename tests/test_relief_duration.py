@@ -219,7 +219,7 @@ session_rows = st.lists(
 checkin_rows = st.lists(st.tuples(st.sampled_from(["p1", "p2"]), hour, pain), max_size=15)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(session_rows, checkin_rows, st.sampled_from([1.0, 2.0, 2.5, 3.0]), st.integers(0, 1_000_000))
 def test_matches_the_rules_written_the_slow_way(raw_sessions, raw_checkins, mcid, seed):
     given_sessions = [

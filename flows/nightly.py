@@ -207,6 +207,24 @@ def publish_run(ctx: RunContext) -> Path:
     return latest
 
 
+def _reset_peak_memory() -> None:
+    """Reset the kernel's peak-RSS mark for this process (Linux), so each stage's peak is its own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_memory_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def _iso_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
@@ -248,9 +266,13 @@ def nightly(
         timings: dict[str, float] = {}
 
         def timed(name, fn, *args):
+            _reset_peak_memory()
             start = time.perf_counter()
             value = fn(*args)
             timings[name] = round(time.perf_counter() - start, 3)
+            peak = _peak_memory_mb()
+            if peak is not None:
+                record.stage_peak_mb[name] = peak
             return value
 
         try:

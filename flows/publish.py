@@ -141,6 +141,7 @@ class RunRecord:
     critical_failed: int = 0
     message: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_peak_mb: dict[str, float] = field(default_factory=dict)
 
 
 class RunJournal:

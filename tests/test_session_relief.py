@@ -1,0 +1,132 @@
+"""R3: immediate relief from a needling session; and compute_marts end to end through DuckDB."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from flows.metrics import compute_marts, session_relief, session_relief_summary
+from flows.settings import Rules, Settings
+from flows.warehouse import connect, undocumented
+from metrics_fixtures import (
+    checkin,
+    checkins_frame,
+    completion,
+    completion_frame,
+    load_tables,
+    plan,
+    plans_frame,
+    session,
+    sessions_frame,
+)
+
+
+def relief_rows(*sessions: dict, mcid: float = 2.0) -> list[tuple]:
+    relief = session_relief(sessions_frame(*sessions), mcid)
+    return relief.select("session_id", "relief_points", "relief_pct", "meaningful_relief").sort("session_id").collect().rows()
+
+
+def test_relief_points_pct_and_meaningful():
+    assert relief_rows(
+        session("a", 0, pain_before=8, pain_after=4),
+        session("b", 1, pain_before=5, pain_after=4),  # 1 point: below the MCID
+        session("c", 2, pain_before=6, pain_after=4),  # exactly the MCID: meaningful
+        session("d", 3, pain_before=3, pain_after=5),  # pain rose
+        session("e", 4, pain_before=0, pain_after=0),  # no pain to relieve: no percentage
+        session("f", 5, pain_before=10, pain_after=0),
+    ) == [
+        ("a", 4, 0.5, True),
+        ("b", 1, 0.2, False),
+        ("c", 2, pytest.approx(1 / 3), True),
+        ("d", -2, pytest.approx(-2 / 3), False),
+        ("e", 0, None, False),
+        ("f", 10, 1.0, True),
+    ]
+
+
+def test_only_completed_needling_sessions_with_both_ratings():
+    assert relief_rows(
+        session("needling", 0, pain_before=7, pain_after=3, therapies=("manual_therapy", "dry_needling")),
+        session("manual_only", 1, pain_before=7, pain_after=3, therapies=("manual_therapy",)),
+        session("cancelled", 2, pain_before=7, pain_after=3, status="cancelled"),
+        session("no_show", 3, pain_before=7, pain_after=3, status="no_show"),
+        session("no_after", 4, pain_before=7, pain_after=None),
+        session("no_before", 5, pain_before=None, pain_after=3),
+    ) == [("needling", 4, pytest.approx(4 / 7), True)]
+
+
+def test_mcid_setting_is_used():
+    assert relief_rows(session("a", 0, pain_before=6, pain_after=3), mcid=3.0) == [("a", 3, 0.5, True)]
+    assert relief_rows(session("a", 0, pain_before=6, pain_after=3), mcid=3.5) == [("a", 3, 0.5, False)]
+
+
+def test_summary_counts_sessions_and_patients_per_group():
+    relief = session_relief(
+        sessions_frame(
+            session("a", 0, pain_before=8, pain_after=4, patient="p1", clinic="clinic_a"),
+            session("b", 1, pain_before=8, pain_after=7, patient="p1", clinic="clinic_a"),
+            session("c", 2, pain_before=6, pain_after=2, patient="p2", clinic="clinic_b", condition=None),
+        ),
+        2.0,
+    )
+    summary = session_relief_summary(relief).filter(pl.col("group_by").is_in(["all", "clinic", "condition"])).collect()
+    assert summary.select("group_by", "group_value", "sessions", "patients", "meaningful_relief_sessions", "mean_relief_points").rows() == [
+        ("all", "all", 3, 2, 2, 3.0),
+        ("condition", "low_back_pain", 2, 1, 1, 2.5),
+        ("condition", "not recorded", 1, 1, 1, 4.0),
+        ("clinic", "clinic_a", 2, 1, 1, 2.5),
+        ("clinic", "clinic_b", 1, 1, 1, 4.0),
+    ]
+
+
+def test_compute_marts_writes_every_mart_documented_and_without_patient_keys():
+    con = connect()
+    load_tables(
+        con,
+        {
+            "core.sessions": sessions_frame(
+                session("s1", 0, pain_before=7, pain_after=3, plan_id="plan1", aftercare="ice", adverse_event="soreness"),
+                session("s2", 48, pain_before=6, pain_after=2, plan_id="plan1", aftercare="heat", adverse_event="none"),
+                session("s3", 100, pain_before=4, pain_after=4, plan_id="plan1", therapies=("manual_therapy",)),
+            ),
+            "core.pain_checkins": checkins_frame(checkin("c1", 20, 4), checkin("c2", 200, 4)),
+            "core.plans": plans_frame(plan("plan1", dt.date(2026, 3, 1), pcp_cleared=None)),
+            "quality.plan_completion": completion_frame(completion("plan1", dt.date(2026, 3, 1))),
+        },
+    )
+    settings = Settings(rules=Rules(min_cell_patients=1))
+    written = compute_marts(con, settings, dt.date(2026, 5, 1))
+
+    tables = dict(con.sql("select table_name, estimated_size from duckdb_tables() where schema_name = 'marts'").fetchall())
+    assert set(written) == set(tables) == {
+        "session_relief", "session_relief_summary", "relief_duration", "relief_summary", "relief_curves",
+        "relief_comparison", "plan_outcomes", "plan_outcome_summary", "adverse_events", "aftercare_mix", "pcp_clearance",
+    }
+    for table, rows in written.items():
+        assert con.execute(f"select count(*) from marts.{table}").fetchall()[0][0] == rows
+    assert written["session_relief"] == 2 and written["relief_duration"] == 2 and written["plan_outcomes"] == 1
+    assert [name for name in undocumented(con) if name.startswith("marts.")] == []
+    assert con.execute(
+        "select count(*) from duckdb_columns() where schema_name = 'marts' and column_name = 'patient_key'"
+    ).fetchall()[0][0] == 0
+
+    # The interface's columns, with the warehouse types.
+    columns = dict(con.sql(
+        "select column_name, data_type from duckdb_columns() where schema_name = 'marts' and table_name = 'relief_duration'"
+    ).fetchall())
+    assert {name: columns[name] for name in ("session_id", "duration_hours", "relapsed", "started_at")} == {
+        "session_id": "VARCHAR", "duration_hours": "DOUBLE", "relapsed": "BOOLEAN", "started_at": "TIMESTAMP WITH TIME ZONE",
+    }
+    # s1: relapse at s2's pain_before 6 (> 7 - 2) after 48 h; s2: s3 and c2 report 4 (<= 6 - 2), censored at c2.
+    assert con.sql(
+        "select session_id, relapsed, duration_hours from marts.relief_duration order by session_id"
+    ).fetchall() == [("s1", True, 48.0), ("s2", False, 152.0)]
+    assert con.sql(
+        "select baseline_pain, final_pain, change_points, achieved_mcid from marts.plan_outcomes"
+    ).fetchall() == [(7, 4, 3, True)]  # baseline s1, final c2
+    assert con.sql("select plans, plans_without_pcp_clearance from marts.pcp_clearance where group_by = 'all'").fetchall() == [(1, 1)]
+
+    # Running again replaces the marts rather than appending.
+    assert compute_marts(con, settings, dt.date(2026, 5, 1)) == written

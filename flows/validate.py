@@ -1,0 +1,303 @@
+"""Validation: the clinical rules R1 and R2 as warehouse tables, and every check as Great Expectations.
+
+build_quality_tables() builds quality.retreatment_checks / retreatment_flags (R1)
+and quality.plan_completion (R2) from core.* with the thresholds of Settings
+(set as DuckDB variables, so each lives in one place).
+
+validate() runs every suite of expectations/*.json. A suite `<name>` validates
+the rows of sql/quality/frames/<name>.sql: DuckDB computes them, they reach GX as
+an Arrow-backed pandas DataFrame (GX has no DuckDB engine, see
+../shared/notes/stack.md). The R1 and R2 suites validate the very columns the
+flag tables are built from, so GX and the warehouse cannot disagree. Each
+expectation carries `meta.severity`: `critical` failures stop the run from
+publishing, `warning` failures are reported and the run publishes. Every result
+of every run is appended to quality.expectation_results; GX Data Docs go to
+docs_dir.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from flows import warehouse
+from flows.settings import Settings
+
+# Built in this order: flags read the checks.
+QUALITY_TABLES = ("retreatment_checks", "retreatment_flags", "plan_completion")
+SEVERITIES = ("critical", "warning")
+DOCS_SITE = "clinic_outcomes"
+
+# GX must not reach the network; its analytics are also switched off in the context config.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+def build_quality_tables(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) -> None:
+    """(Re)build the R1 and R2 tables of schema quality from core.*, with their comments."""
+    con.execute("create schema if not exists quality")
+    warehouse.set_variables(con, settings, as_of)
+    for table in QUALITY_TABLES:
+        warehouse.run_sql(con, f"quality/{table}")
+    warehouse.apply_comments(con, "quality")
+
+
+# --- suites -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SuiteFile:
+    """One suite of expectations/ as a reviewer reads it."""
+
+    name: str
+    path: Path
+    document: dict[str, Any]
+
+    @property
+    def expectations(self) -> list[dict[str, Any]]:
+        return self.document["expectations"]
+
+    @property
+    def frame_sql(self) -> str:
+        return warehouse.sql_text(f"quality/frames/{self.name}")
+
+
+def load_suites(directory: Path | None = None) -> list[SuiteFile]:
+    """Every suite of expectations/, checked for what validate() relies on."""
+    directory = directory or warehouse.EXPECTATIONS_DIR
+    suites = []
+    for path in sorted(directory.glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        name = document.get("name")
+        if name != path.stem:
+            raise ValueError(f"{path.name}: suite name {name!r} must match the file name")
+        if not (warehouse.SQL_DIR / "quality" / "frames" / f"{name}.sql").exists():
+            raise ValueError(f"{path.name}: no rows to validate: sql/quality/frames/{name}.sql is missing")
+        for index, expectation in enumerate(document.get("expectations") or []):
+            severity = (expectation.get("meta") or {}).get("severity")
+            if severity not in SEVERITIES:
+                raise ValueError(
+                    f"{path.name}: expectation {index} ({expectation.get('type')}) needs meta.severity "
+                    f"in {SEVERITIES}, got {severity!r}"
+                )
+        if not document.get("expectations"):
+            raise ValueError(f"{path.name}: a suite without expectations checks nothing")
+        suites.append(SuiteFile(name=name, path=path, document=document))
+    if not suites:
+        raise FileNotFoundError(f"no suites in {directory}")
+    return suites
+
+
+# --- results ----------------------------------------------------------------
+
+
+@dataclass
+class ValidationOutcome:
+    results: list[dict[str, Any]]  # the rows appended to quality.expectation_results
+    critical_failures: list[str]  # one line each; any of them stops publishing
+    warnings_failed: int
+    docs_index: Path | None
+
+    @property
+    def publishable(self) -> bool:
+        return not self.critical_failures
+
+
+RESULT_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.int64()),
+        ("suite", pa.string()),
+        ("expectation", pa.string()),
+        ("column_name", pa.string()),
+        ("description", pa.string()),
+        ("severity", pa.string()),
+        ("dimension", pa.string()),
+        ("success", pa.bool_()),
+        ("element_count", pa.int64()),
+        ("unexpected_count", pa.int64()),
+        ("unexpected_percent", pa.float64()),
+        ("details", pa.string()),
+        ("as_of", pa.date32()),
+        ("evaluated_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def _column_of(kwargs: dict[str, Any]) -> str | None:
+    if "column" in kwargs:
+        return kwargs["column"]
+    for key in ("column_list", "column_A"):
+        if key in kwargs:
+            return ", ".join(kwargs[key]) if key == "column_list" else f"{kwargs['column_A']}, {kwargs['column_B']}"
+    return None
+
+
+def _details(result: dict[str, Any], exception: dict[str, Any] | None) -> str | None:
+    if exception and exception.get("raised_exception"):
+        return f"error: {exception.get('exception_message')}"
+    if "observed_value" in result and result["observed_value"] is not None:
+        return f"observed: {result['observed_value']}"
+    sample = result.get("partial_unexpected_list") or []
+    if sample:
+        distinct = list(dict.fromkeys("null" if value is None else str(value) for value in sample))[:5]
+        return "e.g. " + ", ".join(distinct)
+    return None
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    """The suite's rows as pandas via Arrow.
+
+    Arrow-backed columns except instants and dates: GX fingerprints every batch
+    with pandas' hash_pandas_object, which takes ~70 s per million Arrow
+    timestamps and ~0.05 s for numpy datetime64 (measured here).
+    """
+    table = con.sql(sql).to_arrow_table()
+
+    def arrow_unless_temporal(arrow_type: pa.DataType):
+        return None if pa.types.is_temporal(arrow_type) else pd.ArrowDtype(arrow_type)
+
+    return table.to_pandas(types_mapper=arrow_unless_temporal, date_as_object=False)
+
+
+def _context(docs_dir: Path | None):
+    """An in-memory GX context: no analytics, no progress bars, Data Docs only in docs_dir."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    sites = {}
+    if docs_dir is not None:
+        sites[DOCS_SITE] = {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        data_docs_sites=sites,
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _gx_suite(suite: SuiteFile):
+    import great_expectations as gx
+
+    expectations = []
+    for expectation in suite.expectations:
+        # GX's own severity field follows meta.severity, the one place it is written.
+        expectations.append({**expectation, "severity": expectation["meta"]["severity"]})
+    built = gx.ExpectationSuite(name=suite.name, expectations=expectations, meta=suite.document.get("meta"),
+                                notes=suite.document.get("notes"))
+    # GX logs and drops an expectation it cannot build; a dropped check must not pass silently.
+    if len(built.expectations) != len(suite.expectations):
+        raise ValueError(f"{suite.path.name}: GX could not build every expectation (see the log above)")
+    return built
+
+
+def validate(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    run_id: int,
+    settings: Settings,
+    as_of: dt.date,
+    docs_dir: Path | None,
+) -> ValidationOutcome:
+    """Run every suite over the warehouse, append the results, build Data Docs."""
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    warehouse.set_variables(con, settings, as_of)
+    warehouse.run_sql(con, "quality/expectation_results")
+    evaluated_at = dt.datetime.now(dt.timezone.utc)
+    gx_run = RunIdentifier(run_name=f"run {run_id} as of {as_of.isoformat()}", run_time=evaluated_at)
+
+    context = _context(docs_dir)
+    datasource = context.data_sources.add_pandas("warehouse")
+    rows: list[dict[str, Any]] = []
+
+    def row(suite: str, expectation: str, **values: Any) -> dict[str, Any]:
+        base = {name: None for name in RESULT_SCHEMA.names}
+        base.update(run_id=run_id, suite=suite, expectation=expectation, as_of=as_of, evaluated_at=evaluated_at)
+        base.update(values)
+        return base
+
+    for suite in load_suites():
+        try:
+            frame = _frame(con, suite.frame_sql)
+        except duckdb.Error as error:
+            # Rows that cannot even be read (a core table missing or malformed) stop the run.
+            rows.append(
+                row(suite.name, "rows_can_be_read", severity="critical", dimension="conformance",
+                    success=False, details=f"error: {str(error).splitlines()[0]}",
+                    description=f"The rows of sql/quality/frames/{suite.name}.sql can be read.")
+            )
+            continue
+        gx_suite = context.suites.add(_gx_suite(suite))
+        batch = datasource.add_dataframe_asset(suite.name).add_batch_definition_whole_dataframe("whole")
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=suite.name, data=batch, suite=gx_suite)
+        )
+        validation = definition.run(
+            batch_parameters={"dataframe": frame}, result_format="SUMMARY", run_id=gx_run
+        )
+        for outcome in validation.results:
+            config = outcome.expectation_config
+            result = outcome.result or {}
+            rows.append(
+                row(
+                    suite.name,
+                    config.type,
+                    column_name=_column_of(config.kwargs),
+                    description=config.description,
+                    severity=config.meta["severity"],
+                    dimension=config.meta.get("dimension"),
+                    success=bool(outcome.success),
+                    element_count=result.get("element_count"),
+                    unexpected_count=result.get("unexpected_count"),
+                    unexpected_percent=result.get("unexpected_percent"),
+                    details=_details(result, outcome.exception_info),
+                )
+            )
+
+    if rows:
+        results_arrow = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)  # noqa: F841 (read by DuckDB)
+        columns = ", ".join(RESULT_SCHEMA.names)
+        con.execute(f"insert into quality.expectation_results ({columns}) select {columns} from results_arrow")
+    warehouse.apply_comments(con, "quality")
+
+    docs_index = None
+    if docs_dir is not None:
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        context.build_data_docs(site_names=[DOCS_SITE])
+        docs_index = docs_dir / "index.html"
+
+    failed = [r for r in rows if not r["success"]]
+    return ValidationOutcome(
+        results=rows,
+        critical_failures=[_one_line(r) for r in failed if r["severity"] == "critical"],
+        warnings_failed=sum(1 for r in failed if r["severity"] == "warning"),
+        docs_index=docs_index,
+    )
+
+
+def _one_line(result: dict[str, Any]) -> str:
+    what = result["expectation"] + (f" on {result['column_name']}" if result["column_name"] else "")
+    line = f"{result['suite']}: {what} failed"
+    if result["unexpected_count"] is not None and result["element_count"] is not None:
+        line += f" for {result['unexpected_count']} of {result['element_count']} rows"
+    if result["details"]:
+        line += f" ({result['details']})"
+    return line

@@ -1,0 +1,49 @@
+-- The rows GX suite `core_pain_checkins` validates: one per check-in, with
+-- whether its patient is known and whether it was recorded by the as-of date,
+-- in the zone of the patient's latest plan's clinic, else the default zone
+-- (exports.md).
+with
+
+checkins as (
+    select * from core.pain_checkins
+),
+
+patients as (
+    select * from core.patients
+),
+
+known_patients as (
+    -- distinct, so a repeated patient (core_patients reports that) repeats no row here
+    select distinct
+        patient_key,
+    from patients
+),
+
+plans as (
+    select * from core.plans
+),
+
+patient_zones as (
+    select
+        patient_key,
+        arg_max(clinic_timezone, (start_date, plan_id)) as timezone,
+    from plans
+    group by patient_key
+),
+
+final as (
+    select
+        checkins.checkin_id,
+        checkins.patient_key,
+        checkins.recorded_at,
+        checkins.pain,
+        checkins.channel,
+        known_patients.patient_key is not null as patient_is_known,
+        cast(timezone(coalesce(patient_zones.timezone, getvariable('default_timezone')), checkins.recorded_at) as date)
+            <= getvariable('as_of') as recorded_by_as_of,
+    from checkins
+    left join known_patients on known_patients.patient_key = checkins.patient_key
+    left join patient_zones on patient_zones.patient_key = checkins.patient_key
+)
+
+select * from final

@@ -18,8 +18,6 @@ needling_sessions as (
     select
         session_id,
         patient_key,
-        clinic_id,
-        clinician_id,
         started_at,
     from sessions
     where status = 'completed'
@@ -28,26 +26,15 @@ needling_sessions as (
         and patient_key is not null
 ),
 
-spots as (
-    -- distinct: a duplicated site row must not count as re-treatment by its own session
-    select distinct
-        session_id,
-        site,
-        side,
-    from needle_sites
-),
-
 spot_sessions as (
     select
         needling_sessions.session_id,
         needling_sessions.patient_key,
-        spots.site,
-        spots.side,
+        needle_sites.site,
+        needle_sites.side,
         needling_sessions.started_at,
-        needling_sessions.clinic_id,
-        needling_sessions.clinician_id,
     from needling_sessions
-    inner join spots on spots.session_id = needling_sessions.session_id
+    inner join needle_sites on needle_sites.session_id = needling_sessions.session_id
 ),
 
 with_previous as (
@@ -68,15 +55,14 @@ final as (
         session_id,
         site,
         side,
-        started_at,
-        clinic_id,
-        clinician_id,
         previous_session_id,
-        previous_started_at,
         -- elapsed time between instants (microsecond epochs), so DST changes do not shift it
         (epoch_us(started_at) - epoch_us(previous_started_at)) / 3600e6 as hours_since_previous,
+        -- a previous row of the same session is a duplicated site row (the critical
+        -- uniqueness expectation on core.needle_sites stops that run), not a re-treatment
         coalesce(
-            hours_since_previous >= 0
+            previous_session_id <> session_id
+            and hours_since_previous >= 0
             and hours_since_previous < getvariable('retreatment_window_hours'),
             false
         ) as retreated_too_soon,

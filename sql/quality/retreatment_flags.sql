@@ -1,6 +1,6 @@
 -- R1 flags: one row per session and spot needled again too soon. The test is
 -- the `retreated_too_soon` column of retreatment_checks, the same column the
--- GX suite `retreatment` validates.
+-- GX suite `retreatment` validates. No patient_key: the report lists no patients.
 create or replace table quality.retreatment_flags as
 
 with
@@ -9,19 +9,23 @@ checks as (
     select * from quality.retreatment_checks
 ),
 
+sessions as (
+    select * from core.sessions
+),
+
 final as (
     select
-        session_id,
-        previous_session_id,
-        site,
-        side,
-        hours_since_previous,
-        clinic_id,
-        clinician_id,
-        started_at,
-        previous_started_at,
+        checks.session_id,
+        checks.previous_session_id,
+        checks.site,
+        checks.side,
+        checks.hours_since_previous,
+        sessions.clinic_id,
+        sessions.clinician_id,
+        sessions.started_at,
     from checks
-    where retreated_too_soon
+    inner join sessions on sessions.session_id = checks.session_id
+    where checks.retreated_too_soon
 )
 
 select * from final

@@ -89,8 +89,9 @@ SPOTS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-SITE_TABLE = np.array([[site for site, _ in SPOTS[c]] for c in CONDITIONS], dtype=object)  # [condition, spot]
-SIDE_TABLE = np.array([[side for _, side in SPOTS[c]] for c in CONDITIONS], dtype=object)
+# Flat tables indexed by condition * 8 + spot.
+SITE_TABLE = tuple(site for c in CONDITIONS for site, _ in SPOTS[c])
+SIDE_TABLE = tuple(side for c in CONDITIONS for _, side in SPOTS[c])
 
 THERAPIES = ("dry_needling", "manual_therapy", "therapeutic_exercise", "electrical_stimulation", "ultrasound", "heat_ice", "spinal_injection", "other")
 ADJUNCT_SHARES = {  # therapy index -> share among adjunct draws
@@ -135,6 +136,16 @@ SESSION_START_MIN, SESSION_START_MAX = 7 * 60, 19 * 60  # local clinic hours, fa
 
 FIRST_NAMES = ("Ash", "Briar", "Cedar", "Dale", "Elm", "Fern", "Glen", "Hazel", "Iris", "Juniper", "Kit", "Linden", "Moss", "Nell", "Oak", "Pine", "Quill", "Rowan", "Sage", "Tansy", "Umber", "Vale", "Wren", "Yarrow")
 LAST_NAMES = ("Testwood", "Mockridge", "Fakeley", "Sampleton", "Placeholm", "Dummond", "Fictor", "Synthby", "Madeup", "Notreal")
+
+FAKE_NAMES = tuple(
+    spelling
+    for style in range(3)
+    for first in FIRST_NAMES
+    for last in LAST_NAMES
+    for spelling in [(f"{first} {last}", f"{last}, {first}", f'{first} "{first[:2]}" {last}')[style]]
+)
+FAKE_PHONES = tuple(f"555-01{x:02d}" for x in range(100))  # 555-0100..0199: reserved for fiction
+FAKE_POSTAL_CODES = tuple(f"000{x:02d}" for x in range(100))  # no US ZIP code starts with 000
 
 ENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "sessions": ("session_id", "patient_id", "plan_id", "clinic_id", "clinician_id", "clinician_role", "started_at", "status", "therapies", "condition", "pain_before", "pain_after", "aftercare", "adverse_event", "updated_at"),
@@ -231,29 +242,34 @@ def _local_to_utc(local_sec: np.ndarray, zone_idx: np.ndarray) -> np.ndarray:
 
 def _format_ts(local_sec: np.ndarray, zone_idx: np.ndarray, style: np.ndarray) -> pl.Series:
     """ISO 8601 text: style 0 naive local, 1 local with its UTC offset, 2 UTC with Z."""
-    out = np.empty(len(local_sec), dtype=object)
-    naive = pl.from_epoch(pl.Series(local_sec), time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
-    out[:] = naive
+    out = pl.from_epoch(pl.Series(local_sec), time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%S")
     for z, zone in enumerate(_zone_names()):
         for s, fmt in ((1, "%Y-%m-%dT%H:%M:%S%:z"), (2, "%Y-%m-%dT%H:%M:%SZ")):
-            mask = (zone_idx == z) & (style == s)
-            if not mask.any():
+            where = np.flatnonzero((zone_idx == z) & (style == s))
+            if not len(where):
                 continue
-            aware = pl.from_epoch(pl.Series(local_sec[mask]), time_unit="s").dt.replace_time_zone(zone, ambiguous="earliest")
+            aware = pl.from_epoch(pl.Series(local_sec[where]), time_unit="s").dt.replace_time_zone(zone, ambiguous="earliest")
             if s == 2:
                 aware = aware.dt.convert_time_zone("UTC")
-            out[mask] = aware.dt.strftime(fmt).to_numpy()
-    return pl.Series(out, dtype=pl.String)
+            out = out.scatter(where, aware.dt.strftime(fmt))
+    return out
 
 
 def _ts_styles(rng: np.random.Generator, n: int) -> np.ndarray:
     return _choice(rng, n, (1 - RATES["timestamp_offset"] - RATES["timestamp_z"], RATES["timestamp_offset"], RATES["timestamp_z"]))
 
 
+def _take(table: pl.Series, idx: np.ndarray) -> pl.Series:
+    """table[idx] with null where idx is -1, without Python objects per row."""
+    idx = np.asarray(idx, dtype=np.int64)
+    out = table.gather(np.maximum(idx, 0))
+    missing = np.flatnonzero(idx < 0)
+    return out.scatter(missing, None) if len(missing) else out
+
+
 def _lookup(values: tuple[str, ...], idx: np.ndarray) -> pl.Series:
     """Index array (-1 = null) -> text series."""
-    table = np.array(list(values) + [None], dtype=object)
-    return pl.Series(table[np.where(idx < 0, len(values), idx)], dtype=pl.String)
+    return _take(pl.Series(list(values), dtype=pl.String), idx)
 
 
 def _masked(values, valid: np.ndarray) -> pl.Series:
@@ -266,10 +282,10 @@ def _nullable_int(values: np.ndarray, valid: np.ndarray) -> pl.Series:
     return _masked(values.astype(np.int64), valid)
 
 
-def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
+def _ids(prefix: str, numbers: np.ndarray, width: int) -> pl.Series:
     """Identifiers like PLN-000042, built without a Python loop over rows."""
-    text = pl.Series(numbers.astype(np.int64)).cast(pl.String).str.zfill(width)
-    return prefix + text.to_numpy().astype(object)
+    numbers = pl.Series(np.asarray(numbers, dtype=np.int64))
+    return pl.select(pl.lit(prefix) + numbers.cast(pl.String).str.zfill(width)).to_series()
 
 
 # --------------------------------------------------------------------------- the network
@@ -297,7 +313,7 @@ def _network(rng: np.random.Generator, patients: int, first_day: int, days: int)
     zones = _zone_names()
     n_clinics = len(CLINICS)
     clinic_zone = np.array([zones.index(zone) for _, zone, _ in CLINICS])
-    n_clinicians = max(n_clinics * len(ROLES) // 3, patients // 40)
+    n_clinicians = max(3 * n_clinics, patients // 25)
     clinician_clinic = np.arange(n_clinicians) % n_clinics
     clinician_role = _choice(rng, n_clinicians, ROLE_SHARES)
     clinician_role[: len(ROLES)] = np.arange(len(ROLES))  # every role is present
@@ -447,8 +463,7 @@ def _needle_spots(rng: np.random.Generator, s: dict[str, np.ndarray], plan: dict
     condition = plan["condition"][plan_of]
     sites = {
         "session_row": nid[rows],
-        "site": SITE_TABLE[condition, spot],
-        "side": SIDE_TABLE[condition, spot],
+        "spot_code": condition * 8 + spot,
         "needles": rng.integers(1, 7, len(rows)),
         "j": j,
         "parity": parity[rows],
@@ -638,10 +653,10 @@ def generate(
         files=files,
         clinics=len(CLINICS),
         clinicians=len(world.clinician_role),
-        patients=patients,
+        patients=planted["patients_with_a_plan"],
         plans=len(plan["patient"]),
         sessions=len(s["patient"]),
-        needle_sites=len(sites["site"]),
+        needle_sites=len(sites["spot_code"]),
         pain_checkins=len(chk["patient"]),
         rows_written=rows_written,
         planted=planted,
@@ -702,29 +717,26 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
     counts: dict[str, int] = {}
 
     # ---- patients: first sent with their first plan; some updated later
-    first_plan_start = np.full(n_patients, -1)
-    order = np.argsort(plan["start"])[::-1]
-    first_plan_start[plan["patient"][order]] = plan["start"][order]
-    has_plan = first_plan_start >= 0
+    first_plan_start = np.full(n_patients, np.iinfo(np.int64).max)
+    np.minimum.at(first_plan_start, plan["patient"], plan["start"])
+    has_plan = first_plan_start < np.iinfo(np.int64).max
     pid = np.flatnonzero(has_plan)
     n = len(pid)
     mrn = 3_000_000 + pid * 13 + rng.integers(0, 13, n)
     patient_mrn = np.zeros(n_patients, dtype=np.int64)
     patient_mrn[pid] = mrn
     mrn_text = _ids("MRN", patient_mrn, 7)  # the EMR patient number: a direct identifier
-    fn = np.array(FIRST_NAMES, dtype=object)[rng.integers(0, len(FIRST_NAMES), n)]
-    ln = np.array(LAST_NAMES, dtype=object)[rng.integers(0, len(LAST_NAMES), n)]
+    # Names come in three spellings, one with a comma and one with quotes, so CSV quoting is exercised.
+    fn = rng.integers(0, len(FIRST_NAMES), n)
+    ln = rng.integers(0, len(LAST_NAMES), n)
     name_style = _choice(rng, n, (0.85, 0.10, 0.02, 0.03))
-    full_name = np.where(name_style == 0, fn + " " + ln, np.where(name_style == 1, ln + ", " + fn, fn + ' "' + fn.astype(str) + 'ie" ' + ln))
-    full_name = np.where(name_style == 3, None, full_name)
+    full_name = np.where(name_style == 3, -1, (name_style * len(FIRST_NAMES) + fn) * len(LAST_NAMES) + ln)
     age_days = (rng.choice(np.array([12, 22, 35, 45, 55, 65, 75, 84]), n, p=[0.02, 0.12, 0.18, 0.2, 0.2, 0.15, 0.1, 0.03]) * 365.25 + rng.integers(0, 3650, n)).astype(np.int64)
     dob = pl.Series((first_day - age_days).astype("datetime64[D]")).cast(pl.Date)
     dob = _masked(dob, rng.random(n) >= 0.03)
     sex = _choice(rng, n, (0.55, 0.42, 0.01, 0.01, 0.01))
-    phone = np.array([f"555-01{x:02d}" for x in range(100)], dtype=object)[rng.integers(0, 100, n)]
-    phone = np.where(rng.random(n) < 0.05, None, phone)
-    postal = np.array([f"000{x:02d}" for x in range(100)], dtype=object)[rng.integers(0, 100, n)]
-    postal = np.where(rng.random(n) < 0.05, None, postal)
+    phone = np.where(rng.random(n) < 0.05, -1, rng.integers(0, 100, n))
+    postal = np.where(rng.random(n) < 0.05, -1, rng.integers(0, 100, n))
     zone = world.clinic_zone[world.patient_clinic[pid]]
     local = (first_day + first_plan_start[pid]) * DAY + rng.integers(6 * 3600, 7 * 3600, n)
     updated = rng.random(n) < RATES["patient_updated"]
@@ -732,26 +744,26 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
     updated &= later <= last_drop
     pat_local = np.r_[local, (first_day + later[updated]) * DAY + rng.integers(8 * 3600, 18 * 3600, int(updated.sum()))]
     pat_idx = np.r_[np.arange(n), np.flatnonzero(updated)]
-    new_phone = np.array([f"555-01{x:02d}" for x in range(100)], dtype=object)[rng.integers(0, 100, int(updated.sum()))]
-    phone_v = np.r_[phone, new_phone]
+    phone_v = np.r_[phone, rng.integers(0, 100, int(updated.sum()))]
     pat_zone = zone[pat_idx]
     patients = pl.DataFrame({
-        "patient_id": pl.Series(mrn_text[pid][pat_idx], dtype=pl.String),
-        "full_name": pl.Series(full_name[pat_idx], dtype=pl.String),
+        "patient_id": mrn_text.gather(pid[pat_idx]),
+        "full_name": _lookup(FAKE_NAMES, full_name[pat_idx]),
         "date_of_birth": dob.gather(pat_idx),
         "sex": _lookup(("female", "male", "other", "unknown"), np.where(sex == 4, -1, sex)[pat_idx]),
-        "phone": pl.Series(phone_v, dtype=pl.String),
-        "postal_code": pl.Series(postal[pat_idx], dtype=pl.String),
+        "phone": _lookup(FAKE_PHONES, phone_v),
+        "postal_code": _lookup(FAKE_POSTAL_CODES, postal[pat_idx]),
         "updated_at": _format_ts(pat_local, pat_zone, _ts_styles(rng, len(pat_idx))),
         "_drop": pat_local // DAY - first_day,
         "_order": _local_to_utc(pat_local, pat_zone),
     })
     counts["patients_updated"] = int(updated.sum())
+    counts["patients_with_a_plan"] = n
 
     # ---- plans: created on their start date; a status change is a new version
     m = len(plan["patient"])
     plan_ids = _ids("PLN-", np.arange(m) + 1, 6)
-    clinic_ids = np.array([c for c, _, _ in CLINICS], dtype=object)
+    clinic_ids = pl.Series([c for c, _, _ in CLINICS], dtype=pl.String)
     pzone = world.clinic_zone[plan["clinic"]]
     created = (first_day + plan["start"]) * DAY + rng.integers(6 * 3600, 7 * 3600, m)
     last_session_day = np.full(m, -1)
@@ -773,9 +785,9 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
     start_date = pl.Series((first_day + plan["start"]).astype("datetime64[D]")).cast(pl.Date)
     pcp = _masked(plan["pcp_cleared"] == 0, plan["pcp_cleared"] != 2)
     plans = pl.DataFrame({
-        "plan_id": pl.Series(plan_ids[ver_plan], dtype=pl.String),
-        "patient_id": pl.Series(mrn_text[plan["patient"][ver_plan]], dtype=pl.String),
-        "clinic_id": pl.Series(clinic_ids[plan["clinic"][ver_plan]], dtype=pl.String),
+        "plan_id": plan_ids.gather(ver_plan),
+        "patient_id": mrn_text.gather(plan["patient"][ver_plan]),
+        "clinic_id": clinic_ids.gather(plan["clinic"][ver_plan]),
         "start_date": start_date.gather(ver_plan),
         "planned_weeks": _nullable_int(plan["given_weeks"][ver_plan], plan["given_weeks"][ver_plan] > 0),
         "planned_sessions": _nullable_int(plan["planned_sessions"][ver_plan], plan["planned_sessions"][ver_plan] > 0),
@@ -789,8 +801,7 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
 
     # ---- sessions: sent the night they happen; some corrected, re-sent, or re-sent stale
     n = len(s["patient"])
-    session_ids = pl.Series(np.arange(n) + 1).cast(pl.String).str.zfill(7)
-    session_ids = pl.Series("SES-" + session_ids.to_numpy().astype(object), dtype=pl.String)
+    session_ids = _ids("SES-", np.arange(n) + 1, 7)
     clinician_ids = _ids("CLN-", np.arange(len(world.clinician_role)) + 1, 4)
     therapy_text = _therapy_text(s["therapy_bits"])
     condition = np.where(rng.random(n) < 0.02, -1, plan["condition"][s["plan"]])
@@ -811,10 +822,10 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
     def session_version(idx, after_values, adverse_values, upd_local, drop):
         return pl.DataFrame({
             "session_id": session_ids.gather(idx),
-            "patient_id": pl.Series(mrn_text[s["patient"][idx]], dtype=pl.String),
-            "plan_id": pl.Series(plan_ids[s["plan"][idx]], dtype=pl.String),
-            "clinic_id": pl.Series(clinic_ids[s["clinic"][idx]], dtype=pl.String),
-            "clinician_id": pl.Series(clinician_ids[s["clinician"][idx]], dtype=pl.String),
+            "patient_id": mrn_text.gather(s["patient"][idx]),
+            "plan_id": plan_ids.gather(s["plan"][idx]),
+            "clinic_id": clinic_ids.gather(s["clinic"][idx]),
+            "clinician_id": clinician_ids.gather(s["clinician"][idx]),
             "clinician_role": _lookup(ROLES, world.clinician_role[s["clinician"][idx]]),
             "started_at": _format_ts(s["local"][idx], s["zone"][idx], started_styles[idx]),
             "status": _lookup(("completed", "cancelled", "no_show"), s["status"][idx]),
@@ -845,6 +856,7 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
     counts.update({
         "sessions_pain_after_corrected": int(fix_pain.sum()),
         "sessions_adverse_event_reported_late": int(late_ae.sum()),
+        "sessions_corrected": int(corrected.sum()),
         "sessions_stale_version_resent": int(stale.sum()),
         "sessions_resent_unchanged": int(identical.sum()),
     })
@@ -858,14 +870,13 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
     extra_rows = np.flatnonzero(rs & (sites["j"] == 0))
     extra_spot = plan["spot_order"][sites["plan"][extra_rows], (1 - sites["parity"][extra_rows]) * 4 + 3]
     extra_cond = plan["condition"][sites["plan"][extra_rows]]
-    extra_site = SITE_TABLE[extra_cond, extra_spot]
-    extra_side = SIDE_TABLE[extra_cond, extra_spot]
+    extra_code = extra_cond * 8 + extra_spot
 
-    def site_frame(rows, site, side, needles, drop):
+    def site_frame(rows, code, needles, drop):
         return pl.DataFrame({
             "session_id": session_ids.gather(row[rows]),
-            "site": pl.Series(site, dtype=pl.String),
-            "side": pl.Series(side, dtype=pl.String),
+            "site": _lookup(SITE_TABLE, code),
+            "side": _lookup(SIDE_TABLE, code),
             "needles": _nullable_int(needles, rng.random(len(rows)) >= 0.02),
             "_drop": drop,
             "_order": s["instant"][row[rows]],
@@ -873,23 +884,23 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
 
     all_rows = np.arange(len(row))
     first_needles = np.where(rs, np.clip(sites["needles"] + 1, 1, 6), sites["needles"])
-    first_sites = site_frame(all_rows, sites["site"], sites["side"], first_needles, s["day"][row])
-    extras = site_frame(extra_rows, extra_site, extra_side, np.ones(len(extra_rows), dtype=np.int64), s["day"][row[extra_rows]])
+    first_sites = site_frame(all_rows, sites["spot_code"], first_needles, s["day"][row])
+    extras = site_frame(extra_rows, extra_code, np.ones(len(extra_rows), dtype=np.int64), s["day"][row[extra_rows]])
     rr = np.flatnonzero(rs)
-    resent = site_frame(rr, sites["site"][rr], sites["side"][rr], sites["needles"][rr], resend_day[row[rr]])
+    resent = site_frame(rr, sites["spot_code"][rr], sites["needles"][rr], resend_day[row[rr]])
     needle_sites = pl.concat([first_sites, extras, resent])
     counts["needle_site_lists_resent"] = int(resend_session.sum())
     # The final site rows are the true ones; the needles column of the final rows uses site_frame's own nulls.
 
     # ---- check-ins: sent the night they are recorded, a few a night late, a few re-sent
     k = len(chk["patient"])
-    checkin_ids = pl.Series("CHK-" + pl.Series(np.arange(k) + 1).cast(pl.String).str.zfill(7).to_numpy().astype(object), dtype=pl.String)
+    checkin_ids = _ids("CHK-", np.arange(k) + 1, 7)
     day = chk["local"] // DAY - first_day
     drop = np.minimum(day + (rng.random(k) < RATES["checkin_late"]), last_drop)
     again = (rng.random(k) < RATES["checkin_resent"]) & (drop + 1 <= last_drop)
     checkins = pl.DataFrame({
         "checkin_id": checkin_ids,
-        "patient_id": pl.Series(mrn_text[chk["patient"]], dtype=pl.String),
+        "patient_id": mrn_text.gather(chk["patient"]),
         "recorded_at": _format_ts(chk["local"], chk["zone"], _ts_styles(rng, k)),
         "pain": pl.Series(chk["pain"].astype(np.int64)),
         "channel": _lookup(CHANNELS, chk["channel"]),
@@ -997,7 +1008,7 @@ def _parquet_bytes(df: pl.DataFrame) -> bytes:
 
 
 def _gzip(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=6, mtime=0)
+    return gzip.compress(data, compresslevel=1, mtime=0)  # mtime=0: the same bytes on every run
 
 
 def _write_drops(out: Path, frames: dict[str, pl.DataFrame], first_date: dt.date, days: int, seed: int, dirty: bool):
@@ -1179,8 +1190,10 @@ class _DirtyPlan:
                 record[id_column] = f"MRN{9_000_000 + self.serial}"
             else:
                 record[id_column] = f"{record[id_column]}-BAD{self.serial:04d}"
+            if column is not None and value is not None:
+                value = _cased(value, column, style)
             if column is not None:
-                record[column] = _cased(value, column, style) if value is not None else None
+                record[column] = value
             fields = [_csv_field(record[c]) for c in columns]
             if kind == "too_many_columns":
                 fields.append(value or "")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -84,6 +85,7 @@ WORDS = {
     "no_dry_needling": "No dry needling in the plan",
     "no_adjunct_therapy": "No therapy besides dry needling",
     "too_few_sessions": "Fewer sessions than planned",
+    "not recorded": "Not recorded",
     "soreness": "Soreness", "bruising": "Bruising", "swelling": "Swelling", "bleeding": "Bleeding", "fainting": "Fainting",
 }
 
@@ -103,8 +105,11 @@ def small_cell(patients: int | None, min_cell_patients: int) -> str | None:
 
     rules.md, Small cells: a figure computed from fewer distinct patients than the
     minimum cell is shown as "fewer than 11" (the setting), never as a number, so
-    that no patient stands out. Unknown counts are treated as too few.
+    that no patient stands out. Unknown counts are treated as too few; a figure
+    with no patients at all has nothing to show ("no data").
     """
+    if patients == 0:
+        return "no data"
     if patients is None or patients < min_cell_patients:
         return f"fewer than {min_cell_patients}"
     return None
@@ -939,28 +944,29 @@ class _Builder:
 
     def _metrics(self, clinic_id: str | None, bucket: str) -> dict[str, Shown]:
         fmt = self.fmt
-        activity = self.activity.get((clinic_id, bucket), {})
-        plans = self.plan_periods.get((clinic_id, bucket), {})
-        median = self.medians.get((clinic_id, bucket), {})
+        # a period with no rows at all has zero patients ("no data"), not an unknown number
+        activity = defaultdict(int, self.activity.get((clinic_id, bucket), {}))
+        plans = defaultdict(int, self.plan_periods.get((clinic_id, bucket), {}))
+        median = defaultdict(int, self.medians.get((clinic_id, bucket), {}))
         return {
-            "patients": fmt.count(activity.get("patients"), activity.get("patients")),
-            "plans": fmt.count(activity.get("plans"), activity.get("plan_patients")),
-            "needling_sessions": fmt.count(activity.get("needling_sessions"), activity.get("needling_patients")),
+            "patients": fmt.count(activity["patients"], activity["patients"]),
+            "plans": fmt.count(activity["plans"], activity["plan_patients"]),
+            "needling_sessions": fmt.count(activity["needling_sessions"], activity["needling_patients"]),
             "plans_complete": fmt.share(
-                _safe_div(plans.get("complete_plans"), plans.get("evaluated_plans")), plans.get("evaluated_patients")
+                _safe_div(plans["complete_plans"], plans["evaluated_plans"]), plans["evaluated_patients"]
             ),
             "meaningful_relief": fmt.share(
-                _safe_div(activity.get("meaningful_relief_sessions"), activity.get("relief_sessions")),
-                activity.get("relief_patients"),
+                _safe_div(activity["meaningful_relief_sessions"], activity["relief_sessions"]),
+                activity["relief_patients"],
             ),
-            "median_relief": fmt.hours(median.get("median_hours"), median.get("patients")),
+            "median_relief": fmt.hours(median["median_hours"], median["patients"]),
             "mcid_plans": fmt.share(
-                _safe_div(plans.get("mcid_plans"), plans.get("outcome_plans")), plans.get("outcome_patients")
+                _safe_div(plans["mcid_plans"], plans["outcome_plans"]), plans["outcome_patients"]
             ),
             "adverse_per_100": fmt.rate(
-                None if not activity.get("needling_sessions")
-                else 100 * activity.get("adverse_events", 0) / activity["needling_sessions"],
-                activity.get("needling_patients"),
+                None if not activity["needling_sessions"]
+                else 100 * activity["adverse_events"] / activity["needling_sessions"],
+                activity["needling_patients"],
             ),
         }
 

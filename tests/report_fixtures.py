@@ -25,7 +25,7 @@ import datetime as dt
 import hashlib
 import re
 import zlib
-from typing import Any, Iterable
+from typing import Iterable
 
 import duckdb
 
@@ -341,7 +341,8 @@ def table_rows(html_text: str, scope: str | None, table: str) -> list[list[str]]
 def _text(fragment: str) -> str:
     import html as html_module
 
-    without_tags = re.sub(r"<[^>]+>", " ", fragment)
+    inline = re.sub(r"</?(strong|span|a|em|sup)\b[^>]*>", "", fragment)
+    without_tags = re.sub(r"<[^>]+>", " ", inline)
     return " ".join(html_module.unescape(without_tags).split())
 
 
@@ -388,9 +389,3 @@ def assert_absent(text: str, where: str) -> None:
     for value in NEVER_SHOWN:
         assert value not in text, f"{value!r} appears in the {where}"
 
-
-def collapse(text: str) -> str:
-    return re.sub(r"\s+", " ", text)
-
-
-Row = dict[str, Any]

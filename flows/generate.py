@@ -100,7 +100,7 @@ ADJUNCT_SHARES = {  # therapy index -> share among adjunct draws
 
 AFTERCARE = ("ice", "heat", "none")
 # Median relief duration in hours by aftercare advice (lognormal, sigma RELIEF_SIGMA).
-RELIEF_MEDIAN_HOURS = {"heat": 120.0, "ice": 96.0, "none": 60.0, None: 72.0}
+RELIEF_MEDIAN_HOURS = {"heat": 132.0, "ice": 90.0, "none": 54.0, None: 72.0}
 RELIEF_SIGMA = 0.9
 
 ADVERSE = ("none", "soreness", "bruising", "swelling", "bleeding", "fainting", "other")

@@ -689,6 +689,9 @@ select * from final order by run_id desc limit 10
 # ---------------------------------------------------------------------------
 # Charts: hand-written SVG (no script, no fonts to fetch, a few kB each).
 
+# Presentation as SVG attributes, not CSS: WeasyPrint's SVG renderer ignores stylesheet properties.
+TICK = 'font-size="10" fill="#5b6475"'
+LEGEND = 'font-size="11" fill="#1d2330"'
 PALETTE = ("#1f6fb2", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d", "#666666")
 
 
@@ -731,15 +734,15 @@ def line_chart(
     ]
     for y, text in y_ticks:
         parts.append(
-            f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>'
-            f'<text class="tick" x="{left - 4}" y="{sy(y) + 3:.1f}" text-anchor="end">{_esc(text)}</text>'
+            f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#e6e9ef"/>'
+            f'<text class="tick" x="{left - 4}" y="{sy(y) + 3:.1f}" text-anchor="end" {TICK}>{_esc(text)}</text>'
         )
     for x, text in x_ticks:
         parts.append(
-            f'<line class="axis" x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}"/>'
-            f'<text class="tick" x="{sx(x):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{_esc(text)}</text>'
+            f'<line class="axis" x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}" stroke="#8a93a3"/>'
+            f'<text class="tick" x="{sx(x):.1f}" y="{top + plot_h + 16}" text-anchor="middle" {TICK}>{_esc(text)}</text>'
         )
-    parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}"/>')
+    parts.append(f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#8a93a3"/>')
     for index, one in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
         path: list[str] = []
@@ -755,7 +758,7 @@ def line_chart(
             pen_down, previous_y = True, y
         if path:
             parts.append(
-                f'<path class="series" d="{"".join(path)}" stroke="{colour}"><title>{_esc(one.label)}</title></path>'
+                f'<path class="series" d="{"".join(path)}" stroke="{colour}" fill="none" stroke-width="2"><title>{_esc(one.label)}</title></path>'
             )
             if not step:
                 for x, y in one.points:
@@ -764,7 +767,7 @@ def line_chart(
         legend_y = top + 12 + 16 * index
         parts.append(
             f'<rect x="{left + plot_w + 12}" y="{legend_y - 8}" width="10" height="10" fill="{colour}"/>'
-            f'<text class="legend" x="{left + plot_w + 26}" y="{legend_y + 1}">{_esc(one.label)}</text>'
+            f'<text class="legend" x="{left + plot_w + 26}" y="{legend_y + 1}" {LEGEND}>{_esc(one.label)}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -854,7 +857,7 @@ def _relief_chart(
             continue
         shown.append(Series(label, sampled[group_value]))
     days = max_hours / 24
-    tick_days = [d for d in (0, 1, 3, 7, 14, 21, 28, 35, 42, 56, 70, 84) if d <= days]
+    tick_days = [d for d in (0, 3, 7, 14, 21, 28, 35, 42, 56, 70, 84) if d <= days]
     chart = (
         line_chart(
             shown,
@@ -1113,6 +1116,7 @@ class _Builder:
                 flags.group_by("clinic_id")
                 .agg(recent=pl.col("is_recent").sum(), total=pl.len())
                 .sort("clinic_id")
+                .with_columns(anchor=pl.lit("clinic-") + pl.col("clinic_id").map_elements(_anchor, return_dtype=pl.String))
                 .to_dicts()
             )
             return {"counts": counts, "days": RETREATMENT_LIST_DAYS}

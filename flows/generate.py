@@ -28,6 +28,7 @@ records each one in the summary.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import io
@@ -545,7 +546,7 @@ def _pain(rng: np.random.Generator, s: dict[str, np.ndarray], plan: dict[str, np
         np.where(rng.random(n) < 0.03, np.where(rng.random(n) < 0.7, 1, 6), 0),
     )
     adverse = np.where(s["completed"], adverse, -1)
-    return {"pain_before": before, "pain_after": after, "aftercare": aftercare, "adverse": adverse, "duration_sec": duration_sec, "underlying_noise": noise}
+    return {"pain_before": before, "pain_after": after, "aftercare": aftercare, "adverse": adverse, "duration_sec": duration_sec}
 
 
 def _checkins(rng: np.random.Generator, world: _World, s: dict[str, np.ndarray], pain: dict[str, np.ndarray], plan: dict[str, np.ndarray], n_patients: int, end_day: int) -> dict[str, np.ndarray]:
@@ -589,16 +590,6 @@ def _checkins(rng: np.random.Generator, world: _World, s: dict[str, np.ndarray],
 
 
 # --------------------------------------------------------------------------- versions and files
-
-
-def _versions_frame(columns: dict[str, object], drop_day: np.ndarray, instant: np.ndarray) -> pl.DataFrame:
-    df = pl.DataFrame({**columns, "_drop": drop_day, "_order": instant})
-    return df
-
-
-def _resend(frame: pl.DataFrame, mask: np.ndarray, new_drop: np.ndarray) -> pl.DataFrame:
-    idx = np.flatnonzero(mask)
-    return frame[idx].with_columns(_drop=pl.Series(new_drop[idx]))
 
 
 def generate(
@@ -1020,7 +1011,7 @@ def _write_drops(out: Path, frames: dict[str, pl.DataFrame], first_date: dt.date
     }
     styles = _styles(style_rng, days * len(entities))
     orders = [style_rng.permutation(len(ENTITY_COLUMNS[e])) for e in entities for _ in range(days)]
-    plan = _DirtyPlan(np.random.default_rng([seed, 2]), by_entity, days) if dirty else None
+    dirt = _DirtyPlan(np.random.default_rng([seed, 2]), by_entity, days) if dirty else None
     files = {"csv": 0, "csv.gz": 0, "parquet": 0}
     rows_written = {name: 0 for name in entities}
     bad_rows: list[PlantedRow] = []
@@ -1038,32 +1029,32 @@ def _write_drops(out: Path, frames: dict[str, pl.DataFrame], first_date: dt.date
             style = styles[k]
             if style.shuffle:
                 df = df.select([df.columns[i] for i in orders[k]])
-            if plan is not None:
-                style = plan.override_style(name, d, style)
+            if dirt is not None:
+                style = dirt.override_style(name, d, style)
             if style.fmt == "parquet":
                 data = _parquet_bytes(df)
             else:
                 text_df = df
-                extra_column = plan.extra_column(name, d) if plan else None
+                extra_column = dirt.extra_column(name, d) if dirt else None
                 if extra_column:
                     text_df = text_df.with_columns(pl.lit("room 2").alias(extra_column))
-                missing = plan.missing_column(name, d) if plan else None
+                missing = dirt.missing_column(name, d) if dirt else None
                 if missing:
                     text_df = text_df.drop(missing)
                 data = _csv_bytes(text_df, style)
-                if plan is not None:
-                    data = plan.insert_rows(name, d, f"{drop}/{name}.{style.fmt}", data, text_df, style, bad_rows)
+                if dirt is not None:
+                    data = dirt.insert_rows(name, d, f"{drop}/{name}.{style.fmt}", data, text_df, style, bad_rows)
                 if style.fmt == "csv.gz":
                     data = _gzip(data)
-                    if plan is not None and plan.garble(name, d):
+                    if dirt is not None and dirt.garble(name, d):
                         data = data[:10] + np.random.default_rng([seed, 3]).bytes(len(data) - 10)
             path = folder / f"{name}.{style.fmt}"
             path.write_bytes(data)
             files[style.fmt] += 1
             rows_written[name] += df.height
-            if plan is not None:
-                bad_files.extend(plan.file_record(name, d, f"{drop}/{name}.{style.fmt}", df.height))
-        if plan is not None and d == plan.stray_drop:
+            if dirt is not None:
+                bad_files.extend(dirt.file_record(name, d, f"{drop}/{name}.{style.fmt}", df.height))
+        if dirt is not None and d == dirt.stray_drop:
             (folder / "notes.txt").write_text("Export notes: nothing to report tonight.\n")
             bad_files.append(PlantedFile(f"{drop}/notes.txt", None, "stray_file", 0))
     return files, rows_written, bad_rows, bad_files
@@ -1227,8 +1218,6 @@ def _csv_field(value: str | None) -> str:
 
 
 def _replace(style: _Style, **changes) -> _Style:
-    import dataclasses
-
     return dataclasses.replace(style, **changes)
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 # Offline by default: no telemetry, before anything imports Prefect.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# The temporary local API server (when no PREFECT_API_URL is set) can take long to start on a busy machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _date(text: str) -> dt.date:

@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 # Offline by default: no telemetry. (Set before Prefect is imported.)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# The temporary local API server (when no PREFECT_API_URL is set) can take long to start on a busy machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 import pyarrow as pa  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402

@@ -1,0 +1,252 @@
+"""Benchmark the nightly pipeline at clinic-network scale.
+
+    uv run python benchmarks/run.py                      # 100k and 1M sessions, plus the incremental night
+    uv run python benchmarks/run.py --sizes 100k,1m,10m  # add 10M (about 10 minutes on 2 cores)
+
+For each size it generates a synthetic network (cached in benchmarks/data/),
+times DuckDB alone reading the same export files into tables (the bare load),
+then runs the real nightly flow (`clinic-outcomes run`, a subprocess, against a
+local Prefect server this script starts, as a served deployment would have) on
+a fresh warehouse and reads each stage's seconds and peak memory from the run
+journal. The incremental case loads every drop but the last, then times the
+night that adds the last drop on top. Results go to benchmarks/results/*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "benchmarks" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+SESSIONS_PER_PATIENT = 10.5  # measured on the generator at 90 days (docs/synthetic-data.md)
+DAYS = 90
+SEED = 11
+SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
+KEY = "benchmark-key-not-secret-0123456789"
+
+
+def _env(api_url: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", CLINIC_OUTCOMES_KEY=KEY,
+               PREFECT_LOGGING_LEVEL="WARNING")
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) of the child, and its output."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{text[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, text
+
+
+def dataset(label: str) -> tuple[Path, dict]:
+    """The cached export folder for a size (generated once)."""
+    patients = round(SIZES[label] / SESSIONS_PER_PATIENT)
+    folder = DATA / f"{label}-p{patients}-d{DAYS}-s{SEED}"
+    marker = folder / "generated.json"
+    if marker.exists():
+        return folder / "exports", json.loads(marker.read_text())
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    wall, peak, text = run_measured(
+        [sys.executable, "-m", "flows.cli", "generate", "--out", str(folder / "exports"),
+         "--patients", str(patients), "--days", str(DAYS), "--seed", str(SEED)],
+        _env(None),
+    )
+    info = {"patients": patients, "days": DAYS, "seed": SEED, "generate_seconds": round(wall, 2),
+            "generate_peak_mib": round(peak), "generator_output": text.strip().splitlines()[-12:]}
+    info["bytes"] = sum(p.stat().st_size for p in (folder / "exports").rglob("*") if p.is_file())
+    marker.write_text(json.dumps(info, indent=1))
+    return folder / "exports", info
+
+
+BARE_LOAD = r"""
+import sys, time, duckdb, glob
+exports, db = sys.argv[1], sys.argv[2]
+con = duckdb.connect(db)
+start = time.perf_counter()
+for entity in ("sessions", "needle_sites", "plans", "pain_checkins", "patients"):
+    csvs = sorted(glob.glob(f"{exports}/*/{entity}.csv") + glob.glob(f"{exports}/*/{entity}.csv.gz"))
+    parquets = sorted(glob.glob(f"{exports}/*/{entity}.parquet"))
+    con.execute(f"create table {entity}_csv as select * from read_csv({csvs!r}, union_by_name = true)")
+    if parquets:
+        con.execute(f"create table {entity}_parquet as select * from read_parquet({parquets!r}, union_by_name = true)")
+con.execute("checkpoint")
+print(time.perf_counter() - start)
+"""
+
+
+def bare_load(exports: Path) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, peak, text = run_measured([sys.executable, "-c", BARE_LOAD, str(exports), f"{tmp}/bare.duckdb"], _env(None))
+    return {"seconds": round(float(text.strip().splitlines()[-1]), 2), "process_seconds": round(wall, 2),
+            "peak_mib": round(peak)}
+
+
+def nightly(exports: Path, workdir: Path, api_url: str, as_of: dt.date, config: Path) -> dict:
+    cmd = [sys.executable, "-m", "flows.cli", "run", "--exports", str(exports),
+           "--warehouse", str(workdir / "warehouse.duckdb"), "--reports", str(workdir / "reports"),
+           "--as-of", as_of.isoformat(), "--config", str(config)]
+    wall, peak, _ = run_measured(cmd, _env(api_url))
+    journal = workdir / "warehouse.duckdb.runs.jsonl"
+    record = json.loads(journal.read_text().splitlines()[-1])
+    stages = record.get("stage_seconds", {})
+    return {
+        "seconds": round(wall, 2),
+        "peak_mib": round(peak),
+        "stages": {name: {"seconds": stages[name], "peak_mib": record.get("stage_peak_mb", {}).get(name)}
+                   for name in stages},
+        "outside_stages_seconds": round(wall - sum(stages.values()), 2),
+        "rows_loaded": record["rows_loaded"],
+        "rows_rejected": record["rows_rejected"],
+        "warehouse_mib": round((workdir / "warehouse.duckdb").stat().st_size / 2**20, 1),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def prefect_server(home: Path):
+    port = _free_port()
+    env = _env(None) | {"PREFECT_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        import urllib.request
+
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).read()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the local Prefect server did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def import_seconds() -> float:
+    wall, _, _ = run_measured([sys.executable, "-c", "import flows.nightly, flows.validate, flows.metrics, flows.report"],
+                              _env(None))
+    return round(wall, 2)
+
+
+def ephemeral_overhead(exports: Path, config: Path, as_of: dt.date) -> float:
+    """Seconds a run spends outside its stages when no Prefect server is configured (temporary server)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _env(None) | {"PREFECT_HOME": tmp}
+        env.pop("PREFECT_API_URL", None)
+        wall, _, _ = run_measured([sys.executable, "-m", "flows.cli", "run", "--exports", str(exports),
+                                   "--warehouse", f"{tmp}/w.duckdb", "--reports", f"{tmp}/r", "--as-of",
+                                   as_of.isoformat(), "--config", str(config)], env)
+        record = json.loads(Path(f"{tmp}/w.duckdb.runs.jsonl").read_text().splitlines()[-1])
+        return round(wall - sum(record["stage_seconds"].values()), 2)
+
+
+def incremental(exports: Path, config: Path, api_url: str, as_of: dt.date) -> dict:
+    drops = sorted(p for p in exports.iterdir() if p.is_dir())
+    with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+        work, partial = Path(tmp), Path(tmp) / "exports"
+        partial.mkdir()
+        for drop in drops[:-1]:
+            shutil.copytree(drop, partial / drop.name, copy_function=os.link)
+        history = nightly(partial, work, api_url, as_of - dt.timedelta(days=1), config)
+        shutil.copytree(drops[-1], partial / drops[-1].name, copy_function=os.link)
+        night = nightly(partial, work, api_url, as_of, config)
+        again = nightly(partial, work, api_url, as_of, config)
+    new_bytes = sum(p.stat().st_size for p in drops[-1].iterdir())
+    return {"history_run": history, "new_drop_bytes": new_bytes, "night": night, "rerun_without_new_drops": again}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100k,1m", help="comma-separated: 100k, 1m, 10m")
+    parser.add_argument("--no-incremental", action="store_true")
+    args = parser.parse_args()
+    sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"unknown size {unknown[0]!r}; choose from {', '.join(SIZES)}")
+    DATA.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+
+    results: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)},
+                     "import_seconds": import_seconds(), "sizes": {}}
+    print(f"imports (flow, validation, metrics, report): {results['import_seconds']} s")
+    with tempfile.TemporaryDirectory() as prefect_home, prefect_server(Path(prefect_home)) as api_url:
+        for label in sizes:
+            exports, info = dataset(label)
+            config = exports / "settings.toml"
+            end = max(dt.date.fromisoformat(p.name) for p in exports.iterdir() if p.is_dir())
+            as_of = end + dt.timedelta(days=1)
+            bare = bare_load(exports)
+            with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+                full = nightly(exports, Path(tmp), api_url, as_of, config)
+            entry = {"dataset": info, "bare_duckdb_load": bare, "nightly": full,
+                     "ratio_to_bare_load": round(full["seconds"] / bare["seconds"], 1)}
+            results["sizes"][label] = entry
+            print(f"\n== {label} sessions: {info['bytes'] / 2**20:.0f} MiB of exports "
+                  f"(generated in {info['generate_seconds']} s)")
+            print(f"DuckDB bare load into tables: {bare['seconds']} s, peak {bare['peak_mib']} MiB")
+            print(f"nightly run end to end: {full['seconds']} s, peak {full['peak_mib']} MiB, "
+                  f"{full['seconds'] / bare['seconds']:.1f}x the bare load; warehouse {full['warehouse_mib']} MiB")
+            for name, stage in full["stages"].items():
+                print(f"  {name:<9} {stage['seconds']:>7.2f} s  peak {stage['peak_mib']} MiB")
+            print(f"  (outside stages: Prefect flow run, imports, lock, journal) {full['outside_stages_seconds']} s")
+            if label == "1m" and not args.no_incremental:
+                inc = incremental(exports, config, api_url, as_of)
+                entry["incremental"] = inc
+                print(f"incremental night (one new drop, {inc['new_drop_bytes'] / 2**20:.1f} MiB, on ~1M sessions "
+                      f"of history): {inc['night']['seconds']} s; stages "
+                      + ", ".join(f"{k} {v['seconds']}" for k, v in inc["night"]["stages"].items()))
+                print(f"rerun with no new drops: {inc['rerun_without_new_drops']['seconds']} s")
+        smallest = sizes[0]
+        exports, _ = dataset(smallest)
+        end = max(dt.date.fromisoformat(p.name) for p in exports.iterdir() if p.is_dir())
+    results["ephemeral_prefect_overhead_seconds"] = ephemeral_overhead(
+        exports, exports / "settings.toml", end + dt.timedelta(days=1))
+    print(f"\nwithout a Prefect server (temporary local server per run), overhead outside stages: "
+          f"{results['ephemeral_prefect_overhead_seconds']} s")
+    out = RESULTS / f"{results['when'].replace(':', '')}.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

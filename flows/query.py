@@ -41,6 +41,7 @@ def format_result(table: pa.Table, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(frame.to_dicts(), default=str, indent=1) + "\n"
     buffer = io.StringIO()
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200):
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200,
+                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         print(frame, file=buffer)
     return buffer.getvalue()

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import re
+import zlib
 from pathlib import Path
 
 import polars as pl
@@ -601,7 +602,7 @@ def test_dirty_mode_malformed_files(dirty, clean):
     assert set(files) == {"missing_column", "garbled_gzip", "stray_file", "unknown_column"}
     header, rows = read_export(dirty.out / files["missing_column"].path)
     assert files["missing_column"].column not in header and len(rows) == files["missing_column"].rows > 0
-    with pytest.raises((OSError, EOFError, gzip.BadGzipFile, Exception)):
+    with pytest.raises((OSError, EOFError, zlib.error)):
         gzip.decompress((dirty.out / files["garbled_gzip"].path).read_bytes())
     assert files["garbled_gzip"].path.endswith(".csv.gz") and files["garbled_gzip"].rows > 0
     assert (dirty.out / files["stray_file"].path).name == "notes.txt"

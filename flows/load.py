@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import logging
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +93,8 @@ def discover(exports_dir: Path) -> Discovery:
         raise FileNotFoundError(f"exports folder {exports_dir} does not exist")
     found = Discovery()
     entity_order = {name: i for i, name in enumerate(ENTITIES)}
+    for path in sorted(p for p in exports_dir.iterdir() if p.is_file()):
+        found.ignored.append((path.name, "not inside a drop folder (exports/<drop>/<entity>.csv)"))
     for drop_dir in sorted(p for p in exports_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         in_drop: list[ExportFile] = []
         for path in sorted(drop_dir.rglob("*")):
@@ -182,7 +185,7 @@ def read_header(file: ExportFile) -> Header:
         opener = gzip.open if file.file_format == "csv.gz" else open
         with opener(file.path, "rt", encoding="utf-8-sig", newline="") as fh:
             first = next(csv.reader(fh), None)
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error, pa.ArrowException) as exc:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error, pa.ArrowException) as exc:
         raise FileRejected(f"file cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     if not first:
         raise FileRejected("file is empty: no header row")
@@ -315,12 +318,11 @@ def _reject_file(con: duckdb.DuckDBPyConnection, result: "FileResult", reason: s
 
 
 def _collect_unparsed_lines(con: duckdb.DuckDBPyConnection, results: list["FileResult"]) -> None:
-    """Record the lines the CSV reader could not split, and fix the line numbers of the rows after them.
+    """Record the lines the CSV reader could not split into the header's columns.
 
-    The reader skips such a line, so the rows after it were numbered one too
-    low: the j-th unparsed line L_j of a file shifts every row of that file
-    numbered L_j - j + 1 or higher by one. The line's text is not kept: it may
-    hold never-stored values.
+    Their text is not kept: it may hold never-stored values. Their line numbers
+    (and those of every row of a file with a rejection) are made physical by
+    `_fix_line_numbers`.
     """
     if not scalar(con, "select count(*) from duckdb_tables() where table_name = 'reject_errors'"):
         return
@@ -355,24 +357,81 @@ def _collect_unparsed_lines(con: duckdb.DuckDBPyConnection, results: list["FileR
     )
     con.execute("insert into incoming_unparsed select * from unparsed_arrow")
     con.unregister("unparsed_arrow")
-    for entity in ENTITIES:
+
+
+def physical_lines(file: ExportFile) -> tuple[list[int], list[int]] | None:
+    """Start lines of the file's records: (those with the header's number of fields, the others).
+
+    The CSV reader numbers records, not lines: blank lines and line breaks inside
+    quoted fields make the two differ. Only rejected rows ever show a line number,
+    so this pass runs only for files with a rejection. None when Python cannot read
+    the file the same way (the reader's own numbers then stand).
+    """
+    opener = gzip.open if file.file_format == "csv.gz" else open
+    good: list[int] = []
+    bad: list[int] = []
+    try:
+        with opener(file.path, "rt", encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            width = len(next(reader))
+            previous = reader.line_num
+            for row in reader:
+                start, previous = previous + 1, reader.line_num
+                if row:  # the reader skips blank lines; so does this count
+                    (good if len(row) == width else bad).append(start)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error, StopIteration):
+        return None
+    return good, bad
+
+
+def _fix_line_numbers(con: duckdb.DuckDBPyConnection, results: list["FileResult"]) -> None:
+    """Give the rows of files with a rejection their physical line numbers (header = line 1)."""
+    with_rejects = {
+        row[0]
+        for row in con.execute(
+            " union ".join(f"select distinct _file_id from staged_{name} where len(_reasons) > 0" for name in ENTITIES)
+            + " union select distinct file_id from incoming_unparsed"
+        ).fetchall()
+    }
+    good_map: dict[str, list] = {"file_id": [], "ordinal": [], "line": []}
+    for result in results:
+        if result.file_id not in with_rejects or result.file.file_format == "parquet":
+            continue
+        lines = physical_lines(result.file)
+        if lines is None:
+            continue
+        good, bad = lines
+        reported = con.execute(
+            "select line, reason from incoming_unparsed where file_id = $f order by line", {"f": result.file_id}
+        ).fetchall()
+        if bad and len(reported) == len(bad):  # the same records, in the same order: take the physical lines
+            con.execute("delete from incoming_unparsed where file_id = $f", {"f": result.file_id})
+            con.executemany(
+                "insert into incoming_unparsed values (?, ?, ?)",
+                [(result.file_id, line, reason) for line, (_, reason) in zip(bad, reported)],
+            )
+        good_map["file_id"] += [result.file_id] * len(good)
+        good_map["ordinal"] += list(range(1, len(good) + 1))
+        good_map["line"] += good
+    if not good_map["file_id"]:
+        return
+    con.register(
+        "physical_lines",
+        pa.table({"file_id": pa.array(good_map["file_id"], pa.int32()),
+                  "ordinal": pa.array(good_map["ordinal"], pa.int64()),
+                  "line": pa.array(good_map["line"], pa.int64())}),
+    )
+    for name in ENTITIES:
+        # Before this fix, a CSV row's _line is its place among the file's well-formed records + 1.
         con.execute(
             f"""
-            update incoming_{entity} as target
-            set _line = target._line + shifts.shift
-            from (
-                select incoming._file_id, incoming._line as old_line, count(*) as shift
-                from incoming_{entity} as incoming
-                inner join (
-                    select file_id, line, row_number() over (partition by file_id order by line) as rank
-                    from incoming_unparsed
-                ) as unparsed
-                    on unparsed.file_id = incoming._file_id and incoming._line >= unparsed.line - unparsed.rank + 1
-                group by all
-            ) as shifts
-            where target._file_id = shifts._file_id and target._line = shifts.old_line
+            update staged_{name} as target
+            set _line = physical_lines.line
+            from physical_lines
+            where physical_lines.file_id = target._file_id and physical_lines.ordinal = target._line - 1
             """
         )
+    con.unregister("physical_lines")
 
 
 def _unparsed_reason(error_type: str, message: str | None) -> str:
@@ -463,6 +522,7 @@ def load_exports(
         run_sql(con, f"raw/{name}")
         if name == "plans":
             run_sql(con, "raw/patient_timezones")
+    _fix_line_numbers(con, summary.files)
     run_sql(con, "quality/rejected_rows")
     _record_unparsed_and_rejected_files(con, summary, run_id)
     _count_per_file(con, summary)

@@ -318,7 +318,6 @@ def test_a_rejected_file_and_ignored_columns_are_logged(night):
     assert f"{BROKEN_LINES}/sessions.csv: ignored unknown columns Referral Source, room" in logged
 
 
-@pytest.mark.xfail(strict=True, reason="reason_int uses try_cast(... as bigint), which rounds '5.5' to 6 and reads '1e1' as 10: non-whole numbers load")
 def test_a_number_that_is_not_whole_is_rejected(night):
     con, *_ = night
     assert [r for r in rejected(con) if r[0].startswith(NOT_WHOLE)] == [
@@ -327,7 +326,6 @@ def test_a_number_that_is_not_whole_is_rejected(night):
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="the CSV reader skips blank lines and _read_group numbers a row by its place among the file's records (+ 2), so every row after a blank line is reported one line too early")
 def test_line_numbers_count_blank_lines(night):
     con, *_ = night
     assert [r for r in rejected(con) if r[0].startswith(BLANK_LINE)] == [
@@ -335,7 +333,6 @@ def test_line_numbers_count_blank_lines(night):
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="_read_group numbers CSV records, not lines: a quoted field spanning two lines shifts every later row's line number by one")
 def test_line_numbers_count_line_breaks_inside_quoted_fields(night):
     con, *_ = night
     assert [r for r in rejected(con) if r[0].startswith(MULTILINE_FIELD)] == [
@@ -343,11 +340,6 @@ def test_line_numbers_count_line_breaks_inside_quoted_fields(night):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_header() catches OSError/EOFError/UnicodeDecodeError/csv.Error/ArrowException but not zlib.error, "
-    "which gzip raises for a corrupt deflate stream: the whole load_exports call crashes instead of rejecting the file",
-)
 def test_a_gzip_file_with_a_corrupt_body_is_rejected_whole_and_the_drop_still_loads(tmp_path):
     exports = tmp_path / "exports"
     compressed = bytearray(gzip.compress(csv_text([checkin(), checkin(checkin_id="k2")]).encode(), mtime=0))
@@ -362,7 +354,6 @@ def test_a_gzip_file_with_a_corrupt_body_is_rejected_whole_and_the_drop_still_lo
     assert reason.startswith("file rejected: file cannot be read")
 
 
-@pytest.mark.xfail(strict=True, reason="discover() only looks inside drop folders: a file put directly in the exports folder is neither loaded nor reported in ops.ignored_files")
 def test_a_file_outside_any_drop_folder_is_reported(tmp_path):
     exports = tmp_path / "exports"
     write_drop(exports, "2026-11-01", "sessions", [session()])

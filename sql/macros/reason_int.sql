@@ -1,8 +1,9 @@
--- Rejection reason for a whole number that does not parse or lies outside [low, high] (high null: no upper bound).
+-- Rejection reason for a value that is not a whole number, or lies outside [low, high] (high null: no upper bound).
+-- The pattern check comes first: a cast alone would round '5.5' and read '1e1' as 10.
 create or replace temp macro reason_int(column_name, value, low, high) as
     case
         when value is null then null
-        when try_cast(trim(value) as bigint) is null
+        when not regexp_matches(trim(value), '^[+-]?[0-9]+$') or try_cast(trim(value) as bigint) is null
             then column_name || ': ' || shown_value(value) || ' is not a whole number'
         when try_cast(trim(value) as bigint) < low
             or try_cast(trim(value) as bigint) > coalesce(high, try_cast(trim(value) as bigint))

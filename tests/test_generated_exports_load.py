@@ -1,0 +1,81 @@
+"""The generator's output against the real loader: clean loads whole, dirty is rejected exactly where planted."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from flows import load, warehouse
+from flows.generate import generate
+from flows.settings import load_settings
+
+SECRET = b"generated-exports-test-key"
+
+
+def _load(exports, settings_path):
+    con = warehouse.connect(None)
+    settings = load_settings(settings_path)
+    load.prepare(con, settings, dt.date(2026, 11, 24), 1)
+    summary = load.load_exports(con, exports, secret=SECRET, run_id=1)
+    load.build_core(con)
+    return con, summary
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean") / "exports"
+    generated = generate(out, patients=60, days=30, seed=5)
+    con, summary = _load(out, generated.settings_path)
+    return generated, con, summary
+
+
+def test_clean_output_loads_with_no_rejected_row(clean):
+    generated, con, summary = clean
+    assert warehouse.scalar(con, "select count(*) from quality.rejected_rows") == 0
+    assert summary.rows_rejected == 0 and summary.files_rejected == 0
+    # The only file outside the contract is the generator's settings file, beside the drops.
+    assert summary.ignored == [("settings.toml", "not inside a drop folder (exports/<drop>/<entity>.csv)")]
+
+
+def test_clean_output_loads_every_record_the_generator_wrote(clean):
+    generated, con, _ = clean
+    counts = {
+        name: warehouse.scalar(con, f"select count(*) from core.{name}")
+        for name in ("sessions", "plans", "needle_sites", "pain_checkins")
+    }
+    assert counts == {
+        "sessions": generated.sessions,
+        "plans": generated.plans,
+        "needle_sites": generated.needle_sites,
+        "pain_checkins": generated.pain_checkins,
+    }
+
+
+def test_every_file_row_is_loaded_or_rejected(clean):
+    _, con, _ = clean
+    assert warehouse.scalar(
+        con, "select count(*) from ops.loaded_files where rows_read <> rows_loaded + rows_rejected"
+    ) == 0
+
+
+def test_dirty_output_is_rejected_exactly_where_planted(tmp_path):
+    out = tmp_path / "exports"
+    generated = generate(out, patients=60, days=30, seed=5, dirty=True)
+    con, summary = _load(out, generated.settings_path)
+
+    planted_rows = {(row.path, row.line) for row in generated.malformed_rows}
+    rejected_rows = set(
+        con.execute("select source_file, line_number from quality.rejected_rows where line_number is not null").fetchall()
+    )
+    assert rejected_rows == planted_rows
+
+    rejected_whole = {f.path for f in generated.malformed_files if f.kind in ("missing_column", "garbled_gzip")}
+    assert {r.file.relpath for r in summary.files if r.status == "rejected"} == rejected_whole
+    stray = {f.path for f in generated.malformed_files if f.kind == "stray_file"}
+    assert stray <= {path for path, _ in summary.ignored}
+    unknown_columns = {(f.path, f.column) for f in generated.malformed_files if f.kind == "unknown_column"}
+    ignored_columns = {
+        (r.file.relpath, column) for r in summary.files for column in r.ignored_columns
+    }
+    assert unknown_columns <= ignored_columns

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows import load, warehouse
+from flows import load
 from flows.settings import Settings
 
 SECRET = b"test-secret-for-patient-keys-0123"
@@ -160,10 +160,6 @@ def write_drop(
     return path
 
 
-def prepare(con: duckdb.DuckDBPyConnection, settings: Settings | None = None, run_id: int = 1) -> None:
-    load.prepare(con, settings or Settings(), AS_OF, run_id)
-
-
 def load_all(
     con: duckdb.DuckDBPyConnection,
     exports: Path,
@@ -178,10 +174,6 @@ def load_all(
     summary = load.load_exports(con, exports, secret=secret, run_id=run_id)
     load.build_core(con)
     return summary
-
-
-def connect(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    return warehouse.connect(tmp_path / "wh.duckdb")
 
 
 def rows(con: duckdb.DuckDBPyConnection, query: str, params: dict | None = None) -> list[tuple]:

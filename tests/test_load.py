@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-from pathlib import Path
 
 import pytest
 

@@ -32,6 +32,18 @@ BROKEN_FILES = "2026-11-03"  # files rejected whole, beside a good file of the s
 NOT_WHOLE = "2026-11-04"  # numbers that are not whole
 BLANK_LINE = "2026-11-05"  # a blank line between rows
 MULTILINE_FIELD = "2026-11-06"  # a quoted field spanning two lines
+MESSY_GZIP = "2026-11-07"  # all of it at once, gzipped, with a BOM and CRLF line ends
+
+# Physical line numbers hold through blank lines, line breaks inside quotes and lines the reader cannot split.
+MESSY_NEEDLE_SITES = (
+    "session_id,site,side,needles\n"  # line 1
+    "s_messy,a,left,1\n"  # 2 loads
+    "\n"  # 3 blank
+    's_messy,"upper\ntrapezius",left,0\n'  # 4-5 needles out of range
+    "s_messy,b,left,1,9\n"  # 6 too many fields
+    "s_messy,c,both,1\n"  # 7 unknown side
+    "s_messy,d,right,2\n"  # 8 loads
+)
 
 THERAPIES = "dry_needling, manual_therapy, therapeutic_exercise, electrical_stimulation, ultrasound, heat_ice, spinal_injection, other"
 
@@ -149,6 +161,7 @@ def night(tmp_path_factory):
 
     write_drop(exports, NOT_WHOLE, "sessions", [session(session_id="s_5.5", pain_before="5.5"), session(session_id="s_1e1", pain_before="1e1")])
     write_drop(exports, BLANK_LINE, "needle_sites", "session_id,site,side,needles\ns_blank,a,left,1\n\ns_blank,b,left,0\n")
+    write_drop(exports, MESSY_GZIP, "needle_sites", MESSY_NEEDLE_SITES, ext="csv.gz", bom=True, crlf=True)
     write_drop(exports, MULTILINE_FIELD, "needle_sites", 'session_id,site,side,needles\ns_multi,"upper\ntrapezius",left,1\ns_multi,b,left,0\n')
 
     con = warehouse.connect(None)
@@ -285,7 +298,7 @@ def test_counts_add_up_per_file_and_match_the_recorded_rejections(night):
         order by files.path
         """,
     )
-    assert len(by_file) == 17
+    assert len(by_file) == 18
     for path, status, read, loaded, rejected_count, recorded, recorded_whole in by_file:
         assert read == loaded + rejected_count, path
         if status == "rejected":
@@ -360,3 +373,16 @@ def test_a_file_outside_any_drop_folder_is_reported(tmp_path):
     con = warehouse.connect(None)
     load_all(con, exports)
     assert rows(con, "select path from ops.ignored_files") == [("sessions.csv",)]
+
+
+def test_physical_line_numbers_in_a_gzipped_file_with_a_bom_crlf_blank_lines_and_multi_line_fields(night):
+    con, *_ = night
+    assert [(line, reason) for path, line, reason in rejected(con) if path.startswith(MESSY_GZIP)] == [
+        (4, "needles: '0' is out of range 1 or more"),
+        (6, "line cannot be split into the header's columns (too many columns: Expected Number of Columns: 4 Found: 5)"),
+        (7, "side: 'both' is not one of left, right, midline"),
+    ]
+    assert rows(con, "select site, side, needles from core.needle_sites where session_id = 's_messy' order by site") == [
+        ("a", "left", 1),
+        ("d", "right", 2),
+    ]

@@ -70,7 +70,7 @@ REASON_ORDER = ("no_final_week_session", "no_dry_needling", "no_adjunct_therapy"
 PERIOD_DAYS = 30
 TREND_MONTHS = 12
 RETREATMENT_LIST_DAYS = 30
-RETREATMENT_LIST_MAX = 200
+RETREATMENT_LIST_MAX = 50  # per clinic, most recent first; the warehouse holds the rest
 CURVE_POINTS = 240  # per curve: enough for a smooth step line, small enough for 100+ charts
 
 WORDS = {
@@ -370,20 +370,36 @@ bucketed as (
     where local_date between $first_day and $as_of
 ),
 
+-- one row per patient first: the distinct counts below then run over far fewer rows
+per_patient as (
+    select
+        clinic_id,
+        bucket,
+        patient_key,
+        count(distinct plan_id) as plans,
+        count(*) filter (where is_needling) as needling_sessions,
+        count(*) filter (where is_needling and had_adverse_event) as adverse_events,
+        count(relief_points) filter (where is_needling) as relief_sessions,
+        count(*) filter (where is_needling and meaningful_relief) as meaningful_relief_sessions,
+    from bucketed
+    group by clinic_id, bucket, patient_key
+),
+
 final as (
     select
         clinic_id,
         bucket,
         count(distinct patient_key) as patients,
-        count(distinct plan_id) as plans,
-        count(distinct patient_key) filter (where plan_id is not null) as plan_patients,
-        count(*) filter (where is_needling) as needling_sessions,
-        count(distinct patient_key) filter (where is_needling) as needling_patients,
-        count(*) filter (where is_needling and had_adverse_event) as adverse_events,
-        count(relief_points) filter (where is_needling) as relief_sessions,
-        count(*) filter (where is_needling and meaningful_relief) as meaningful_relief_sessions,
-        count(distinct patient_key) filter (where is_needling and relief_points is not null) as relief_patients,
-    from bucketed
+        -- a plan belongs to one patient and one clinic, so per-patient plan counts add up
+        sum(plans) as plans,
+        count(distinct patient_key) filter (where plans > 0) as plan_patients,
+        sum(needling_sessions) as needling_sessions,
+        count(distinct patient_key) filter (where needling_sessions > 0) as needling_patients,
+        sum(adverse_events) as adverse_events,
+        sum(relief_sessions) as relief_sessions,
+        sum(meaningful_relief_sessions) as meaningful_relief_sessions,
+        count(distinct patient_key) filter (where relief_sessions > 0) as relief_patients,
+    from per_patient
     group by grouping sets ((bucket), (clinic_id, bucket))
 )
 

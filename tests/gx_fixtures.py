@@ -155,3 +155,17 @@ def core_connection(
 def rows(con: duckdb.DuckDBPyConnection, query: str) -> list[tuple]:
     """The rows of a query, for comparing with an expected table in a test."""
     return con.sql(query).fetchall()
+
+
+def replace_core(con: duckdb.DuckDBPyConnection, entity: str, new_rows: list[dict[str, Any]]) -> None:
+    """Replace every row of core.<entity>, as the loader does when a later drop changes records."""
+    arrow_rows = core_table(entity, new_rows)  # noqa: F841 (read by DuckDB below)
+    con.execute(f"delete from core.{entity}")
+    con.execute(f"insert into core.{entity} select * from arrow_rows")
+
+
+def build_quality(con: duckdb.DuckDBPyConnection, settings: Settings | None = None,
+                  as_of: dt.date = dt.date(2026, 11, 23)) -> None:
+    from flows.validate import build_quality_tables
+
+    build_quality_tables(con, settings or Settings(), as_of)

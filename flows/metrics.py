@@ -68,11 +68,18 @@ def needling_sessions(sessions: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def stack_groups(frame: pl.LazyFrame, groups: Mapping[str, str | None]) -> pl.LazyFrame:
-    """One copy of `frame` per grouping, tagged group_by / group_value (null values: 'not recorded')."""
+    """One copy of `frame` per grouping, tagged group_by / group_value (null values: 'not recorded').
+
+    grouping_order numbers the groupings in the order given, for sorting.
+    """
     parts = []
-    for name, column in groups.items():
+    for position, (name, column) in enumerate(groups.items()):
         value = pl.lit("all") if column is None else pl.col(column).cast(pl.String).fill_null(NOT_RECORDED)
-        parts.append(frame.with_columns(group_by=pl.lit(name), group_value=value))
+        parts.append(
+            frame.with_columns(
+                group_by=pl.lit(name), group_value=value, grouping_order=pl.lit(position, dtype=pl.Int32)
+            )
+        )
     return pl.concat(parts, how="vertical")
 
 
@@ -170,6 +177,12 @@ def pain_observations(sessions: pl.LazyFrame, checkins: pl.LazyFrame) -> pl.Lazy
     return pl.concat([from_checkins, from_sessions], how="vertical").sort("observed_at")
 
 
+# Row kinds of the follow-up stream, in their order within one instant: observations first, so
+# a marker at the same instant includes them ("up to and including"); episode starts last, so
+# looking forward from a start sees only what happens strictly after it.
+_OBSERVATION, _NEEDLING, _CAP, _START = 0, 1, 2, 3
+
+
 def relief_episodes(
     sessions: pl.LazyFrame,
     checkins: pl.LazyFrame,
@@ -188,74 +201,91 @@ def relief_episodes(
     Observation order within the same instant cannot change the result: the
     relapse time is the earliest relapsing observation, the censoring time the
     latest observation, so ties in time need no tie-break.
+
+    How: one stream per patient, sorted by time, of observations, needling
+    sessions, episode starts and the episodes' 42-day marks; "next" and "last"
+    are backward / forward fills of row numbers over it (linear after one
+    sort, whatever a patient's history length).
     """
     episodes = (
         session_relief(sessions, mcid)
         .filter(pl.col("meaningful_relief"))
         .drop("meaningful_relief")
-        # Pain is whole points: pain > pain_before - mcid  <=>  pain > floor(pain_before - mcid).
         .with_columns(
+            # Pain is whole points: pain > pain_before - mcid  <=>  pain > floor(pain_before - mcid).
             relapse_above=(pl.col("pain_before") - mcid).floor().clip(-1, 10).cast(pl.Int32),
+            cap_at=pl.col("started_at") + pl.duration(days=followup_days),
         )
-        .sort("started_at")
     )
-    next_needling = (
-        needling_sessions(sessions)
-        .select("patient_key", next_needling_at=pl.col("started_at").cast(_INSTANT))
-        .sort("next_needling_at")
-    )
-    observations = pain_observations(sessions, checkins)
-
-    with_horizon = episodes.join_asof(
-        next_needling,
-        left_on="started_at",
-        right_on="next_needling_at",
-        by="patient_key",
-        strategy="forward",
-        allow_exact_matches=False,
-        check_sortedness=False,
-    ).with_columns(
-        follow_up_until=pl.min_horizontal(
-            "next_needling_at", pl.col("started_at") + pl.duration(days=followup_days)
-        ),
-    )
-
-    last_observation = (
-        with_horizon.sort("follow_up_until")
-        .join_asof(
-            observations.select("patient_key", last_observed_at="observed_at"),
-            left_on="follow_up_until",
-            right_on="last_observed_at",
-            by="patient_key",
-            strategy="backward",
-            check_sortedness=False,
-        )
-        .with_columns(followed_up=pl.col("last_observed_at") > pl.col("started_at"))
-        .with_columns(followed_up=pl.col("followed_up").fill_null(False))
-    )
-
-    # The first observation above each possible threshold (pain is 0-10, so at most 12 asof joins).
-    first_above = pl.concat(
+    no_session = pl.lit(None, dtype=pl.String)
+    no_pain = pl.lit(None, dtype=pl.Int32)
+    stream = pl.concat(
         [
-            episodes.filter(pl.col("relapse_above") == level)
-            .select("session_id", "patient_key", "started_at")
-            .join_asof(
-                observations.filter(pl.col("pain") > level).select("patient_key", first_above_at="observed_at"),
-                left_on="started_at",
-                right_on="first_above_at",
-                by="patient_key",
-                strategy="forward",
-                allow_exact_matches=False,
-                check_sortedness=False,
-            )
-            .select("session_id", "first_above_at")
-            for level in range(-1, 11)
+            pain_observations(sessions, checkins).select(
+                "patient_key", at="observed_at", kind=pl.lit(_OBSERVATION, pl.Int8), pain="pain", session_id=no_session
+            ),
+            needling_sessions(sessions).select(
+                "patient_key", at=pl.col("started_at").cast(_INSTANT), kind=pl.lit(_NEEDLING, pl.Int8), pain=no_pain, session_id=no_session
+            ),
+            episodes.select("patient_key", at="cap_at", kind=pl.lit(_CAP, pl.Int8), pain=no_pain, session_id="session_id"),
+            episodes.select(
+                "patient_key", at="started_at", kind=pl.lit(_START, pl.Int8), pain="relapse_above", session_id="session_id"
+            ),
         ],
         how="vertical",
+    ).sort("patient_key", "at", "kind")
+
+    row = pl.int_range(pl.len(), dtype=pl.UInt32)
+    is_observation = pl.col("kind") == _OBSERVATION
+
+    def forward_from(condition: pl.Expr) -> pl.Expr:
+        """Row number of the first row at or after this one where condition holds."""
+        return pl.when(condition).then(row).fill_null(strategy="backward")
+
+    def same_patient(at_row: str) -> pl.Expr:
+        return pl.col("patient").gather(pl.col(at_row)) == pl.col("patient")
+
+    def time_at(at_row: str) -> pl.Expr:
+        return pl.when(same_patient(at_row)).then(pl.col("at").gather(pl.col(at_row)))
+
+    # In a start row `pain` holds the episode's relapse threshold.
+    first_above_row = pl.lit(None, dtype=pl.UInt32)
+    for level in range(-1, 11):
+        first_above_row = pl.when(pl.col("pain") == level).then(
+            forward_from(is_observation & (pl.col("pain") > level))
+        ).otherwise(first_above_row)
+    followed = stream.with_columns(
+        patient=(pl.col("patient_key") != pl.col("patient_key").shift()).fill_null(True).cum_sum(),
+        last_observation_row=pl.when(is_observation).then(row).fill_null(strategy="forward"),
+        next_needling_row=forward_from(pl.col("kind") == _NEEDLING),
+    ).with_columns(
+        observation_before_next_needling_row=pl.col("last_observation_row").gather(pl.col("next_needling_row")),
+        first_above_row=pl.when(pl.col("kind") == _START).then(first_above_row),
     )
+    # Gather by row number on the whole stream, then keep the rows that carry an answer.
+    answered = followed.with_columns(
+        next_needling_at=time_at("next_needling_row"),
+        last_before_needling_at=pl.when(same_patient("next_needling_row")).then(
+            time_at("observation_before_next_needling_row")
+        ),
+        first_above_at=time_at("first_above_row"),
+        last_before_cap_at=time_at("last_observation_row"),
+    )
+    at_starts = answered.filter(pl.col("kind") == _START).select(
+        "session_id", "next_needling_at", "last_before_needling_at", "first_above_at"
+    )
+    at_caps = answered.filter(pl.col("kind") == _CAP).select("session_id", "last_before_cap_at")
 
     return (
-        last_observation.join(first_above, on="session_id", how="left")
+        episodes.join(at_starts, on="session_id", how="left")
+        .join(at_caps, on="session_id", how="left")
+        .with_columns(
+            follow_up_until=pl.min_horizontal("next_needling_at", "cap_at"),
+            last_observed_at=pl.when(pl.col("next_needling_at") <= pl.col("cap_at"))
+            .then(pl.col("last_before_needling_at"))
+            .otherwise(pl.col("last_before_cap_at")),
+        )
+        .with_columns(followed_up=(pl.col("last_observed_at") > pl.col("started_at")).fill_null(False))
         .with_columns(
             relapsed=pl.when(pl.col("followed_up")).then(
                 pl.col("first_above_at").is_not_null() & (pl.col("first_above_at") <= pl.col("follow_up_until"))
@@ -288,8 +318,11 @@ def relief_episodes(
 def relief_curves(episodes: pl.LazyFrame, groups: Mapping[str, str | None] = RELIEF_GROUPS) -> pl.LazyFrame:
     """Kaplan-Meier step points of relief duration per group (followed-up episodes only)."""
     followed = stack_groups(episodes.filter(pl.col("followed_up")), groups)
-    curves = kaplan_meier(followed, ["group_by", "group_value"], duration="duration_hours", event="relapsed")
-    return _in_grouping_order(curves, groups, "hours")
+    # Ordered by grouping, group and hours as kaplan_meier returns it: no second sort of a big table.
+    curves = kaplan_meier(
+        followed, ["grouping_order", "group_by", "group_value"], duration="duration_hours", event="relapsed"
+    )
+    return curves.drop("grouping_order")
 
 
 def _episode_counts(episodes: pl.LazyFrame, groups: Mapping[str, str | None]) -> pl.LazyFrame:

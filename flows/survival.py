@@ -54,6 +54,8 @@ def kaplan_meier(
 ) -> pl.LazyFrame:
     """The Kaplan-Meier curve of every group: one row per group and distinct duration.
 
+    Rows come ordered by the `by` columns, then hours.
+
     `episodes` has one row per subject with a non-null `duration` (float, >= 0)
     and a boolean `event` (true: the event happened at `duration`; false:
     censored there). Returns the `by` columns and
@@ -62,26 +64,32 @@ def kaplan_meier(
     survival, ci_low, ci_high.
     """
     by = list(by)
-    at_times = episodes.group_by(*by, duration).agg(
-        events=pl.col(event).cast(pl.Int64).sum(),
-        removed=pl.len().cast(pl.Int64),
+    # Work on a small integer group index: sorting and windowing over string keys costs
+    # several times more at a million rows. The index follows the sorted group keys.
+    if by:
+        groups = episodes.select(by).unique().sort(by).with_row_index("_group")
+        indexed = episodes.join(groups, on=by, how="inner", nulls_equal=True)
+    else:
+        groups = None
+        indexed = episodes.with_columns(_group=pl.lit(0, dtype=pl.UInt32))
+    indexed = indexed.select(
+        "_group",
+        pl.col(duration).cast(pl.Float64).alias("_time"),
+        pl.col(event).cast(pl.Int64).alias("_event"),
     )
     # Every curve starts at S(0) = 1, as lifelines' timeline does (births at 0).
-    zero = {duration: pl.lit(0.0, dtype=pl.Float64), "events": pl.lit(0, dtype=pl.Int64), "removed": pl.lit(0, dtype=pl.Int64)}
-    if by:
-        origin = episodes.select(by).unique().with_columns(**zero)
-    else:
-        origin = pl.LazyFrame({duration: [0.0]}).select(**zero)
-    table = (
-        pl.concat([at_times.with_columns(pl.col(duration).cast(pl.Float64)), origin], how="vertical")
-        .group_by(*by, duration)
-        .agg(pl.col("events").sum(), pl.col("removed").sum())
-        .sort(*by, duration)
+    origin = indexed.select("_group").unique().with_columns(
+        _time=pl.lit(0.0, dtype=pl.Float64), _event=pl.lit(0, dtype=pl.Int64), _removed=pl.lit(0, dtype=pl.Int64)
     )
-    over = by or None
+    table = (
+        pl.concat([indexed.with_columns(_removed=pl.lit(1, dtype=pl.Int64)), origin], how="vertical")
+        .group_by("_group", "_time")
+        .agg(events=pl.col("_event").sum(), removed=pl.col("_removed").sum())
+        .sort("_group", "_time")
+    )
 
     def grouped(expr: pl.Expr) -> pl.Expr:
-        return expr.over(over) if over else expr
+        return expr.over("_group")
 
     with_risk = table.with_columns(
         at_risk=grouped(pl.col("removed").sum()) - grouped(pl.col("removed").cum_sum()) + pl.col("removed"),
@@ -118,9 +126,11 @@ def kaplan_meier(
         pl.col("ci_low").fill_nan(1.0),
         pl.col("ci_high").fill_nan(1.0),
     )
+    if groups is not None:
+        with_band = with_band.join(groups, on="_group", how="left", maintain_order="left")
     return with_band.select(
         *by,
-        pl.col(duration).alias("hours"),
+        pl.col("_time").alias("hours"),
         "at_risk",
         "events",
         censored=pl.col("removed") - pl.col("events"),
@@ -149,7 +159,8 @@ def curve_summary(
         return pl.col("hours").filter(pl.col(column) <= quantile).min()
 
     def survival_at(hours: float) -> pl.Expr:
-        return pl.col("survival").filter(pl.col("hours") <= hours).last()
+        # S never rises, so its value at the last step <= hours is the least one up to there.
+        return pl.col("survival").filter(pl.col("hours") <= hours).min()
 
     aggregations = [
         first_time_at_or_below("survival").alias("median_hours"),
@@ -157,10 +168,9 @@ def curve_summary(
         first_time_at_or_below("ci_high").alias("median_ci_high"),
         *(survival_at(hours).alias(name) for name, hours in at_hours.items()),
     ]
-    ordered = curves.sort(*by, "hours")
     if not by:
-        return ordered.select(aggregations)
-    return ordered.group_by(*by, maintain_order=True).agg(aggregations)
+        return curves.select(aggregations)
+    return curves.group_by(*by, maintain_order=True).agg(aggregations)
 
 
 def logrank_p_value(durations: np.ndarray, events: np.ndarray, groups: np.ndarray) -> float | None:
@@ -176,10 +186,10 @@ def logrank_p_value(durations: np.ndarray, events: np.ndarray, groups: np.ndarra
     if n_groups < 2:
         return None
     times, time_index = np.unique(durations, return_inverse=True)
-    removed = np.zeros((len(times), n_groups))
-    deaths = np.zeros((len(times), n_groups))
-    np.add.at(removed, (time_index, group_index), 1.0)
-    np.add.at(deaths, (time_index, group_index), events)
+    cell = time_index * n_groups + group_index
+    size = len(times) * n_groups
+    removed = np.bincount(cell, minlength=size).astype(np.float64).reshape(len(times), n_groups)
+    deaths = np.bincount(cell, weights=events, minlength=size).reshape(len(times), n_groups)
 
     # At risk just before each time, per group and in all.
     at_risk = removed.sum(axis=0) - np.cumsum(removed, axis=0) + removed

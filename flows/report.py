@@ -290,7 +290,8 @@ def _change(kind: str, now: Shown, before: Shown) -> str:
     if now.suppressed or before.suppressed or now.value is None or before.value is None:
         return "no comparison"
     delta = now.value - before.value
-    arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
+    shown = round(100 * delta) if kind == "share" else round(delta)  # the arrow follows the rounded change
+    arrow = "▲" if shown > 0 else "▼" if shown < 0 else "="
     if kind == "share":
         return f"{arrow} {abs(100 * delta):.0f} points"
     if kind == "hours":
@@ -735,7 +736,7 @@ def line_chart(
     height: int = 250,
 ) -> Markup:
     """A line (or step) chart as inline SVG; the legend lists each series."""
-    left, right, top, bottom = 46, 150, 12, 34
+    left, right, top, bottom = 46, 185, 12, 34
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def sx(x: float) -> float:
@@ -856,7 +857,12 @@ def _curve_series(curves: pl.DataFrame, group_column: str, max_hours: float) -> 
         grid = pl.DataFrame({"hours": [i * grid_step for i in range(int(last_hours / grid_step) + 1)] + [last_hours]})
         sampled = grid.join_asof(curve.select("hours", "survival"), on="hours", strategy="backward")
         points = [(0.0, 1.0)] if hours[0] > 0 else []
-        points += [(h, s) for h, s in sampled.iter_rows() if s is not None]
+        for h, s in sampled.iter_rows():
+            # a step line needs only the points where it changes, and its end
+            if s is not None and (not points or s != points[-1][1]):
+                points.append((h, s))
+        if points and points[-1][0] < last_hours:
+            points.append((last_hours, points[-1][1]))
         series[group_value] = points
     return series
 

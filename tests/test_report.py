@@ -249,7 +249,7 @@ def test_long_relief_curves_are_downsampled():
     html = build_html(con, settings=rf.settings(), as_of=rf.AS_OF)
     network = rf.section_html(html, "network")
     path = re.search(r'<path class="series" d="([^"]+)"[^>]*><title>Neck pain', network).group(1)
-    assert 200 < path.count("L") <= 2 * 242
+    assert 100 < path.count("L") <= 2 * 242
 
 
 @pytest.mark.parametrize("table", ["marts.relief_curves", "quality.plan_completion", "ops.runs", "core.sessions"])

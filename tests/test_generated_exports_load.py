@@ -79,3 +79,25 @@ def test_dirty_output_is_rejected_exactly_where_planted(tmp_path):
         (r.file.relpath, column) for r in summary.files for column in r.ignored_columns
     }
     assert unknown_columns <= ignored_columns
+
+
+def test_a_spot_listed_twice_for_a_session_is_rejected_and_the_first_listing_stands(tmp_path):
+    from tests.load_fixtures import load_all, rejected, rows, session, site, write_drop
+
+    exports = tmp_path / "exports"
+    write_drop(exports, "2026-11-01", "sessions", [session(session_id="s1")])
+    write_drop(exports, "2026-11-01", "needle_sites", [
+        site(session_id="s1", site="gluteus_medius", side="left", needles="2"),
+        site(session_id="s1", site="gluteus_medius", side="right", needles="2"),
+        site(session_id="s1", site="Gluteus_Medius", side="LEFT", needles="5"),
+    ])
+    con = warehouse.connect(None)
+    load_all(con, exports)
+    assert rows(con, "select site, side, needles from core.needle_sites order by side") == [
+        ("gluteus_medius", "left", 2),
+        ("gluteus_medius", "right", 2),
+    ]
+    assert rejected(con) == [(
+        "2026-11-01/needle_sites.csv", 4,
+        "site: 'Gluteus_Medius' (side 'LEFT') is listed again for session 's1' in this file; the first listing stands",
+    )]

@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import shutil
 import socket
 import subprocess
@@ -92,7 +91,7 @@ start = time.perf_counter()
 for entity in ("sessions", "needle_sites", "plans", "pain_checkins", "patients"):
     csvs = sorted(glob.glob(f"{exports}/*/{entity}.csv") + glob.glob(f"{exports}/*/{entity}.csv.gz"))
     parquets = sorted(glob.glob(f"{exports}/*/{entity}.parquet"))
-    con.execute(f"create table {entity}_csv as select * from read_csv({csvs!r}, union_by_name = true)")
+    con.execute(f"create table {entity}_csv as select * from read_csv({csvs!r}, union_by_name = true, all_varchar = true)")
     if parquets:
         con.execute(f"create table {entity}_parquet as select * from read_parquet({parquets!r}, union_by_name = true)")
 con.execute("checkpoint")

@@ -169,6 +169,13 @@ def generated() -> tuple[Path, tuple[str, ...], str]:
 
     out = SCRATCH / "generated"
     summary = generate(out, patients=PATIENTS, days=DAYS, seed=SEED)
+    # One drop the day before, holding what a real night also meets: a row the loader rejects and a stray file.
+    early = out / (summary.first_date - dt.timedelta(days=1)).isoformat()
+    early.mkdir()
+    (early / "pain_checkins.csv").write_text(
+        "checkin_id,patient_id,recorded_at,pain,channel\nk_bad,P_none,2026-11-01T10:00:00Z,11,sms\n"
+    )
+    (early / "readme.txt").write_text("not an export file\n")
     drops = tuple(sorted(p.name for p in out.iterdir() if p.is_dir()))
     return out, drops, summary.end_date.isoformat()
 

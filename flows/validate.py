@@ -156,18 +156,28 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
 
     Measured at a million rows: GX fingerprints every batch with
     hash_pandas_object (~70 s per million Arrow-backed timestamps, 0.05 s as
-    numpy datetime64), and its between-check is vectorised only for numpy
-    int64/float64 (Arrow-backed ints go through a Python call per value).
-    So numbers and instants become numpy columns; text stays Arrow-backed.
+    numpy datetime64); its between-check is vectorised only for numpy
+    int64/float64 (Arrow-backed ints cost a Python call per value); and every
+    expectation filters the whole frame, which is cheap for categoricals and
+    costly for text. So numbers and instants become numpy columns, and text
+    with few distinct values (enums, sites, clinics) becomes categorical.
     """
     table = con.sql(sql).to_arrow_table()
     columns = []
     for column in table.columns:
         if pa.types.is_integer(column.type):
             column = column.cast(pa.int64() if column.null_count == 0 else pa.float64())
+        elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            encoded = column.combine_chunks().dictionary_encode()
+            if len(encoded.dictionary) * _FEW_DISTINCT <= max(len(column), _FEW_DISTINCT):
+                column = encoded
         columns.append(column)
     table = pa.Table.from_arrays(columns, names=table.column_names)
     return table.to_pandas(date_as_object=False)
+
+
+# Text columns with at most one distinct value per this many rows become categorical.
+_FEW_DISTINCT = 20
 
 
 def _context(docs_dir: Path | None):

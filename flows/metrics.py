@@ -398,11 +398,16 @@ def relief_comparison(
         compared = by_factor.filter((pl.col("group_by") == factor) & pl.col("in_logrank"))["group_value"].to_list()
         p_value = None
         if len(compared) >= 2:
-            data = followed.filter(pl.col(column).is_in(compared)).select("duration_hours", "relapsed", column).collect()
+            data = (
+                followed.filter(pl.col(column).is_in(compared))
+                # numeric group codes: numpy sorts them far faster than strings
+                .select("duration_hours", "relapsed", group=pl.col(column).rank("dense"))
+                .collect()
+            )
             p_value = logrank_p_value(
                 data["duration_hours"].to_numpy(),
                 data["relapsed"].to_numpy(),
-                data[column].to_numpy(),
+                data["group"].to_numpy(),
             )
         p_values.append({"group_by": factor, "logrank_p": p_value})
     tests = pl.DataFrame(p_values, schema={"group_by": pl.String, "logrank_p": pl.Float64})
@@ -655,6 +660,18 @@ def _read(con: duckdb.DuckDBPyConnection, query: str) -> pl.LazyFrame:
     return pl.from_arrow(con.sql(query).to_arrow_table()).lazy()
 
 
+def _read_numbered(con: duckdb.DuckDBPyConnection, table: str, columns: str) -> pl.LazyFrame:
+    """Read `columns` of `table` with its patient_key replaced by the run's patient number."""
+    return _read(
+        con,
+        f"""
+        select source.{columns.replace(", ", ", source.")}, numbers.patient_no as patient_key,
+        from {table} as source
+        left join metrics_patient_numbers as numbers on numbers.patient_key = source.patient_key
+        """,
+    )
+
+
 def _write(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
     view = f"_arrow_marts_{table}"
     con.register(view, frame.to_arrow())
@@ -672,24 +689,40 @@ def _without_patient_key(frame: pl.DataFrame) -> pl.DataFrame:
 def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) -> dict[str, int]:
     """Build every marts.* table from core.* and quality.plan_completion; rows written per table."""
     rules = settings.rules
-    sessions = _read(
-        con,
+    # Inside this run patients are small integers rather than 64-character keys: every
+    # join, sort and distinct count over patients is several times cheaper, and the
+    # numbers never leave the function (no mart carries a patient column).
+    con.execute(
         """
+        create or replace temp table metrics_patient_numbers as
+        with keys as (
+            select patient_key from core.sessions
+            union select patient_key from core.pain_checkins
+            union select patient_key from core.plans
+            union select patient_key from quality.plan_completion
+        )
         select
-            session_id, patient_key, plan_id, clinic_id, clinician_role, started_at, status,
-            therapies, condition, pain_before, pain_after, aftercare, adverse_event,
-        from core.sessions
-        """,
-    )
-    checkins = _read(con, "select checkin_id, patient_key, recorded_at, pain, from core.pain_checkins")
-    plans = _read(con, "select plan_id, patient_key, clinic_id, start_date, pcp_cleared, from core.plans")
-    plan_completion = _read(
-        con,
+            patient_key,
+            (row_number() over (order by patient_key))::uinteger as patient_no,
+        from keys
         """
-        select plan_id, patient_key, clinic_id, clinic_timezone, start_date, window_end, completion,
-        from quality.plan_completion
-        """,
     )
+    try:
+        sessions = _read_numbered(
+            con,
+            "core.sessions",
+            "session_id, plan_id, clinic_id, clinician_role, started_at, status, therapies, condition, "
+            "pain_before, pain_after, aftercare, adverse_event",
+        )
+        checkins = _read_numbered(con, "core.pain_checkins", "checkin_id, recorded_at, pain")
+        plans = _read_numbered(con, "core.plans", "plan_id, clinic_id, start_date, pcp_cleared")
+        plan_completion = _read_numbered(
+            con,
+            "quality.plan_completion",
+            "plan_id, clinic_id, clinic_timezone, start_date, window_end, completion",
+        )
+    finally:
+        con.execute("drop table if exists metrics_patient_numbers")
 
     relief = session_relief(sessions, rules.mcid_points).collect()
     episodes = relief_episodes(sessions, checkins, rules.mcid_points, rules.relief_followup_days).collect()

@@ -131,11 +131,13 @@ RESULT_SCHEMA = pa.schema(
 
 
 def _column_of(kwargs: dict[str, Any]) -> str | None:
+    """The column(s) an expectation checks, as one text: `site` or `session_id, site, side`."""
     if "column" in kwargs:
         return kwargs["column"]
-    for key in ("column_list", "column_A"):
-        if key in kwargs:
-            return ", ".join(kwargs[key]) if key == "column_list" else f"{kwargs['column_A']}, {kwargs['column_B']}"
+    if "column_list" in kwargs:
+        return ", ".join(kwargs["column_list"])
+    if "column_A" in kwargs:
+        return f"{kwargs['column_A']}, {kwargs['column_B']}"
     return None
 
 
@@ -149,6 +151,10 @@ def _details(result: dict[str, Any], exception: dict[str, Any] | None) -> str | 
         distinct = list(dict.fromkeys("null" if value is None else str(value) for value in sample))[:5]
         return "e.g. " + ", ".join(distinct)
     return None
+
+
+# Text columns with at most one distinct value per this many rows become categorical.
+_FEW_DISTINCT = 20
 
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
@@ -174,10 +180,6 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
         columns.append(column)
     table = pa.Table.from_arrays(columns, names=table.column_names)
     return table.to_pandas(date_as_object=False)
-
-
-# Text columns with at most one distinct value per this many rows become categorical.
-_FEW_DISTINCT = 20
 
 
 def _context(docs_dir: Path | None):

@@ -158,29 +158,10 @@ def session_relief_summary(relief: pl.LazyFrame) -> pl.LazyFrame:
 # --- R4 relief duration -----------------------------------------------------------------------
 
 
-def pain_observations(sessions: pl.LazyFrame, checkins: pl.LazyFrame) -> pl.LazyFrame:
-    """Every pain reading of a patient in time: check-ins and completed sessions' pain_before."""
-    from_checkins = checkins.select(
-        "patient_key",
-        observed_at=pl.col("recorded_at").cast(_INSTANT),
-        pain=pl.col("pain").cast(pl.Int32),
-    )
-    from_sessions = (
-        completed_sessions(sessions)
-        .filter(pl.col("pain_before").is_not_null())
-        .select(
-            "patient_key",
-            observed_at=pl.col("started_at").cast(_INSTANT),
-            pain=pl.col("pain_before").cast(pl.Int32),
-        )
-    )
-    return pl.concat([from_checkins, from_sessions], how="vertical").sort("observed_at")
-
-
-# Row kinds of the follow-up stream, in their order within one instant: observations first, so
-# a marker at the same instant includes them ("up to and including"); episode starts last, so
-# looking forward from a start sees only what happens strictly after it.
-_OBSERVATION, _NEEDLING, _CAP, _START = 0, 1, 2, 3
+# Row kinds of the follow-up stream, in their order within one instant: readings and needling
+# sessions first, so a cap at the same instant includes them ("up to and including"); episode
+# starts last, so looking forward from a start sees only what happens strictly after it.
+_READING, _CAP, _START = 0, 1, 2
 
 
 def relief_episodes(
@@ -219,24 +200,50 @@ def relief_episodes(
     )
     no_session = pl.lit(None, dtype=pl.String)
     no_pain = pl.lit(None, dtype=pl.Int32)
-    stream = pl.concat(
-        [
-            pain_observations(sessions, checkins).select(
-                "patient_key", at="observed_at", kind=pl.lit(_OBSERVATION, pl.Int8), pain="pain", session_id=no_session
-            ),
-            needling_sessions(sessions).select(
-                "patient_key", at=pl.col("started_at").cast(_INSTANT), kind=pl.lit(_NEEDLING, pl.Int8), pain=no_pain, session_id=no_session
-            ),
-            episodes.select("patient_key", at="cap_at", kind=pl.lit(_CAP, pl.Int8), pain=no_pain, session_id="session_id"),
-            episodes.select(
-                "patient_key", at="started_at", kind=pl.lit(_START, pl.Int8), pain="relapse_above", session_id="session_id"
-            ),
-        ],
-        how="vertical",
-    ).sort("patient_key", "at", "kind")
+    not_needling = pl.lit(False)
+    stream = (
+        pl.concat(
+            [
+                checkins.select(
+                    "patient_key",
+                    at=pl.col("recorded_at").cast(_INSTANT),
+                    kind=pl.lit(_READING, pl.Int8),
+                    pain=pl.col("pain").cast(pl.Int32),
+                    needling=not_needling,
+                    session_id=no_session,
+                ),
+                # A session row is a reading when it has pain_before, and a needling mark when
+                # it is a needling session; one row serves as both.
+                completed_sessions(sessions)
+                .with_columns(needling=pl.col("therapies").list.contains(NEEDLING).fill_null(False))
+                .filter(pl.col("pain_before").is_not_null() | pl.col("needling"))
+                .select(
+                    "patient_key",
+                    at=pl.col("started_at").cast(_INSTANT),
+                    kind=pl.lit(_READING, pl.Int8),
+                    pain=pl.col("pain_before").cast(pl.Int32),
+                    needling="needling",
+                    session_id=no_session,
+                ),
+                episodes.select(
+                    "patient_key", at="cap_at", kind=pl.lit(_CAP, pl.Int8), pain=no_pain, needling=not_needling,
+                    session_id="session_id",
+                ),
+                # In a start row `pain` holds the episode's relapse threshold.
+                episodes.select(
+                    "patient_key", at="started_at", kind=pl.lit(_START, pl.Int8), pain="relapse_above",
+                    needling=not_needling, session_id="session_id",
+                ),
+            ],
+            how="vertical",
+        )
+        # One integer sort key for (instant, kind): sorting on two columns instead of three.
+        .with_columns(_order=pl.col("at").dt.epoch("us") * 4 + pl.col("kind"))
+        .sort("patient_key", "_order")
+    )
 
     row = pl.int_range(pl.len(), dtype=pl.UInt32)
-    is_observation = pl.col("kind") == _OBSERVATION
+    is_reading = (pl.col("kind") == _READING) & pl.col("pain").is_not_null()
 
     def forward_from(condition: pl.Expr) -> pl.Expr:
         """Row number of the first row at or after this one where condition holds."""
@@ -248,28 +255,36 @@ def relief_episodes(
     def time_at(at_row: str) -> pl.Expr:
         return pl.when(same_patient(at_row)).then(pl.col("at").gather(pl.col(at_row)))
 
-    # In a start row `pain` holds the episode's relapse threshold.
     first_above_row = pl.lit(None, dtype=pl.UInt32)
     for level in range(-1, 11):
         first_above_row = pl.when(pl.col("pain") == level).then(
-            forward_from(is_observation & (pl.col("pain") > level))
+            forward_from(is_reading & (pl.col("pain") > level))
         ).otherwise(first_above_row)
+    # The last reading-kind row of its instant: every reading at that instant is at or before it.
+    closes_instant = (pl.col("kind") == _READING) & (
+        (pl.col("patient_key").shift(-1) != pl.col("patient_key"))
+        | (pl.col("at").shift(-1) != pl.col("at"))
+        | (pl.col("kind").shift(-1) != _READING)
+    ).fill_null(True)
     followed = stream.with_columns(
         patient=(pl.col("patient_key") != pl.col("patient_key").shift()).fill_null(True).cum_sum(),
-        last_observation_row=pl.when(is_observation).then(row).fill_null(strategy="forward"),
-        next_needling_row=forward_from(pl.col("kind") == _NEEDLING),
+        last_reading_row=pl.when(is_reading).then(row).fill_null(strategy="forward"),
+        next_needling_row=forward_from(pl.col("needling")),
+        instant_end_row=forward_from(closes_instant),
     ).with_columns(
-        observation_before_next_needling_row=pl.col("last_observation_row").gather(pl.col("next_needling_row")),
+        reading_before_next_needling_row=pl.col("last_reading_row").gather(
+            pl.col("instant_end_row").gather(pl.col("next_needling_row"))
+        ),
         first_above_row=pl.when(pl.col("kind") == _START).then(first_above_row),
     )
     # Gather by row number on the whole stream, then keep the rows that carry an answer.
     answered = followed.with_columns(
         next_needling_at=time_at("next_needling_row"),
         last_before_needling_at=pl.when(same_patient("next_needling_row")).then(
-            time_at("observation_before_next_needling_row")
+            time_at("reading_before_next_needling_row")
         ),
         first_above_at=time_at("first_above_row"),
-        last_before_cap_at=time_at("last_observation_row"),
+        last_before_cap_at=time_at("last_reading_row"),
     )
     at_starts = answered.filter(pl.col("kind") == _START).select(
         "session_id", "next_needling_at", "last_before_needling_at", "first_above_at"
@@ -724,24 +739,35 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
     finally:
         con.execute("drop table if exists metrics_patient_numbers")
 
-    relief = session_relief(sessions, rules.mcid_points).collect()
-    episodes = relief_episodes(sessions, checkins, rules.mcid_points, rules.relief_followup_days).collect()
-    curves = relief_curves(episodes.lazy()).collect()
+    # Independent queries are collected together so they share the cores.
+    relief, episodes, outcomes, adverse, mix, clearance = pl.collect_all([
+        session_relief(sessions, rules.mcid_points),
+        relief_episodes(sessions, checkins, rules.mcid_points, rules.relief_followup_days),
+        plan_outcomes(plan_completion, sessions, checkins, rules.mcid_points),
+        adverse_events(sessions),
+        aftercare_mix(sessions),
+        pcp_clearance(plans, as_of),
+    ])
+    curves, relief_by_group, outcomes_by_group = pl.collect_all([
+        relief_curves(episodes.lazy()),
+        session_relief_summary(relief.lazy()),
+        plan_outcome_summary(outcomes.lazy()),
+    ])
     summary = relief_summary(episodes.lazy(), curves.lazy()).collect()
-    outcomes = plan_outcomes(plan_completion, sessions, checkins, rules.mcid_points).collect()
+    comparison = relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect()
 
     marts = {
         "session_relief": relief,
-        "session_relief_summary": session_relief_summary(relief.lazy()).collect(),
+        "session_relief_summary": relief_by_group,
         "relief_duration": episodes,
         "relief_summary": summary,
         "relief_curves": curves,
-        "relief_comparison": relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect(),
+        "relief_comparison": comparison,
         "plan_outcomes": outcomes,
-        "plan_outcome_summary": plan_outcome_summary(outcomes.lazy()).collect(),
-        "adverse_events": adverse_events(sessions).collect(),
-        "aftercare_mix": aftercare_mix(sessions).collect(),
-        "pcp_clearance": pcp_clearance(plans, as_of).collect(),
+        "plan_outcome_summary": outcomes_by_group,
+        "adverse_events": adverse,
+        "aftercare_mix": mix,
+        "pcp_clearance": clearance,
     }
     con.execute("create schema if not exists marts")
     written = {table: _write(con, table, _without_patient_key(frame)) for table, frame in marts.items()}

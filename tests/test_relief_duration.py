@@ -131,6 +131,20 @@ def test_ties_in_time_relapse_wins_whatever_the_row_order():
     assert outcomes(given_sessions, [checkin("c3", 48, 9)]) == [("s1", True, True, 48.0)]
 
 
+def test_all_readings_at_the_next_needling_instant_count():
+    given = [session("s1", 0, pain_before=7, pain_after=3)]
+    # Two needling sessions start at 48 h; only one of them reports a relapse, whichever sorts first.
+    for first, second in [("s2", "s3"), ("s3", "s2")]:
+        later = [
+            session(first, 48, pain_before=4, pain_after=4),
+            session(second, 48, pain_before=6, pain_after=6),
+        ]
+        assert outcomes(given + later, [checkin("c1", 24, 4)]) == [("s1", True, True, 48.0)]
+    # None relapses: censored at the last reading, at 48 h, whatever the needling session without pain.
+    later = [session("s2", 48, pain_before=None, pain_after=None), session("s3", 48, pain_before=5, pain_after=5)]
+    assert outcomes(given + later, [checkin("c1", 24, 4)]) == [("s1", True, False, 48.0)]
+
+
 def test_two_relief_sessions_at_the_same_instant_do_not_end_each_other():
     given_sessions = [
         session("s1", 0, pain_before=7, pain_after=3),

@@ -241,36 +241,23 @@ def _read_group(
         else:
             selected.append(f"{source}::varchar as {column}")
     if results[0].file.file_format == "parquet":
-        line = "scanned.file_row_number + 1"
+        line = "file_row_number + 1"
     else:
-        # The scan keeps file order, so a row's place in its file is its row number minus the file's first;
-        # the header is line 1. Lines the reader could not split are accounted for afterwards.
-        line = "scanned._row - min(scanned._row) over (partition by scanned._source_path) + 2"
-    files = pa.table(
-        {
-            "path": pa.array([str(r.file.path) for r in results], pa.string()),
-            "drop_name": pa.array([r.file.drop for r in results], pa.string()),
-            "file_id": pa.array([r.file_id for r in results], pa.int32()),
-        }
+        # Left null: rows are appended in file order, so staging numbers them from their rowid (a
+        # row_number() here would force a single-threaded, order-preserving window over every scan).
+        line = "null::bigint"
+    file_ids = " ".join(f"when {_quote_str(str(r.file.path))} then {r.file_id}" for r in results)
+    drops = " ".join(f"when {_quote_str(str(r.file.path))} then {_quote_str(r.file.drop)}" for r in results)
+    con.execute(
+        f"""
+        insert into incoming_{entity.name} by name
+        select {', '.join(selected)},
+            case _source_path {drops} end as _drop,
+            case _source_path {file_ids} end as _file_id,
+            {line} as _line,
+        from {_scan([r.file for r in results], header)}
+        """
     )
-    con.register("group_files", files)
-    try:
-        con.execute(
-            f"""
-            insert into incoming_{entity.name} by name
-            with scanned as (
-                select *, row_number() over () as _row from {_scan([r.file for r in results], header)}
-            )
-            select {', '.join(selected)},
-                group_files.drop_name as _drop,
-                group_files.file_id as _file_id,
-                {line} as _line,
-            from scanned
-            inner join group_files on group_files.path = scanned._source_path
-            """
-        )
-    finally:
-        con.unregister("group_files")
 
 
 def _first_line(exc: Exception) -> str:

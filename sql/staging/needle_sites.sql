@@ -1,39 +1,48 @@
 -- Type one night's needle-site rows and give each row its rejection reasons (an empty list: the row loads).
 create or replace temp table staged_needle_sites as
 with
-source as (
-    select * from incoming_needle_sites
+first_rows as (
+    select _file_id, min(rowid) as first_rowid from incoming_needle_sites group by _file_id
 ),
 
-numbered as (
-    -- A spot listed twice for one session in one file is an input error: the first listing stands.
+source as (
+    -- CSV rows were appended in file order: a row's line is its place in its file + 1 (the header).
+    -- Physical line numbers for files with a rejection are settled after staging (blank lines, multi-line fields).
     select
-        source.*,
-        _line <> first_value(_line) over spot_in_file as _repeated,
-    from source
-    window spot_in_file as (
-        partition by _file_id, trim(session_id), lower(trim(site)), lower(trim(side))
-        order by _line
-    )
+        incoming.* exclude (_line),
+        coalesce(incoming._line, incoming.rowid - first_rows.first_rowid + 2) as _line,
+    from incoming_needle_sites as incoming
+    inner join first_rows on first_rows._file_id = incoming._file_id
 ),
 
 checked as (
     select
-        numbered.*,
+        source.*,
         list_filter([
             reason_missing('session_id', session_id),
             reason_missing('site', site),
             reason_missing('side', side),
             reason_enum('side', side, ['left', 'right', 'midline']),
             reason_int('needles', needles, 1, null),
-            case
-                when _repeated and session_id is not null and site is not null and side is not null
-                    then 'site: ' || shown_value(site) || ' (side ' || shown_value(side)
-                        || ') is listed again for session ' || shown_value(session_id)
-                        || ' in this file; the first listing stands'
-            end,
-        ], lambda reason: reason is not null) as _reasons,
-    from numbered
+        ], lambda reason: reason is not null) as _own_reasons,
+    from source
+),
+
+deduplicated as (
+    -- A spot listed twice for one session in one file is an input error: the first valid listing stands.
+    select
+        checked.*,
+        case
+            when len(_own_reasons) = 0 and row_number() over (
+                partition by _file_id, trim(session_id), lower(trim(site)), lower(trim(side)), len(_own_reasons) = 0
+                order by _line
+            ) > 1
+                then list_append(_own_reasons, 'site: ' || shown_value(site) || ' (side ' || shown_value(side)
+                    || ') is listed again for session ' || shown_value(session_id)
+                    || ' in this file; the first listing stands')
+            else _own_reasons
+        end as _reasons,
+    from checked
 ),
 
 final as (
@@ -52,7 +61,7 @@ final as (
             side := side,
             needles := needles
         )) end as _record,
-    from checked
+    from deduplicated
 )
 
 select * from final

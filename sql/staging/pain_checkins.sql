@@ -2,8 +2,18 @@
 -- recorded_at keeps both readings until core, where a naive time is read in the zone of the patient's latest plan.
 create or replace temp table staged_pain_checkins as
 with
+first_rows as (
+    select _file_id, min(rowid) as first_rowid from incoming_pain_checkins group by _file_id
+),
+
 source as (
-    select * from incoming_pain_checkins
+    -- CSV rows were appended in file order: a row's line is its place in its file + 1 (the header).
+    -- Physical line numbers for files with a rejection are settled after staging (blank lines, multi-line fields).
+    select
+        incoming.* exclude (_line),
+        coalesce(incoming._line, incoming.rowid - first_rows.first_rowid + 2) as _line,
+    from incoming_pain_checkins as incoming
+    inner join first_rows on first_rows._file_id = incoming._file_id
 ),
 
 checked as (

@@ -3,8 +3,18 @@
 -- and a rejected row's record and reasons never echo them.
 create or replace temp table staged_patients as
 with
+first_rows as (
+    select _file_id, min(rowid) as first_rowid from incoming_patients group by _file_id
+),
+
 source as (
-    select * from incoming_patients
+    -- CSV rows were appended in file order: a row's line is its place in its file + 1 (the header).
+    -- Physical line numbers for files with a rejection are settled after staging (blank lines, multi-line fields).
+    select
+        incoming.* exclude (_line),
+        coalesce(incoming._line, incoming.rowid - first_rows.first_rowid + 2) as _line,
+    from incoming_patients as incoming
+    inner join first_rows on first_rows._file_id = incoming._file_id
 ),
 
 keyed as (

@@ -2,8 +2,18 @@
 -- started_at keeps both readings until core: an instant when the export gave an offset, else wall-clock time.
 create or replace temp table staged_sessions as
 with
+first_rows as (
+    select _file_id, min(rowid) as first_rowid from incoming_sessions group by _file_id
+),
+
 source as (
-    select * from incoming_sessions
+    -- CSV rows were appended in file order: a row's line is its place in its file + 1 (the header).
+    -- Physical line numbers for files with a rejection are settled after staging (blank lines, multi-line fields).
+    select
+        incoming.* exclude (_line),
+        coalesce(incoming._line, incoming.rowid - first_rows.first_rowid + 2) as _line,
+    from incoming_sessions as incoming
+    inner join first_rows on first_rows._file_id = incoming._file_id
 ),
 
 zoned as (

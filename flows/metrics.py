@@ -7,7 +7,22 @@ writes every mart back through Arrow, then documents it (sql/marts/comments.toml
 
 Internal frames keep patient_key so summaries can count distinct patients (the
 report suppresses figures from fewer than min_cell_patients patients); no mart
-carries patient_key.
+carries patient_key. compute_marts swaps the keys for run-local integers first:
+joins, sorts and distinct counts over patients are then much cheaper.
+
+Where rules.md is silent (documented per column in sql/marts/comments.toml):
+- a null condition or aftercare is its own group, 'not recorded';
+- R4: "later" means a strictly later instant; episodes without follow-up keep a
+  row in marts.relief_duration (followed_up false, duration and relapsed null)
+  and are counted per group as no_followup;
+- R4 summaries: survival past a group's longest follow-up carries the last
+  estimate, as lifelines does; the log-rank test compares the groups with at
+  least min_cell_patients patients, never aftercare 'not recorded';
+- R5: moderate/substantial are null when the baseline is 0; final-pain ties in
+  time go to the session, then to the larger id;
+- R6: needling sessions without a recorded adverse_event stay in the
+  denominator; "plans started" are plans with start_date <= as_of, any status;
+  a null pcp_cleared counts as without clearance.
 
 Inputs, as in core.*: sessions (session_id, patient_key, plan_id, clinic_id,
 clinician_role, started_at, status, therapies, condition, pain_before,
@@ -99,15 +114,13 @@ def local_date(instant: str, zone_column: str, zones: Iterable[str]) -> pl.Expr:
     Polars converts a column to one zone at a time, so this branches over the
     (few) zones that occur; rows with a zone not in `zones` get null.
     """
-    zones = sorted(set(zones))
-    if not zones:
-        return pl.lit(None, dtype=pl.Date)
-    expr = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.Date))
-    for zone in zones:
-        expr = expr.when(pl.col(zone_column) == zone).then(
-            pl.col(instant).dt.convert_time_zone(zone).dt.date()
-        )
-    return expr.otherwise(pl.lit(None, dtype=pl.Date))
+    unknown = pl.lit(None, dtype=pl.Date)
+    expr = None
+    for zone in sorted(set(zones)):
+        in_zone = pl.col(zone_column) == zone
+        date = pl.col(instant).dt.convert_time_zone(zone).dt.date()
+        expr = pl.when(in_zone).then(date) if expr is None else expr.when(in_zone).then(date)
+    return unknown if expr is None else expr.otherwise(unknown)
 
 
 # --- R3 immediate relief ----------------------------------------------------------------------

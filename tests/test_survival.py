@@ -84,7 +84,7 @@ durations = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(durations)
 def test_curve_band_median_and_survival_match_lifelines(rows):
     frame = pl.DataFrame(rows, schema=["duration_hours", "relapsed", "aftercare"], orient="row")

@@ -57,6 +57,9 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
         "median_ci_low", "median_ci_high", "in_relief_24h", "in_relief_72h", "in_relief_7d", "in_relief_14d",
     ),
     "marts.relief_curves": ("group_by", "group_value", "hours", "survival"),
+    "marts.relief_comparison": (
+        "factor", "group_value", "episodes", "patients", "median_hours", "in_relief_72h", "in_relief_7d", "logrank_p",
+    ),
     "marts.plan_outcomes": ("plan_id", "baseline_pain", "final_pain", "change_points", "achieved_mcid", "moderate", "substantial"),
     "marts.adverse_events": ("group_by", "group_value", "needling_sessions", "patients", "event_type", "events", "per_100_sessions"),
     "marts.aftercare_mix": ("group_by", "group_value", "aftercare", "needling_sessions", "share"),
@@ -172,6 +175,12 @@ def definitions(settings: Settings) -> dict[str, tuple[str, str]]:
             "Share of relief episodes still in relief (pain not back up to within "
             f"{mcid} points of where it started) against time since the session. Kaplan-Meier estimate: an episode "
             "whose follow-up ends without relapse counts until its last check-in.",
+        ),
+        "logrank": (
+            "Log-rank test",
+            "Whether relief lasts equally long in every group, allowing for episodes still in relief when their "
+            "follow-up ended. A p-value below 0.05 means the differences between the groups are unlikely to be chance. "
+            f"Only groups of at least {cell} patients take part.",
         ),
         "in_relief": (
             "Still in relief",
@@ -950,6 +959,7 @@ class _Builder:
         self.aftercare = _rows(con, "select * from marts.aftercare_mix")
         self.pcp = _rows(con, "select * from marts.pcp_clearance")
         self.relief_summary = _rows(con, "select * from marts.relief_summary")
+        self.relief_comparison = _rows(con, "select * from marts.relief_comparison order by factor, group_value")
         self.network_curves = _frame(
             con,
             "select group_by, group_value, hours, survival from marts.relief_curves "
@@ -1102,7 +1112,12 @@ class _Builder:
                 for row in sorted((r for r in summary if r["group_by"] == group_by), key=lambda r: (r["group_value"] is None, str(r["group_value"]))):
                     label = "All needling sessions" if group_by == "all" else _label(row["group_value"])
                     table.append({**row, "label": label})
-            return {"charts": charts, "table": _relief_table_rows(table, fmt, with_ci=True), "with_ci": True}
+            return {
+                "charts": charts,
+                "table": _relief_table_rows(table, fmt, with_ci=True),
+                "with_ci": True,
+                "comparison": self._relief_comparison(),
+            }
 
         episodes = self.episodes.filter(pl.col("clinic_id") == clinic_id)
         charts, table = [], []
@@ -1112,7 +1127,45 @@ class _Builder:
             km = self._clinic_km(episodes, group_column)
             table.extend(km["rows"])
             charts.append(_relief_chart(km["curves"], km["patients"], group_column, fmt, f"Still in relief {title}", self.max_hours))
-        return {"charts": charts, "table": _relief_table_rows(table, fmt, with_ci=True), "with_ci": True}
+        # The log-rank comparison is a network figure: per clinic, most groups fall under the minimum cell.
+        return {"charts": charts, "table": _relief_table_rows(table, fmt, with_ci=True), "with_ci": True, "comparison": []}
+
+    def _relief_comparison(self) -> list[dict[str, Any]]:
+        """Relief duration by aftercare advice and by clinician role, each with its log-rank p-value."""
+        fmt = self.fmt
+        factors = []
+        for factor, title in (("aftercare", "By aftercare advice"), ("clinician_role", "By clinician role")):
+            rows = [r for r in self.relief_comparison if r["factor"] == factor]
+            if not rows:
+                continue
+            p_value = next((r["logrank_p"] for r in rows if r["logrank_p"] is not None), None)
+            if p_value is None:
+                verdict = "Too few patients in at least two groups to compare them."
+            else:
+                shown = "below 0.001" if p_value < 0.001 else f"{p_value:.3f}"
+                meaning = (
+                    "relief lasts differently long between these groups"
+                    if p_value < 0.05
+                    else "no clear difference between these groups"
+                )
+                verdict = f"Log-rank p-value {shown}: {meaning}."
+            factors.append(
+                {
+                    "title": title,
+                    "verdict": verdict,
+                    "rows": [
+                        {
+                            "label": _label(r["group_value"]),
+                            "episodes": fmt.count(r["episodes"], r["patients"]).text,
+                            "median": fmt.hours(r["median_hours"], r["patients"]).text,
+                            "in_relief_72h": fmt.share(r["in_relief_72h"], r["patients"]).text,
+                            "in_relief_7d": fmt.share(r["in_relief_7d"], r["patients"]).text,
+                        }
+                        for r in rows
+                    ],
+                }
+            )
+        return factors
 
     def _clinic_km(self, episodes: pl.DataFrame, group_column: str | None) -> dict[str, Any]:
         by = [group_column] if group_column else []

@@ -115,7 +115,8 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "marts.relief_comparison": {
         "factor": "varchar", "group_value": "varchar", "episodes": "bigint", "relapses": "bigint",
-        "patients": "bigint", "median_hours": "double", "logrank_p": "double",
+        "patients": "bigint", "median_hours": "double", "in_relief_72h": "double", "in_relief_7d": "double",
+        "logrank_p": "double",
     },
     "marts.plan_outcomes": {
         "plan_id": "varchar", "baseline_pain": "integer", "final_pain": "integer", "change_points": "integer",
@@ -241,8 +242,8 @@ ROWS: dict[str, list[tuple]] = {
         ("aftercare", "none", 30.0, 0.0, None, None, 1),
     ],
     "marts.relief_comparison": [
-        ("aftercare", "ice", 3, 2, 3, 48.0, 0.4),
-        ("aftercare", "none", 1, 1, 1, 30.0, 0.4),
+        ("aftercare", "ice", 3, 2, 3, 48.0, 0.6, 0.2, 0.4),
+        ("aftercare", "none", 1, 1, 1, 30.0, 0.3, 0.0, 0.4),
     ],
     "marts.plan_outcomes": [
         ("P1", 6, 4, 2, 1 / 3, True, "clinic_a", True, False),

@@ -264,3 +264,18 @@ def test_a_missing_column_is_an_error():
     con.execute("alter table marts.adverse_events drop column per_100_sessions")
     with pytest.raises(ReportInputError, match=r"marts\.adverse_events\.per_100_sessions"):
         build_html(con, settings=rf.settings(), as_of=rf.AS_OF)
+
+
+def test_relief_comparison_by_aftercare_with_its_log_rank_p_value(html):
+    assert rf.table_rows(html, "network", "relief-comparison") == [
+        ["Ice", "3", "48 hours", "60%", "20%"],
+        ["No aftercare advice"] + ["fewer than 2"] * 4,
+    ]
+    assert "By aftercare advice. Log-rank p-value 0.400: no clear difference between these groups." in html
+
+
+def test_relief_comparison_hides_groups_under_the_default_minimum_cell():
+    con = rf.build_warehouse()
+    html = build_html(con, settings=rf.settings(min_cell_patients=11), as_of=rf.AS_OF)
+    cells = {cell for row in rf.table_rows(html, "network", "relief-comparison") for cell in row[1:]}
+    assert cells == {"fewer than 11"}

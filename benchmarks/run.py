@@ -120,6 +120,8 @@ def nightly(exports: Path, workdir: Path, api_url: str, as_of: dt.date, config: 
         "stages": {name: {"seconds": stages[name], "peak_mib": record.get("stage_peak_mb", {}).get(name)}
                    for name in stages},
         "outside_stages_seconds": round(wall - sum(stages.values()), 2),
+        "validate_seconds": record.get("concurrent_seconds", {}).get("validate"),
+        "metrics_seconds": record.get("concurrent_seconds", {}).get("metrics"),
         "rows_loaded": record["rows_loaded"],
         "rows_rejected": record["rows_rejected"],
         "warehouse_mib": round((workdir / "warehouse.duckdb").stat().st_size / 2**20, 1),
@@ -226,6 +228,7 @@ def main() -> int:
                   f"{full['seconds'] / bare['seconds']:.1f}x the bare load; warehouse {full['warehouse_mib']} MiB")
             for name, stage in full["stages"].items():
                 print(f"  {name:<9} {stage['seconds']:>7.2f} s  peak {stage['peak_mib']} MiB")
+            print(f"  (validate {full['validate_seconds']} s and metrics {full['metrics_seconds']} s ran side by side)")
             print(f"  (outside stages: Prefect flow run, imports, lock, journal) {full['outside_stages_seconds']} s")
             if label == "1m" and not args.no_incremental:
                 inc = incremental(exports, config, api_url, as_of)

@@ -142,6 +142,7 @@ class RunRecord:
     message: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_peak_mb: dict[str, float] = field(default_factory=dict)
+    concurrent_seconds: dict[str, float] = field(default_factory=dict)  # validate and metrics, run side by side
 
 
 class RunJournal:

@@ -11,8 +11,6 @@ before the report: the published warehouse and report stay as they were and the
 run fails with the reason.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import os
 import time
@@ -255,7 +253,30 @@ def _iso_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
-@flow(name="clinic-outcomes-nightly", flow_run_name="nightly {as_of}", log_prints=True)
+def failed_run_hook(flow, flow_run, state) -> None:
+    """Notify through a Prefect notification block when one is named in CLINIC_OUTCOMES_NOTIFY_BLOCK."""
+    block_name = os.environ.get("CLINIC_OUTCOMES_NOTIFY_BLOCK")
+    if not block_name:
+        return
+    from prefect.blocks.core import Block
+
+    block = Block.load(block_name)
+    block.notify(
+        subject=f"clinic-outcomes: {flow_run.name} failed",
+        body=f"The nightly run {flow_run.name} ended {state.name}: {state.message}. Nothing was published; "
+        "the last good warehouse and report are unchanged.",
+    )
+
+
+# Real (not string) annotations in this module: a served deployment pickles the flow by value, and Prefect
+# builds its parameter model from the annotations, which must resolve without this module's globals.
+@flow(
+    name="clinic-outcomes-nightly",
+    flow_run_name="nightly {as_of}",
+    log_prints=True,
+    on_failure=[failed_run_hook],
+    on_crashed=[failed_run_hook],
+)
 def nightly(
     exports: str,
     warehouse: str,
@@ -346,21 +367,3 @@ def nightly(
         rows_rejected=record.rows_rejected,
         expectations_failed=record.expectations_failed,
     )
-
-
-def failed_run_hook(flow, flow_run, state) -> None:
-    """Notify through a Prefect notification block when one is named in CLINIC_OUTCOMES_NOTIFY_BLOCK."""
-    block_name = os.environ.get("CLINIC_OUTCOMES_NOTIFY_BLOCK")
-    if not block_name:
-        return
-    from prefect.blocks.core import Block
-
-    block = Block.load(block_name)
-    block.notify(
-        subject=f"clinic-outcomes: {flow_run.name} failed",
-        body=f"The nightly run {flow_run.name} ended {state.name}: {state.message}. Nothing was published; "
-        "the last good warehouse and report are unchanged.",
-    )
-
-
-nightly = nightly.with_options(on_failure=[failed_run_hook], on_crashed=[failed_run_hook])

@@ -144,13 +144,6 @@ def test_served_deployment_has_the_cron_in_its_zone(served):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Prefect 3.8.8 server's scheduler fails with the locked SQLAlchemy 2.1.9 (server log: "
-    "prefect/server/models/deployments.py:1009 _insert_scheduled_flow_runs: InvalidRequestError: Can't evaluate "
-    "bulk DML statement; please supply a bulk_dml decorated function), so no scheduled run is ever created; with "
-    "SQLAlchemy 2.0.49 the three next runs appear within seconds at 02:00 New York time. Fix: pin sqlalchemy<2.1",
-)
 def test_server_schedules_the_deployments_runs_at_two_local(served):
     from prefect.client.schemas.filters import (
         DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
@@ -169,13 +162,6 @@ def test_server_schedules_the_deployments_runs_at_two_local(served):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/nightly.py: with `from __future__ import annotations`, the parameter annotation `dt.date | None` "
-    "is a string; the served Runner cloudpickles the flow by value (flows.nightly.nightly is the Flow, not its "
-    "function), which keeps only globals the body uses, so `dt` is missing and Prefect's parameter model cannot "
-    "be built: every deployment run fails with 'NightlyModel is not fully defined; you should define `dt`'",
-)
 def test_triggered_run_of_the_served_deployment_publishes(served):
     from prefect.client.schemas.objects import StateType
 

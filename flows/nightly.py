@@ -214,9 +214,11 @@ def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.
 
 @task(name="publish", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def publish_run(ctx: RunContext) -> Path:
-    """Reports first, then the warehouse: the warehouse rename is the commit point of the night."""
+    """The warehouse rename is the night's commit point; the report link follows it (and is reconciled with
+    the published warehouse at the start of every run, should a run stop between the two)."""
+    if ctx.building.exists():  # absent on a retry after the rename: the warehouse is already published
+        publish.publish_warehouse(ctx.building, ctx.warehouse)
     latest = publish.publish_reports(ctx.reports, ctx.report_dir)
-    publish.publish_warehouse(ctx.building, ctx.warehouse)
     get_run_logger().info("published %s and %s", ctx.warehouse, latest)
     return latest
 
@@ -296,8 +298,9 @@ def nightly(
 
     with publish.RunLock(warehouse_path):
         journal = publish.RunJournal(warehouse_path)
-        journal.close_abandoned()
+        journal.close_abandoned(publish.published_run_id(warehouse_path))
         publish.remove_leftovers(warehouse_path)
+        publish.reconcile_reports(reports_path, warehouse_path)
         run_id = journal.next_run_id()
         record = publish.RunRecord(run_id=run_id, started_at=_iso_now(), as_of=as_of.isoformat())
         journal.write(record)
@@ -345,12 +348,20 @@ def nightly(
             record.stage_seconds = timings
             journal.write(record)
         except BaseException as exc:
+            if publish.published_run_id(warehouse_path) == run_id:
+                # Failed after the commit point (the report link): the night is published; the link is put right.
+                publish.reconcile_reports(reports_path, warehouse_path)
+                record.status, record.finished_at = "published", _iso_now()
+                record.message = f"published, but the report link could not be moved at once: {exc}"[:500]
+                journal.write(record)
+                raise
             record.status, record.finished_at = "failed", _iso_now()
             record.message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
             record.stage_seconds = timings
             journal.write(record)
             ctx.building.unlink(missing_ok=True)
             Path(str(ctx.building) + ".wal").unlink(missing_ok=True)
+            publish.reconcile_reports(reports_path, warehouse_path)
             logger.error("run %d failed, nothing published: %s", run_id, record.message)
             raise
 

@@ -7,7 +7,9 @@
   an atomic rename. Readers that opened the old file keep reading it; new
   readers open the new one; no reader ever takes a lock the run needs.
 - Reports are written to `reports/runs/<run>/` and published by atomically
-  re-pointing the `reports/latest` symlink.
+  re-pointing the `reports/latest` symlink, right after the warehouse rename
+  (the night's commit point). A run stopped between the two leaves the link one
+  run behind; every run starts by pointing it at the published warehouse's run.
 - The run journal `<warehouse>.runs.jsonl` (append-only, beside the warehouse)
   records every run, failed ones included; ops.runs in each published warehouse
   is built from it.
@@ -107,6 +109,38 @@ def publish_warehouse(building: Path, warehouse: Path) -> None:
     _fsync_dir(warehouse.parent)
 
 
+def published_run_id(warehouse: Path) -> int | None:
+    """The run whose warehouse is published: the warehouse records itself in ops.runs before its rename."""
+    if not warehouse.exists():
+        return None
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        rows = con.execute("select max(run_id) from ops.runs where status = 'published'").fetchall()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return rows[0][0] if rows else None
+
+
+def reconcile_reports(reports: Path, warehouse: Path) -> None:
+    """Point reports/latest at the report of the published warehouse's run.
+
+    The warehouse rename is the commit point and the link follows it; a run killed
+    between the two left the link one run behind, and this puts it right.
+    """
+    run_id = published_run_id(warehouse)
+    if run_id is None:
+        return
+    run_dir = report_run_dir(reports, run_id)
+    latest = reports / "latest"
+    if run_dir.is_dir() and (not latest.exists() or latest.resolve() != run_dir.resolve()):
+        publish_reports(reports, run_dir)
+
+
 def report_run_dir(reports: Path, run_id: int) -> Path:
     return reports / "runs" / f"run-{run_id:05d}"
 
@@ -176,11 +210,19 @@ class RunJournal:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def close_abandoned(self) -> None:
-        """Runs still 'running' when a new run holds the lock were killed: say so."""
+    def close_abandoned(self, published_run: int | None = None) -> None:
+        """Runs still 'running' when a new run holds the lock were killed: say so.
+
+        A run killed after its warehouse rename did publish (the warehouse says so): record it as published.
+        """
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         for record in self.records():
-            if record.status == "running":
+            if record.status != "running":
+                continue
+            if record.run_id == published_run:
+                record.status, record.finished_at = "published", record.finished_at or now
+                record.message = "published; the run was stopped before it could say so"
+            else:
                 record.status, record.finished_at = "abandoned", now
                 record.message = "the run stopped without finishing (killed or crashed); nothing was published"
-                self.write(record)
+            self.write(record)

@@ -217,12 +217,6 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/nightly.py publish_run re-points reports/latest (publish.publish_reports) before the warehouse "
-    "rename; a run that dies between the two leaves readers the new run's report over the old warehouse, and "
-    "nothing restores the link (neither the failure path nor the next run's start)",
-)
 def test_run_killed_just_before_the_warehouse_rename_leaves_the_report_unchanged(prefect_server, tmp_path):  # noqa: F811
     site = fh.clone_site(fh.published_first_night(prefect_server), tmp_path)
     site.add_drops(fh.second_night_drops())
@@ -233,3 +227,29 @@ def test_run_killed_just_before_the_warehouse_rename_leaves_the_report_unchanged
     assert done.returncode == -9
     assert fh.published(site).warehouse_sha256 == shown.warehouse_sha256
     assert fh.published(site) == shown
+
+
+def test_a_run_stopped_after_its_warehouse_rename_is_reconciled_as_published(tmp_path):
+    """Killed between the commit point (warehouse rename) and the report link: the next start puts both right."""
+    import duckdb
+
+    from flows import publish
+
+    warehouse, reports = tmp_path / "warehouse.duckdb", tmp_path / "reports"
+    for run_id in (1, 2):
+        publish.report_run_dir(reports, run_id).mkdir(parents=True)
+    publish.publish_reports(reports, publish.report_run_dir(reports, 1))
+    con = duckdb.connect(str(warehouse))
+    con.execute("create schema ops")
+    con.execute("create table ops.runs as select * from (values (1, 'published'), (2, 'published')) v(run_id, status)")
+    con.close()
+    journal = publish.RunJournal(warehouse)
+    journal.write(publish.RunRecord(run_id=1, started_at="2026-11-23T02:00:00+00:00", as_of="2026-11-23",
+                                    status="published"))
+    journal.write(publish.RunRecord(run_id=2, started_at="2026-11-24T02:00:00+00:00", as_of="2026-11-24"))
+
+    journal.close_abandoned(publish.published_run_id(warehouse))
+    publish.reconcile_reports(reports, warehouse)
+
+    assert (reports / "latest").resolve() == publish.report_run_dir(reports, 2).resolve()
+    assert [(r.run_id, r.status) for r in journal.records()] == [(1, "published"), (2, "published")]

@@ -506,7 +506,9 @@ def load_exports(
         )
         if name == "needle_sites":
             run_sql(con, "raw/needle_sites_replaced")
-        run_sql(con, f"raw/{name}")
+            run_sql(con, "raw/needle_sites")
+        else:
+            _merge_latest(con, name)
         if name == "plans":
             run_sql(con, "raw/patient_timezones")
     _fix_line_numbers(con, summary.files)
@@ -531,6 +533,17 @@ def load_exports(
             f" (file rejected: {result.reason})" if result.status == "rejected" else "",
         )
     return summary
+
+
+def _merge_latest(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Merge the night's winning versions into raw.<name>; into an empty table (the first night), insert them:
+    a MERGE costs three times an insert when nothing can match."""
+    run_sql(con, f"raw/latest_incoming_{name}")
+    if scalar(con, f"select count(*) from (select 1 from raw.{name} limit 1)"):
+        run_sql(con, f"raw/{name}")
+    else:
+        con.execute(f"insert into raw.{name} by name select * from latest_incoming_{name}")
+    con.execute(f"drop view latest_incoming_{name}")
 
 
 def _count_rows_if_readable(con: duckdb.DuckDBPyConnection, file: ExportFile) -> int:

@@ -1,12 +1,7 @@
 -- Merge one night's valid check-in rows into raw.pain_checkins: check-ins carry no updated_at, so the later drop
 -- wins (then the later-loaded file, then the later line of the same file).
 merge into raw.pain_checkins as target
-using (
-    select * exclude (_reasons, _record, _line)
-    from staged_pain_checkins
-    where len(_reasons) = 0
-    qualify row_number() over (partition by checkin_id order by _drop desc, _file_id desc, _line desc) = 1
-) as incoming
+using latest_incoming_pain_checkins as incoming
 on target.checkin_id = incoming.checkin_id
 when matched and (
     incoming._drop > target._drop

@@ -1,14 +1,7 @@
 -- Merge one night's valid patient rows into raw.patients: the latest updated_at wins; on a tie, the later drop
 -- (then the later-loaded file, then the later line of the same file).
 merge into raw.patients as target
-using (
-    select * exclude (_reasons, _record, _line)
-    from staged_patients
-    where len(_reasons) = 0
-    qualify row_number() over (
-        partition by patient_key order by updated_at desc, _drop desc, _file_id desc, _line desc
-    ) = 1
-) as incoming
+using latest_incoming_patients as incoming
 on target.patient_key = incoming.patient_key
 when matched and (
     incoming.updated_at > target.updated_at

@@ -1,14 +1,7 @@
 -- Merge one night's valid plan rows into raw.plans: the latest updated_at wins; on a tie, the later drop
 -- (then the later-loaded file, then the later line of the same file).
 merge into raw.plans as target
-using (
-    select * exclude (_reasons, _record, _line)
-    from staged_plans
-    where len(_reasons) = 0
-    qualify row_number() over (
-        partition by plan_id order by updated_at desc, _drop desc, _file_id desc, _line desc
-    ) = 1
-) as incoming
+using latest_incoming_plans as incoming
 on target.plan_id = incoming.plan_id
 when matched and (
     incoming.updated_at > target.updated_at

@@ -1,14 +1,7 @@
 -- Merge one night's valid session rows into raw.sessions: the latest updated_at wins; on a tie, the later drop
 -- (then the later-loaded file, then the later line of the same file).
 merge into raw.sessions as target
-using (
-    select * exclude (_reasons, _record, _line)
-    from staged_sessions
-    where len(_reasons) = 0
-    qualify row_number() over (
-        partition by session_id order by updated_at desc, _drop desc, _file_id desc, _line desc
-    ) = 1
-) as incoming
+using latest_incoming_sessions as incoming
 on target.session_id = incoming.session_id
 when matched and (
     incoming.updated_at > target.updated_at

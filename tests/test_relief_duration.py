@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-import polars as pl
 from hypothesis import given, settings, strategies as st
 
 from flows.metrics import relief_episodes

@@ -212,22 +212,20 @@ def check_header(header: Header, entity: Entity) -> list[str]:
     return [by_name[c] for c in by_name if c not in entity.columns]
 
 
-def _scan(files: list[ExportFile], header: Header) -> str:
-    paths = "[" + ", ".join(_quote_str(str(f.path)) for f in files) + "]"
-    if files[0].file_format == "parquet":
-        return f"read_parquet({paths}, filename = '_source_path', file_row_number = true)"
+def _scan(file: ExportFile, header: Header) -> str:
+    path = _quote_str(str(file.path))
+    if file.file_format == "parquet":
+        return f"read_parquet({path}, file_row_number = true)"
     columns = "{" + ", ".join(f"{_quote_str(c)}: 'VARCHAR'" for c in header.columns) + "}"
     # Header given, so no sniffing; strict: a line with the wrong number of fields is rejected, not padded.
     return (
-        f"read_csv({paths}, header = true, auto_detect = false, columns = {columns}, delim = ',', "
-        "quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, filename = '_source_path')"
+        f"read_csv({path}, header = true, auto_detect = false, columns = {columns}, delim = ',', "
+        "quote = '\"', escape = '\"', strict_mode = true, store_rejects = true)"
     )
 
 
-def _read_group(
-    con: duckdb.DuckDBPyConnection, entity: Entity, header: Header, results: list["FileResult"]
-) -> None:
-    """Append the rows of files sharing one header, as text with drop, file id and line number."""
+def _file_select(entity: Entity, result: "FileResult", header: Header) -> str:
+    """One file's rows with the entity's columns as text (its own header mapped by name), drop, file id, line."""
     by_name = _normalised_columns(header.columns)
     types = dict(zip(header.columns, header.types))
     selected = []
@@ -240,24 +238,21 @@ def _read_group(
             selected.append(f"array_to_string({source}, ';') as {column}")  # a parquet list of therapies
         else:
             selected.append(f"{source}::varchar as {column}")
-    if results[0].file.file_format == "parquet":
-        line = "file_row_number + 1"
-    else:
-        # Left null: rows are appended in file order, so staging numbers them from their rowid (a
-        # row_number() here would force a single-threaded, order-preserving window over every scan).
-        line = "null::bigint"
-    file_ids = " ".join(f"when {_quote_str(str(r.file.path))} then {r.file_id}" for r in results)
-    drops = " ".join(f"when {_quote_str(str(r.file.path))} then {_quote_str(r.file.drop)}" for r in results)
-    con.execute(
-        f"""
-        insert into incoming_{entity.name} by name
-        select {', '.join(selected)},
-            case _source_path {drops} end as _drop,
-            case _source_path {file_ids} end as _file_id,
-            {line} as _line,
-        from {_scan([r.file for r in results], header)}
-        """
+    # CSV: left null; rows are appended in file order, so staging numbers them from their rowid (a
+    # row_number() here would force a single-threaded, order-preserving window over every scan).
+    line = "file_row_number + 1" if result.file.file_format == "parquet" else "null::bigint"
+    return (
+        f"select {', '.join(selected)}, {_quote_str(result.file.drop)} as _drop, {result.file_id} as _file_id, "
+        f"{line} as _line from {_scan(result.file, header)}"
     )
+
+
+def _read_group(
+    con: duckdb.DuckDBPyConnection, entity: Entity, members: list[tuple["FileResult", Header]]
+) -> None:
+    """Append the rows of several files of one entity in one statement (a union of per-file scans, in order)."""
+    union = "\nunion all\n".join(_file_select(entity, result, header) for result, header in members)
+    con.execute(f"insert into incoming_{entity.name} by name\n{union}")
 
 
 def _first_line(exc: Exception) -> str:
@@ -266,9 +261,8 @@ def _first_line(exc: Exception) -> str:
 
 
 def _read_files(con: duckdb.DuckDBPyConnection, results: list["FileResult"]) -> None:
-    """Read every new file: one scan per (entity, header); a scan that fails is retried file by file."""
-    groups: dict[tuple, list[FileResult]] = {}
-    headers: dict[int, Header] = {}
+    """Read every new file: one statement per entity and format; a statement that fails is retried file by file."""
+    groups: dict[tuple[str, str], list[tuple[FileResult, Header]]] = {}
     for result in results:
         entity = ENTITIES[result.file.entity]
         try:
@@ -277,23 +271,22 @@ def _read_files(con: duckdb.DuckDBPyConnection, results: list["FileResult"]) -> 
         except FileRejected as rejected:
             _reject_file(con, result, str(rejected))
             continue
-        headers[result.file_id] = header
         kind = "parquet" if result.file.file_format == "parquet" else "csv"
-        groups.setdefault((entity.name, kind, header), []).append(result)
+        groups.setdefault((entity.name, kind), []).append((result, header))
 
-    for (entity_name, _, header), members in groups.items():
+    for (entity_name, _), members in groups.items():
         entity = ENTITIES[entity_name]
         try:
-            _read_group(con, entity, header, members)
+            _read_group(con, entity, members)
         except duckdb.Error:
             if len(members) == 1:
-                _reject_file(con, members[0], f"file cannot be read: {_first_line(sys.exc_info()[1])}")
+                _reject_file(con, members[0][0], f"file cannot be read: {_first_line(sys.exc_info()[1])}")
                 continue
-            for member in members:  # find the file that broke the scan; the others still load
+            for member in members:  # find the file that broke the statement; the others still load
                 try:
-                    _read_group(con, entity, header, [member])
+                    _read_group(con, entity, [member])
                 except duckdb.Error as exc:
-                    _reject_file(con, member, f"file cannot be read: {_first_line(exc)}")
+                    _reject_file(con, member[0], f"file cannot be read: {_first_line(exc)}")
     _collect_unparsed_lines(con, results)
 
 

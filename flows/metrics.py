@@ -151,6 +151,24 @@ def session_relief(sessions: pl.LazyFrame, mcid: float) -> pl.LazyFrame:
     )
 
 
+def _exact_mean_relief_pct() -> pl.Expr:
+    """The mean of relief_pct, the same to the last bit on every run.
+
+    A plain float mean adds the parallel group-by's partial sums in a varying order, so its last bits change
+    from run to run on the same data. relief_pct = relief_points / pain_before with pain_before in 1..10, so
+    times 2520 (the least common multiple of 1..10) each value is a whole number and the sum is exact.
+    (The other means here are of integers and booleans, whose float sums are exact in any order.)
+    """
+    known = pl.col("relief_pct").is_not_null()
+    return (
+        pl.when(known.sum() > 0)
+        .then(
+            (pl.col("relief_points") * (2520 // pl.col("pain_before"))).filter(known).sum()
+            / (2520 * known.sum())
+        )
+    )
+
+
 def session_relief_summary(relief: pl.LazyFrame) -> pl.LazyFrame:
     """R3 per group: how often and how much needling relieves pain at once."""
     return _in_grouping_order(
@@ -162,7 +180,7 @@ def session_relief_summary(relief: pl.LazyFrame) -> pl.LazyFrame:
             meaningful_relief_sessions=pl.col("meaningful_relief").sum().cast(pl.Int64),
             meaningful_relief_share=pl.col("meaningful_relief").mean(),
             mean_relief_points=pl.col("relief_points").mean(),
-            mean_relief_pct=pl.col("relief_pct").mean(),
+            mean_relief_pct=_exact_mean_relief_pct(),
         ),
         RELIEF_GROUPS,
     )

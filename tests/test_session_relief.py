@@ -130,3 +130,35 @@ def test_compute_marts_writes_every_mart_documented_and_without_patient_keys():
 
     # Running again replaces the marts rather than appending.
     assert compute_marts(con, settings, dt.date(2026, 5, 1)) == written
+
+
+def test_relief_summary_is_the_same_to_the_last_bit_on_every_run():
+    """A rerun with no new drops must publish identical tables: no float sum whose order varies."""
+    import numpy as np
+
+    from flows.metrics import session_relief_summary
+
+    rng = np.random.default_rng(1)
+    n = 300_000
+    before, after = rng.integers(0, 11, n), rng.integers(0, 11, n)
+    relief = pl.DataFrame(
+        {
+            "session_id": [f"s{i}" for i in range(n)],
+            "patient_key": rng.integers(0, 5000, n).astype(str),
+            "clinic_id": rng.choice(["a", "b", "c"], n),
+            "clinician_role": rng.choice(["nurse", "physician"], n),
+            "condition": rng.choice(["neck_pain", "low_back_pain"], n),
+            "aftercare": rng.choice(["ice", "heat", "none"], n),
+            "pain_before": before,
+            "pain_after": after,
+            "relief_points": before - after,
+        }
+    ).with_columns(
+        relief_pct=pl.when(pl.col("pain_before") > 0).then(pl.col("relief_points") / pl.col("pain_before")),
+        meaningful_relief=pl.col("relief_points") >= 2,
+    )
+    runs = [session_relief_summary(relief.lazy()).collect() for _ in range(12)]
+    assert all(run.equals(runs[0]) for run in runs)
+    plain = relief.select(pl.col("relief_pct").mean()).item()
+    overall = runs[0].filter(pl.col("group_by") == "all")["mean_relief_pct"].item()
+    assert abs(overall - plain) < 1e-12

@@ -70,6 +70,17 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _print_published(result, *extra: str) -> None:
+    """Where the night's outputs are; the report's path comes last (the README promises it ends the demo)."""
+    print(f"warehouse: {result.warehouse}")
+    print(f"data docs: {result.data_docs}")
+    if result.report_pdf:
+        print(f"report pdf: {result.report_pdf}")
+    for line in extra:
+        print(line)
+    print(f"report: {result.report_html}")
+
+
 def cmd_run(args) -> int:
     from flows.nightly import nightly
 
@@ -83,11 +94,7 @@ def cmd_run(args) -> int:
     )
     print(f"run {result.run_id} published: {result.rows_loaded} rows loaded, {result.rows_rejected} rejected, "
           f"{result.expectations_failed} expectations failed")
-    print(f"warehouse: {result.warehouse}")
-    print(f"data docs: {result.data_docs}")
-    if result.report_pdf:
-        print(f"report pdf: {result.report_pdf}")
-    print(f"report: {result.report_html}")
+    _print_published(result)
     return 0
 
 
@@ -108,13 +115,11 @@ def cmd_demo(args) -> int:
         as_of=end_date + dt.timedelta(days=1),
         config=str(config),
     )
-    print(f"warehouse: {result.warehouse}")
-    print(f"data docs: {result.data_docs}")
-    if result.report_pdf:
-        print(f"report pdf: {result.report_pdf}")
-    print("try: uv run clinic-outcomes query --warehouse "
-          f"{result.warehouse} \"select completion, count(*) from quality.plan_completion group by all\"")
-    print(f"report: {result.report_html}")
+    _print_published(
+        result,
+        "try: uv run clinic-outcomes query --warehouse "
+        f"{result.warehouse} \"select completion, count(*) from quality.plan_completion group by all\"",
+    )
     return 0
 
 

@@ -71,7 +71,6 @@ def today_in(timezone: str) -> dt.date:
 def _open(ctx: RunContext):
     con = connect(ctx.building)
     set_variables(con, ctx.settings, ctx.as_of)
-    con.execute("set variable run_id = $r", {"r": ctx.run_id})
     return con
 
 
@@ -313,7 +312,7 @@ def nightly(
             settings=settings,
             as_of=as_of,
         )
-        timings: dict[str, float] = {}
+        timings = record.stage_seconds  # the record carries each stage's seconds as they are measured
 
         def timed(name, fn, *args):
             _reset_peak_memory()
@@ -342,10 +341,8 @@ def nightly(
                     + "; ".join(outcome.critical_failures[:3])
                 )
             record.status, record.finished_at = "published", _iso_now()
-            record.stage_seconds = timings
             paths = timed("report", render_report, ctx, journal, record)
             timed("publish", publish_run, ctx)
-            record.stage_seconds = timings
             journal.write(record)
         except BaseException as exc:
             if publish.published_run_id(warehouse_path) == run_id:
@@ -357,7 +354,6 @@ def nightly(
                 raise
             record.status, record.finished_at = "failed", _iso_now()
             record.message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-            record.stage_seconds = timings
             journal.write(record)
             ctx.building.unlink(missing_ok=True)
             Path(str(ctx.building) + ".wal").unlink(missing_ok=True)

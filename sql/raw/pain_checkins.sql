@@ -3,8 +3,5 @@
 merge into raw.pain_checkins as target
 using latest_incoming_pain_checkins as incoming
 on target.checkin_id = incoming.checkin_id
-when matched and (
-    incoming._drop > target._drop
-    or (incoming._drop = target._drop and incoming._file_id > target._file_id)
-) then update set *
+when matched and (incoming._drop, incoming._file_id) > (target._drop, target._file_id) then update set *
 when not matched then insert *

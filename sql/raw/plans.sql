@@ -3,9 +3,7 @@
 merge into raw.plans as target
 using latest_incoming_plans as incoming
 on target.plan_id = incoming.plan_id
-when matched and (
-    incoming.updated_at > target.updated_at
-    or (incoming.updated_at = target.updated_at and incoming._drop > target._drop)
-    or (incoming.updated_at = target.updated_at and incoming._drop = target._drop and incoming._file_id > target._file_id)
-) then update set *
+when matched
+    and (incoming.updated_at, incoming._drop, incoming._file_id) > (target.updated_at, target._drop, target._file_id)
+    then update set *
 when not matched then insert *

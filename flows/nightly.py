@@ -12,7 +12,9 @@ run fails with the reason.
 """
 
 import datetime as dt
+import importlib
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,47 @@ def today_in(timezone: str) -> dt.date:
     return dt.datetime.now(ZoneInfo(timezone)).date()
 
 
+# Modules the later stages need and that take seconds to import (GX alone ~5 s): imported in a background
+# thread while the load runs (DuckDB releases the GIL), so the night does not wait for them. Every task that
+# needs them first waits for the thread, so no module is ever imported by two threads at once.
+WARM_MODULES = (
+    "pandas",
+    "great_expectations",
+    "great_expectations.data_context.types.base",
+    "great_expectations.core.run_identifier",
+    "flows.validate",
+    "flows.metrics",
+    "weasyprint",
+    "flows.report",
+)
+_warm_lock = threading.Lock()
+_warm_thread: threading.Thread | None = None
+
+
+def _import_all(names: tuple[str, ...]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the task that needs it imports it again and reports the error itself
+            pass
+
+
+def warm_imports() -> None:
+    """Start importing WARM_MODULES in the background (once per process)."""
+    global _warm_thread
+    with _warm_lock:
+        if _warm_thread is None:
+            _warm_thread = threading.Thread(target=_import_all, args=(WARM_MODULES,), name="warm-imports", daemon=True)
+            _warm_thread.start()
+
+
+def imports_ready() -> None:
+    """Wait until the background imports are done (at once if they never started)."""
+    thread = _warm_thread
+    if thread is not None:
+        thread.join()
+
+
 def _open(ctx: RunContext):
     con = connect(ctx.building)
     set_variables(con, ctx.settings, ctx.as_of)
@@ -115,6 +158,7 @@ def build_core(ctx: RunContext) -> dict[str, int]:
 @task(name="build_quality", cache_policy=NO_CACHE)
 def build_quality(ctx: RunContext) -> None:
     """R1 re-treatment flags and R2 plan completion (SQL): what both validation and the metrics read."""
+    imports_ready()
     from flows import validate as validation
 
     con = _open(ctx)
@@ -127,6 +171,7 @@ def build_quality(ctx: RunContext) -> None:
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(ctx: RunContext):
     """Every Great Expectations suite; data docs into the run's report folder."""
+    imports_ready()
     from flows import validate as validation
 
     start = time.perf_counter()
@@ -152,6 +197,7 @@ def validate(ctx: RunContext):
 
 @task(name="compute_metrics", cache_policy=NO_CACHE)
 def compute_metrics(ctx: RunContext) -> tuple[dict[str, int], float]:
+    imports_ready()
     from flows import metrics
 
     start = time.perf_counter()
@@ -193,6 +239,7 @@ def _write_ops_runs(con, journal: publish.RunJournal, current: publish.RunRecord
 @task(name="render_report", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.RunRecord):
     """Record this run in ops.runs (as it will stand once published), then render the report from the warehouse."""
+    imports_ready()
     from flows import report
 
     con = _open(ctx)
@@ -294,6 +341,7 @@ def nightly(
     if not exports_path.is_dir():
         raise FileNotFoundError(f"exports folder {exports_path} does not exist")
     logger = get_run_logger()
+    warm_imports()
 
     with publish.RunLock(warehouse_path):
         journal = publish.RunJournal(warehouse_path)

@@ -212,20 +212,21 @@ def check_header(header: Header, entity: Entity) -> list[str]:
     return [by_name[c] for c in by_name if c not in entity.columns]
 
 
-def _scan(file: ExportFile, header: Header) -> str:
-    path = _quote_str(str(file.path))
-    if file.file_format == "parquet":
-        return f"read_parquet({path}, file_row_number = true)"
+def _scan(files: list[ExportFile], header: Header) -> str:
+    """One scan over files of one format that share a header (DuckDB reads several files in parallel)."""
+    paths = "[" + ", ".join(_quote_str(str(f.path)) for f in files) + "]"
+    if files[0].file_format == "parquet":
+        return f"read_parquet({paths}, file_row_number = true)"
     columns = "{" + ", ".join(f"{_quote_str(c)}: 'VARCHAR'" for c in header.columns) + "}"
     # Header given, so no sniffing; strict: a line with the wrong number of fields is rejected, not padded.
     return (
-        f"read_csv({path}, header = true, auto_detect = false, columns = {columns}, delim = ',', "
+        f"read_csv({paths}, header = true, auto_detect = false, columns = {columns}, delim = ',', "
         "quote = '\"', escape = '\"', strict_mode = true, store_rejects = true)"
     )
 
 
-def _file_select(entity: Entity, result: "FileResult", header: Header) -> str:
-    """One file's rows with the entity's columns as text (its own header mapped by name), drop, file id, line."""
+def _files_select(entity: Entity, results: list["FileResult"], header: Header) -> str:
+    """The rows of files sharing one header, with the entity's columns as text (mapped by name), drop, file id, line."""
     by_name = _normalised_columns(header.columns)
     types = dict(zip(header.columns, header.types))
     selected = []
@@ -238,20 +239,28 @@ def _file_select(entity: Entity, result: "FileResult", header: Header) -> str:
             selected.append(f"array_to_string({source}, ';') as {column}")  # a parquet list of therapies
         else:
             selected.append(f"{source}::varchar as {column}")
+    # file_index (a virtual column of multi-file scans) numbers the files of the scan from 0.
+    drops = "[" + ", ".join(_quote_str(r.file.drop) for r in results) + "]"
+    file_ids = "[" + ", ".join(str(r.file_id) for r in results) + "]"
     # CSV: left null; rows are appended in file order, so staging numbers them from their rowid (a
     # row_number() here would force a single-threaded, order-preserving window over every scan).
-    line = "file_row_number + 1" if result.file.file_format == "parquet" else "null::bigint"
+    line = "file_row_number + 1" if results[0].file.file_format == "parquet" else "null::bigint"
     return (
-        f"select {', '.join(selected)}, {_quote_str(result.file.drop)} as _drop, {result.file_id} as _file_id, "
-        f"{line} as _line from {_scan(result.file, header)}"
+        f"select {', '.join(selected)}, {drops}[file_index::bigint + 1] as _drop, "
+        f"{file_ids}[file_index::bigint + 1]::integer as _file_id, "
+        f"{line} as _line from {_scan([r.file for r in results], header)}"
     )
 
 
 def _read_group(
     con: duckdb.DuckDBPyConnection, entity: Entity, members: list[tuple["FileResult", Header]]
 ) -> None:
-    """Append the rows of several files of one entity in one statement (a union of per-file scans, in order)."""
-    union = "\nunion all\n".join(_file_select(entity, result, header) for result, header in members)
+    """Append the rows of several files of one entity in one statement: one scan per distinct header and format
+    (files that share both are read by one multi-file scan), in file order."""
+    scans: dict[tuple, tuple[Header, list[FileResult]]] = {}
+    for result, header in members:
+        scans.setdefault((result.file.file_format, header), (header, []))[1].append(result)
+    union = "\nunion all\n".join(_files_select(entity, results, header) for header, results in scans.values())
     con.execute(f"insert into incoming_{entity.name} by name\n{union}")
 
 
@@ -369,7 +378,7 @@ def _fix_line_numbers(con: duckdb.DuckDBPyConnection, results: list["FileResult"
     with_rejects = {
         row[0]
         for row in con.execute(
-            " union ".join(f"select distinct _file_id from staged_{name} where len(_reasons) > 0" for name in ENTITIES)
+            " union ".join(f"select distinct _file_id from staged_{name} where _reasons is not null" for name in ENTITIES)
             + " union select distinct file_id from incoming_unparsed"
         ).fetchall()
     }
@@ -573,7 +582,7 @@ def _record_unparsed_and_rejected_files(con: duckdb.DuckDBPyConnection, summary:
 def _count_per_file(con: duckdb.DuckDBPyConnection, summary: LoadSummary) -> None:
     """rows_loaded/rows_rejected per file from the staged tables (they must add up to rows_read)."""
     union = " union all ".join(
-        f"select _file_id, len(_reasons) = 0 as ok from staged_{name}" for name in ENTITIES
+        f"select _file_id, _reasons is null as ok from staged_{name}" for name in ENTITIES
     )
     counts = {
         file_id: (loaded, rejected)

@@ -2,7 +2,7 @@
 create or replace temp macro reason_date(column_name, value, withhold) as
     case
         when value is not null and (
-            not regexp_matches(trim(value), '^\d{4}-\d{2}-\d{2}$') or try_cast(trim(value) as date) is null
+            not regexp_matches(trimmed(value), '^\d{4}-\d{2}-\d{2}$') or try_cast(trimmed(value) as date) is null
         )
             then column_name || ': '
                 || case when withhold then 'value withheld (never stored)' else shown_value(value) end

@@ -3,15 +3,15 @@
 insert into quality.rejected_rows
 with
 source as (
-    select 'plans' as entity, _file_id, _line, _reasons, _record from staged_plans where len(_reasons) > 0
+    select 'plans' as entity, _file_id, _line, _reasons, _record from staged_plans where _reasons is not null
     union all
-    select 'sessions', _file_id, _line, _reasons, _record from staged_sessions where len(_reasons) > 0
+    select 'sessions', _file_id, _line, _reasons, _record from staged_sessions where _reasons is not null
     union all
-    select 'needle_sites', _file_id, _line, _reasons, _record from staged_needle_sites where len(_reasons) > 0
+    select 'needle_sites', _file_id, _line, _reasons, _record from staged_needle_sites where _reasons is not null
     union all
-    select 'pain_checkins', _file_id, _line, _reasons, _record from staged_pain_checkins where len(_reasons) > 0
+    select 'pain_checkins', _file_id, _line, _reasons, _record from staged_pain_checkins where _reasons is not null
     union all
-    select 'patients', _file_id, _line, _reasons, _record from staged_patients where len(_reasons) > 0
+    select 'patients', _file_id, _line, _reasons, _record from staged_patients where _reasons is not null
 ),
 
 final as (
@@ -20,7 +20,7 @@ final as (
         incoming_files.path as source_file,
         source._line as line_number,
         source.entity as entity,
-        array_to_string(source._reasons, '; ') as reason,
+        source._reasons as reason,
         source._record as record,
     from source
     inner join incoming_files on incoming_files.file_id = source._file_id

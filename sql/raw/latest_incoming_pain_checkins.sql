@@ -1,6 +1,12 @@
 -- The night's valid pain checkins rows, one per checkin_id: the version that would win among them.
+-- The winner's rowid per checkin_id by arg_max (a grouping), not a row_number() window: a window sorts every row.
+-- (_file_id, _line) is unique, so there are no ties.
 create or replace temp view latest_incoming_pain_checkins as
 select * exclude (_reasons, _record, _line)
 from staged_pain_checkins
-where len(_reasons) = 0
-qualify row_number() over (partition by checkin_id order by _drop desc, _file_id desc, _line desc) = 1
+semi join (
+    select arg_max(rowid, (_drop, _file_id, _line)) as winner
+    from staged_pain_checkins
+    where _reasons is null
+    group by checkin_id
+) as winners on winners.winner = staged_pain_checkins.rowid

@@ -1,8 +1,12 @@
 -- The night's valid patients rows, one per patient_key: the version that would win among them.
+-- The winner's rowid per patient_key by arg_max (a grouping), not a row_number() window: a window sorts every row.
+-- (_file_id, _line) is unique, so there are no ties.
 create or replace temp view latest_incoming_patients as
 select * exclude (_reasons, _record, _line)
 from staged_patients
-where len(_reasons) = 0
-qualify row_number() over (
-    partition by patient_key order by updated_at desc, _drop desc, _file_id desc, _line desc
-) = 1
+semi join (
+    select arg_max(rowid, (updated_at, _drop, _file_id, _line)) as winner
+    from staged_patients
+    where _reasons is null
+    group by patient_key
+) as winners on winners.winner = staged_patients.rowid

@@ -1,8 +1,12 @@
 -- The night's valid plans rows, one per plan_id: the version that would win among them.
+-- The winner's rowid per plan_id by arg_max (a grouping), not a row_number() window: a window sorts every row.
+-- (_file_id, _line) is unique, so there are no ties.
 create or replace temp view latest_incoming_plans as
 select * exclude (_reasons, _record, _line)
 from staged_plans
-where len(_reasons) = 0
-qualify row_number() over (
-    partition by plan_id order by updated_at desc, _drop desc, _file_id desc, _line desc
-) = 1
+semi join (
+    select arg_max(rowid, (updated_at, _drop, _file_id, _line)) as winner
+    from staged_plans
+    where _reasons is null
+    group by plan_id
+) as winners on winners.winner = staged_plans.rowid

@@ -2,11 +2,12 @@
 -- unless the warehouse already holds that session's sites from a newer file.
 insert into raw.needle_sites
 with
-newest_incoming as (
-    select * exclude (_reasons, _record, _line)
+newest_incoming_file as (
+    -- per session, the file (newest drop, then newest file) whose site rows stand; a grouping, not a window
+    select session_id, max((_drop, _file_id)) as newest, arg_max(_file_id, (_drop, _file_id)) as newest_file_id
     from staged_needle_sites
-    where len(_reasons) = 0
-    qualify (_drop, _file_id) = max((_drop, _file_id)) over (partition by session_id)
+    where _reasons is null
+    group by session_id
 ),
 
 newest_stored as (
@@ -15,11 +16,20 @@ newest_stored as (
     group by session_id
 ),
 
+standing as (
+    select newest_incoming_file.session_id, newest_incoming_file.newest_file_id
+    from newest_incoming_file
+    left join newest_stored on newest_stored.session_id = newest_incoming_file.session_id
+    where newest_stored.newest is null or newest_stored.newest < newest_incoming_file.newest
+),
+
 final as (
-    select newest_incoming.*
-    from newest_incoming
-    left join newest_stored on newest_stored.session_id = newest_incoming.session_id
-    where newest_stored.newest is null or newest_stored.newest < (newest_incoming._drop, newest_incoming._file_id)
+    select staged_needle_sites.* exclude (_reasons, _record, _line)
+    from staged_needle_sites
+    semi join standing
+        on standing.session_id = staged_needle_sites.session_id
+        and standing.newest_file_id = staged_needle_sites._file_id
+    where staged_needle_sites._reasons is null
 )
 
 select * from final

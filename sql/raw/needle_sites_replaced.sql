@@ -4,7 +4,7 @@ delete from raw.needle_sites as stored
 using (
     select session_id, max((_drop, _file_id)) as newest
     from staged_needle_sites
-    where len(_reasons) = 0
+    where _reasons is null
     group by session_id
 ) as incoming
 where stored.session_id = incoming.session_id

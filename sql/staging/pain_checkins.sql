@@ -1,4 +1,4 @@
--- Type one night's check-in rows and give each row its rejection reasons (an empty list: the row loads).
+-- Type one night's check-in rows and give each row its rejection reasons (null: the row loads).
 -- recorded_at keeps both readings until core, where a naive time is read in the zone of the patient's latest plan.
 create or replace temp table staged_pain_checkins as
 with
@@ -16,34 +16,43 @@ source as (
     inner join first_rows on first_rows._file_id = incoming._file_id
 ),
 
-checked as (
+typed as (
     select
         source.*,
-        list_filter([
+        ts_instant(recorded_at) as recorded_at_instant,
+        ts_local(recorded_at) as recorded_at_local,
+    from source
+),
+
+checked as (
+    select
+        typed.*,
+        -- every reason of the row, '; '-separated (concat_ws skips the checks that pass); null: the row loads
+        nullif(concat_ws('; ',
             reason_missing('checkin_id', checkin_id),
             reason_missing('patient_id', patient_id),
             reason_missing('recorded_at', recorded_at),
-            reason_timestamp('recorded_at', recorded_at),
+            reason_timestamp_parsed('recorded_at', recorded_at, recorded_at_instant, recorded_at_local),
             reason_missing('pain', pain),
             reason_int('pain', pain, 0, 10),
-            reason_enum('channel', channel, ['sms', 'app', 'phone']),
-        ], lambda reason: reason is not null) as _reasons,
-    from source
+            reason_enum('channel', channel, ['sms', 'app', 'phone'])
+        ), '') as _reasons,
+    from typed
 ),
 
 final as (
     select
-        trim(checked.checkin_id) as checkin_id,
+        trimmed(checked.checkin_id) as checkin_id,
         patient_keys.patient_key as patient_key,
-        ts_instant(checked.recorded_at) as recorded_at_instant,
-        ts_local(checked.recorded_at) as recorded_at_local,
-        try_cast(trim(checked.pain) as integer) as pain,
-        lower(trim(checked.channel)) as channel,
+        checked.recorded_at_instant as recorded_at_instant,
+        checked.recorded_at_local as recorded_at_local,
+        try_cast(trimmed(checked.pain) as integer) as pain,
+        lower(trimmed(checked.channel)) as channel,
         checked._drop as _drop,
         checked._file_id as _file_id,
         checked._line as _line,
         checked._reasons as _reasons,
-        case when len(checked._reasons) > 0 then to_json(struct_pack(
+        case when checked._reasons is not null then to_json(struct_pack(
             checkin_id := checked.checkin_id,
             patient_key := patient_keys.patient_key,
             recorded_at := checked.recorded_at,
@@ -51,7 +60,7 @@ final as (
             channel := checked.channel
         )) end as _record,
     from checked
-    left join patient_keys on patient_keys.patient_id = trim(checked.patient_id)
+    left join patient_keys on patient_keys.patient_id = trimmed(checked.patient_id)
 )
 
 select * from final

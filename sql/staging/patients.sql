@@ -1,4 +1,4 @@
--- Type one night's patient rows and give each row its rejection reasons (an empty list: the row loads).
+-- Type one night's patient rows and give each row its rejection reasons (null: the row loads).
 -- Only sex and an age band survive: name, phone, postal code and date of birth are read and dropped here,
 -- and a rejected row's record and reasons never echo them.
 create or replace temp table staged_patients as
@@ -22,7 +22,7 @@ keyed as (
         source.*,
         patient_keys.patient_key as patient_key,
     from source
-    left join patient_keys on patient_keys.patient_id = trim(source.patient_id)
+    left join patient_keys on patient_keys.patient_id = trimmed(source.patient_id)
 ),
 
 zoned as (
@@ -33,30 +33,39 @@ zoned as (
     left join raw.patient_timezones as latest_plan_zone on latest_plan_zone.patient_key = keyed.patient_key
 ),
 
-checked as (
+typed as (
     select
         zoned.*,
-        list_filter([
+        ts_instant(updated_at) as updated_at_instant,
+        ts_local(updated_at) as updated_at_local,
+    from zoned
+),
+
+checked as (
+    select
+        typed.*,
+        -- every reason of the row, '; '-separated (concat_ws skips the checks that pass); null: the row loads
+        nullif(concat_ws('; ',
             reason_missing('patient_id', patient_id),
             reason_date('date_of_birth', date_of_birth, true),
             reason_enum('sex', sex, ['female', 'male', 'other', 'unknown']),
             reason_missing('updated_at', updated_at),
-            reason_timestamp('updated_at', updated_at),
-        ], lambda reason: reason is not null) as _reasons,
-    from zoned
+            reason_timestamp_parsed('updated_at', updated_at, updated_at_instant, updated_at_local)
+        ), '') as _reasons,
+    from typed
 ),
 
 final as (
     select
         patient_key,
-        lower(trim(sex)) as sex,
-        age_band(try_cast(trim(date_of_birth) as date), getvariable('as_of')) as age_band,
-        to_instant(updated_at, patient_timezone) as updated_at,
+        lower(trimmed(sex)) as sex,
+        age_band(try_cast(trimmed(date_of_birth) as date), getvariable('as_of')) as age_band,
+        coalesce(updated_at_instant, timezone(patient_timezone, updated_at_local)) as updated_at,
         _drop,
         _file_id,
         _line,
         _reasons,
-        case when len(_reasons) > 0 then to_json(struct_pack(
+        case when _reasons is not null then to_json(struct_pack(
             patient_key := patient_key,
             sex := sex,
             updated_at := updated_at

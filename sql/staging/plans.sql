@@ -1,4 +1,4 @@
--- Type one night's plan rows and give each row its rejection reasons (an empty list: the row loads).
+-- Type one night's plan rows and give each row its rejection reasons (null: the row loads).
 create or replace temp table staged_plans as
 with
 first_rows as (
@@ -20,13 +20,22 @@ zoned as (
         source.*,
         coalesce(clinic_zone.timezone, getvariable('default_timezone')) as clinic_timezone,
     from source
-    left join ops.clinic_timezones as clinic_zone on clinic_zone.clinic_id = trim(source.clinic_id)
+    left join ops.clinic_timezones as clinic_zone on clinic_zone.clinic_id = trimmed(source.clinic_id)
+),
+
+typed as (
+    select
+        zoned.*,
+        ts_instant(updated_at) as updated_at_instant,
+        ts_local(updated_at) as updated_at_local,
+    from zoned
 ),
 
 checked as (
     select
-        zoned.*,
-        list_filter([
+        typed.*,
+        -- every reason of the row, '; '-separated (concat_ws skips the checks that pass); null: the row loads
+        nullif(concat_ws('; ',
             reason_missing('plan_id', plan_id),
             reason_missing('patient_id', patient_id),
             reason_missing('clinic_id', clinic_id),
@@ -38,27 +47,27 @@ checked as (
             reason_missing('status', status),
             reason_enum('status', status, ['active', 'discharged', 'cancelled']),
             reason_missing('updated_at', updated_at),
-            reason_timestamp('updated_at', updated_at),
-        ], lambda reason: reason is not null) as _reasons,
-    from zoned
+            reason_timestamp_parsed('updated_at', updated_at, updated_at_instant, updated_at_local)
+        ), '') as _reasons,
+    from typed
 ),
 
 final as (
     select
-        trim(checked.plan_id) as plan_id,
+        trimmed(checked.plan_id) as plan_id,
         patient_keys.patient_key as patient_key,
-        trim(checked.clinic_id) as clinic_id,
-        try_cast(trim(checked.start_date) as date) as start_date,
-        try_cast(trim(checked.planned_weeks) as integer) as planned_weeks,
-        try_cast(trim(checked.planned_sessions) as integer) as planned_sessions,
+        trimmed(checked.clinic_id) as clinic_id,
+        try_cast(trimmed(checked.start_date) as date) as start_date,
+        try_cast(trimmed(checked.planned_weeks) as integer) as planned_weeks,
+        try_cast(trimmed(checked.planned_sessions) as integer) as planned_sessions,
         parse_bool(checked.pcp_cleared) as pcp_cleared,
-        lower(trim(checked.status)) as status,
-        to_instant(checked.updated_at, checked.clinic_timezone) as updated_at,
+        lower(trimmed(checked.status)) as status,
+        coalesce(checked.updated_at_instant, timezone(checked.clinic_timezone, checked.updated_at_local)) as updated_at,
         checked._drop as _drop,
         checked._file_id as _file_id,
         checked._line as _line,
         checked._reasons as _reasons,
-        case when len(checked._reasons) > 0 then to_json(struct_pack(
+        case when checked._reasons is not null then to_json(struct_pack(
             plan_id := checked.plan_id,
             patient_key := patient_keys.patient_key,
             clinic_id := checked.clinic_id,
@@ -70,7 +79,7 @@ final as (
             updated_at := checked.updated_at
         )) end as _record,
     from checked
-    left join patient_keys on patient_keys.patient_id = trim(checked.patient_id)
+    left join patient_keys on patient_keys.patient_id = trimmed(checked.patient_id)
 )
 
 select * from final

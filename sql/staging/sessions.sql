@@ -1,5 +1,6 @@
--- Type one night's session rows and give each row its rejection reasons (an empty list: the row loads).
+-- Type one night's session rows and give each row its rejection reasons (null: the row loads).
 -- started_at keeps both readings until core: an instant when the export gave an offset, else wall-clock time.
+-- Each value is parsed once (typed), and the reasons are read from the parsed values.
 create or replace temp table staged_sessions as
 with
 first_rows as (
@@ -16,18 +17,22 @@ source as (
     inner join first_rows on first_rows._file_id = incoming._file_id
 ),
 
-zoned as (
+typed as (
     select
         source.*,
-        coalesce(clinic_zone.timezone, getvariable('default_timezone')) as clinic_timezone,
+        ts_instant(started_at) as started_at_instant,
+        ts_local(started_at) as started_at_local,
+        ts_instant(updated_at) as updated_at_instant,
+        ts_local(updated_at) as updated_at_local,
+        parse_list(therapies) as therapy_list,
     from source
-    left join ops.clinic_timezones as clinic_zone on clinic_zone.clinic_id = trim(source.clinic_id)
 ),
 
 checked as (
     select
-        zoned.*,
-        list_filter([
+        typed.*,
+        -- every reason of the row, '; '-separated (concat_ws skips the checks that pass); null: the row loads
+        nullif(concat_ws('; ',
             reason_missing('session_id', session_id),
             reason_missing('patient_id', patient_id),
             reason_missing('clinic_id', clinic_id),
@@ -36,11 +41,11 @@ checked as (
             reason_enum('clinician_role', clinician_role,
                 ['physical_therapist', 'chiropractor', 'acupuncturist', 'nurse', 'physician', 'other']),
             reason_missing('started_at', started_at),
-            reason_timestamp('started_at', started_at),
+            reason_timestamp_parsed('started_at', started_at, started_at_instant, started_at_local),
             reason_missing('status', status),
             reason_enum('status', status, ['completed', 'cancelled', 'no_show']),
             reason_missing('therapies', therapies),
-            reason_list('therapies', therapies, [
+            reason_list_parsed('therapies', therapies, therapy_list, [
                 'dry_needling', 'manual_therapy', 'therapeutic_exercise', 'electrical_stimulation',
                 'ultrasound', 'heat_ice', 'spinal_injection', 'other',
             ]),
@@ -54,52 +59,60 @@ checked as (
             reason_enum('adverse_event', adverse_event,
                 ['none', 'soreness', 'bruising', 'swelling', 'bleeding', 'fainting', 'other']),
             reason_missing('updated_at', updated_at),
-            reason_timestamp('updated_at', updated_at),
-        ], lambda reason: reason is not null) as _reasons,
-    from zoned
+            reason_timestamp_parsed('updated_at', updated_at, updated_at_instant, updated_at_local)
+        ), '') as _reasons,
+    from typed
+),
+
+zoned as (
+    select
+        checked.*,
+        coalesce(clinic_zone.timezone, getvariable('default_timezone')) as clinic_timezone,
+    from checked
+    left join ops.clinic_timezones as clinic_zone on clinic_zone.clinic_id = trimmed(checked.clinic_id)
 ),
 
 final as (
     select
-        trim(checked.session_id) as session_id,
+        trimmed(zoned.session_id) as session_id,
         patient_keys.patient_key as patient_key,
-        trim(checked.plan_id) as plan_id,
-        trim(checked.clinic_id) as clinic_id,
-        trim(checked.clinician_id) as clinician_id,
-        lower(trim(checked.clinician_role)) as clinician_role,
-        ts_instant(checked.started_at) as started_at_instant,
-        ts_local(checked.started_at) as started_at_local,
-        lower(trim(checked.status)) as status,
-        parse_list(checked.therapies) as therapies,
-        lower(trim(checked.condition)) as condition,
-        try_cast(trim(checked.pain_before) as integer) as pain_before,
-        try_cast(trim(checked.pain_after) as integer) as pain_after,
-        lower(trim(checked.aftercare)) as aftercare,
-        lower(trim(checked.adverse_event)) as adverse_event,
-        to_instant(checked.updated_at, checked.clinic_timezone) as updated_at,
-        checked._drop as _drop,
-        checked._file_id as _file_id,
-        checked._line as _line,
-        checked._reasons as _reasons,
-        case when len(checked._reasons) > 0 then to_json(struct_pack(
-            session_id := checked.session_id,
+        trimmed(zoned.plan_id) as plan_id,
+        trimmed(zoned.clinic_id) as clinic_id,
+        trimmed(zoned.clinician_id) as clinician_id,
+        lower(trimmed(zoned.clinician_role)) as clinician_role,
+        zoned.started_at_instant as started_at_instant,
+        zoned.started_at_local as started_at_local,
+        lower(trimmed(zoned.status)) as status,
+        zoned.therapy_list as therapies,
+        lower(trimmed(zoned.condition)) as condition,
+        try_cast(trimmed(zoned.pain_before) as integer) as pain_before,
+        try_cast(trimmed(zoned.pain_after) as integer) as pain_after,
+        lower(trimmed(zoned.aftercare)) as aftercare,
+        lower(trimmed(zoned.adverse_event)) as adverse_event,
+        coalesce(zoned.updated_at_instant, timezone(zoned.clinic_timezone, zoned.updated_at_local)) as updated_at,
+        zoned._drop as _drop,
+        zoned._file_id as _file_id,
+        zoned._line as _line,
+        zoned._reasons as _reasons,
+        case when zoned._reasons is not null then to_json(struct_pack(
+            session_id := zoned.session_id,
             patient_key := patient_keys.patient_key,
-            plan_id := checked.plan_id,
-            clinic_id := checked.clinic_id,
-            clinician_id := checked.clinician_id,
-            clinician_role := checked.clinician_role,
-            started_at := checked.started_at,
-            status := checked.status,
-            therapies := checked.therapies,
-            condition := checked.condition,
-            pain_before := checked.pain_before,
-            pain_after := checked.pain_after,
-            aftercare := checked.aftercare,
-            adverse_event := checked.adverse_event,
-            updated_at := checked.updated_at
+            plan_id := zoned.plan_id,
+            clinic_id := zoned.clinic_id,
+            clinician_id := zoned.clinician_id,
+            clinician_role := zoned.clinician_role,
+            started_at := zoned.started_at,
+            status := zoned.status,
+            therapies := zoned.therapies,
+            condition := zoned.condition,
+            pain_before := zoned.pain_before,
+            pain_after := zoned.pain_after,
+            aftercare := zoned.aftercare,
+            adverse_event := zoned.adverse_event,
+            updated_at := zoned.updated_at
         )) end as _record,
-    from checked
-    left join patient_keys on patient_keys.patient_id = trim(checked.patient_id)
+    from zoned
+    left join patient_keys on patient_keys.patient_id = trimmed(zoned.patient_id)
 )
 
 select * from final

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import duckdb
 import polars as pl
@@ -64,6 +65,21 @@ COMPARISON_FACTORS = {"aftercare": "aftercare", "clinician_role": "clinician_rol
 PLAN_GROUPS = {"all": None, "clinic": "clinic_id", "condition": "condition"}
 SAFETY_GROUPS = {"all": None, "clinic": "clinic_id", "clinician_role": "clinician_role"}
 PCP_GROUPS = {"all": None, "clinic": "clinic_id"}
+
+# The marts compute_marts writes, in the order it reports them.
+MART_TABLES = (
+    "session_relief",
+    "session_relief_summary",
+    "relief_duration",
+    "relief_summary",
+    "relief_curves",
+    "relief_comparison",
+    "plan_outcomes",
+    "plan_outcome_summary",
+    "adverse_events",
+    "aftercare_mix",
+    "pcp_clearance",
+)
 
 _INSTANT = pl.Datetime("us", "UTC")
 _MICROSECONDS_PER_HOUR = 3_600_000_000
@@ -94,6 +110,30 @@ def stack_groups(frame: pl.LazyFrame, groups: Mapping[str, str | None]) -> pl.La
             frame.with_columns(
                 group_by=pl.lit(name), group_value=value, grouping_order=pl.lit(position, dtype=pl.Int32)
             )
+        )
+    return pl.concat(parts, how="vertical")
+
+
+def aggregate_groups(
+    frame: pl.LazyFrame,
+    groups: Mapping[str, str | None],
+    *aggs: pl.Expr,
+    by: Sequence[str] = (),
+    **named_aggs: pl.Expr,
+) -> pl.LazyFrame:
+    """Aggregate `frame` once per grouping: group_by, group_value, the `by` columns, then the aggregations.
+
+    The same rows as stack_groups(frame, groups).group_by("group_by", "group_value", *by).agg(*aggs),
+    without materialising a copy of the frame per grouping: each grouping is a group-by on the
+    frame itself, and only the (small) results are stacked.
+    """
+    parts = []
+    for name, column in groups.items():
+        value = pl.lit("all") if column is None else pl.col(column).cast(pl.String).fill_null(NOT_RECORDED)
+        parts.append(
+            frame.group_by(value.alias("group_value"), *by)
+            .agg(*aggs, **named_aggs)
+            .select(pl.lit(name).alias("group_by"), pl.all())
         )
     return pl.concat(parts, how="vertical")
 
@@ -172,9 +212,9 @@ def _exact_mean_relief_pct() -> pl.Expr:
 def session_relief_summary(relief: pl.LazyFrame) -> pl.LazyFrame:
     """R3 per group: how often and how much needling relieves pain at once."""
     return _in_grouping_order(
-        stack_groups(relief, RELIEF_GROUPS)
-        .group_by("group_by", "group_value")
-        .agg(
+        aggregate_groups(
+            relief,
+            RELIEF_GROUPS,
             sessions=pl.len().cast(pl.Int64),
             patients=pl.col("patient_key").n_unique().cast(pl.Int64),
             meaningful_relief_sessions=pl.col("meaningful_relief").sum().cast(pl.Int64),
@@ -373,15 +413,13 @@ def relief_curves(episodes: pl.LazyFrame, groups: Mapping[str, str | None] = REL
 
 def _episode_counts(episodes: pl.LazyFrame, groups: Mapping[str, str | None]) -> pl.LazyFrame:
     followed = pl.col("followed_up")
-    return (
-        stack_groups(episodes, groups)
-        .group_by("group_by", "group_value")
-        .agg(
-            episodes=followed.sum().cast(pl.Int64),
-            relapses=pl.col("relapsed").filter(followed).sum().cast(pl.Int64),
-            patients=pl.col("patient_key").filter(followed).n_unique().cast(pl.Int64),
-            no_followup=(~followed).sum().cast(pl.Int64),
-        )
+    return aggregate_groups(
+        episodes,
+        groups,
+        episodes=followed.sum().cast(pl.Int64),
+        relapses=pl.col("relapsed").filter(followed).sum().cast(pl.Int64),
+        patients=pl.col("patient_key").filter(followed).n_unique().cast(pl.Int64),
+        no_followup=(~followed).sum().cast(pl.Int64),
     )
 
 
@@ -588,9 +626,9 @@ def plan_outcomes(
 def plan_outcome_summary(outcomes: pl.LazyFrame) -> pl.LazyFrame:
     """R5 per group: shares of plans reaching the MCID, moderate and substantial change."""
     return _in_grouping_order(
-        stack_groups(outcomes, PLAN_GROUPS)
-        .group_by("group_by", "group_value")
-        .agg(
+        aggregate_groups(
+            outcomes,
+            PLAN_GROUPS,
             plans=pl.len().cast(pl.Int64),
             patients=pl.col("patient_key").n_unique().cast(pl.Int64),
             mean_baseline_pain=pl.col("baseline_pain").mean(),
@@ -607,29 +645,25 @@ def plan_outcome_summary(outcomes: pl.LazyFrame) -> pl.LazyFrame:
 # --- R6 safety and aftercare ------------------------------------------------------------------
 
 
-def _group_totals(needling: pl.LazyFrame) -> pl.LazyFrame:
-    return needling.group_by("group_by", "group_value").agg(
-        needling_sessions=pl.len().cast(pl.Int64),
-        patients=pl.col("patient_key").n_unique().cast(pl.Int64),
-    )
-
-
 def adverse_events(sessions: pl.LazyFrame) -> pl.LazyFrame:
     """R6: adverse events per 100 needling sessions, one row per group and event type (zeros included).
 
     A needling session without a recorded adverse_event stays in the
     denominator (unrecorded_sessions says how many there are).
     """
-    needling = stack_groups(needling_sessions(sessions), SAFETY_GROUPS)
-    totals = needling.group_by("group_by", "group_value").agg(
+    needling = needling_sessions(sessions)
+    totals = aggregate_groups(
+        needling,
+        SAFETY_GROUPS,
         needling_sessions=pl.len().cast(pl.Int64),
         patients=pl.col("patient_key").n_unique().cast(pl.Int64),
         unrecorded_sessions=pl.col("adverse_event").is_null().sum().cast(pl.Int64),
     )
-    counts = (
-        needling.filter(pl.col("adverse_event").is_in(ADVERSE_EVENT_TYPES))
-        .group_by("group_by", "group_value", event_type="adverse_event")
-        .agg(events=pl.len().cast(pl.Int64))
+    counts = aggregate_groups(
+        needling.filter(pl.col("adverse_event").is_in(ADVERSE_EVENT_TYPES)).rename({"adverse_event": "event_type"}),
+        SAFETY_GROUPS,
+        by=["event_type"],
+        events=pl.len().cast(pl.Int64),
     )
     types = pl.LazyFrame({"event_type": list(ADVERSE_EVENT_TYPES)})
     type_order = {name: position for position, name in enumerate(ADVERSE_EVENT_TYPES)}
@@ -654,15 +688,20 @@ def adverse_events(sessions: pl.LazyFrame) -> pl.LazyFrame:
 
 def aftercare_mix(sessions: pl.LazyFrame) -> pl.LazyFrame:
     """R6: the mix of aftercare advice after needling sessions, one row per group and advice."""
-    needling = stack_groups(
-        needling_sessions(sessions).with_columns(advice=pl.col("aftercare").fill_null(NOT_RECORDED)),
-        SAFETY_GROUPS,
-    )
+    needling = needling_sessions(sessions).with_columns(advice=pl.col("aftercare").fill_null(NOT_RECORDED))
     advice_values = [*AFTERCARE_ADVICE, NOT_RECORDED]
-    counts = needling.group_by("group_by", "group_value", aftercare="advice").agg(sessions=pl.len().cast(pl.Int64))
+    counts = aggregate_groups(needling, SAFETY_GROUPS, by=["advice"], sessions=pl.len().cast(pl.Int64)).rename(
+        {"advice": "aftercare"}
+    )
+    totals = aggregate_groups(
+        needling,
+        SAFETY_GROUPS,
+        needling_sessions=pl.len().cast(pl.Int64),
+        patients=pl.col("patient_key").n_unique().cast(pl.Int64),
+    )
     advice_order = {name: position for position, name in enumerate(advice_values)}
     return _in_grouping_order(
-        _group_totals(needling)
+        totals
         .join(pl.LazyFrame({"aftercare": advice_values}), how="cross")
         .join(counts, on=["group_by", "group_value", "aftercare"], how="left")
         .with_columns(pl.col("sessions").fill_null(0))
@@ -685,10 +724,11 @@ def pcp_clearance(plans: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
 
     pcp_cleared null (not recorded) counts as without clearance.
     """
-    started = stack_groups(plans.filter(pl.col("start_date") <= as_of), PCP_GROUPS)
     without = pl.col("pcp_cleared").fill_null(False).not_()
     return _in_grouping_order(
-        started.group_by("group_by", "group_value").agg(
+        aggregate_groups(
+            plans.filter(pl.col("start_date") <= as_of),
+            PCP_GROUPS,
             plans=pl.len().cast(pl.Int64),
             patients=pl.col("patient_key").n_unique().cast(pl.Int64),
             plans_without_pcp_clearance=without.sum().cast(pl.Int64),
@@ -706,14 +746,15 @@ def _read(con: duckdb.DuckDBPyConnection, query: str) -> pl.LazyFrame:
     return pl.from_arrow(con.sql(query).to_arrow_table()).lazy()
 
 
-def _read_numbered(con: duckdb.DuckDBPyConnection, table: str, columns: str) -> pl.LazyFrame:
-    """Read `columns` of `table` with its patient_key replaced by the run's patient number."""
+def _read_numbered(con: duckdb.DuckDBPyConnection, table: str, columns: str, where: str = "true") -> pl.LazyFrame:
+    """Read `columns` of the rows of `table` that pass `where`, patient_key replaced by the run's patient number."""
     return _read(
         con,
         f"""
         select source.{columns.replace(", ", ", source.")}, numbers.patient_no as patient_key,
         from {table} as source
         left join metrics_patient_numbers as numbers on numbers.patient_key = source.patient_key
+        where {where}
         """,
     )
 
@@ -733,7 +774,12 @@ def _without_patient_key(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) -> dict[str, int]:
-    """Build every marts.* table from core.* and quality.plan_completion; rows written per table."""
+    """Build every marts.* table from core.* and quality.plan_completion; rows written per table.
+
+    All marts are replaced in one transaction. Each is written (by one background thread, on
+    this connection, which nothing else uses meanwhile) as soon as it is computed: DuckDB
+    stores a table on one core while Polars computes the next marts.
+    """
     rules = settings.rules
     # Inside this run patients are small integers rather than 64-character keys: every
     # join, sort and distinct count over patients is several times cheaper, and the
@@ -754,11 +800,14 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
         """
     )
     try:
+        # Every session metric counts completed sessions only (completed_sessions); the
+        # others need not cross into Polars at all.
         sessions = _read_numbered(
             con,
             "core.sessions",
             "session_id, plan_id, clinic_id, clinician_role, started_at, status, therapies, condition, "
             "pain_before, pain_after, aftercare, adverse_event",
+            where="source.status = 'completed'",
         )
         checkins = _read_numbered(con, "core.pain_checkins", "checkin_id, recorded_at, pain")
         plans = _read_numbered(con, "core.plans", "plan_id, clinic_id, start_date, pcp_cleared")
@@ -770,37 +819,46 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
     finally:
         con.execute("drop table if exists metrics_patient_numbers")
 
-    # Independent queries are collected together so they share the cores.
-    relief, episodes, outcomes, adverse, mix, clearance = pl.collect_all([
-        session_relief(sessions, rules.mcid_points),
-        relief_episodes(sessions, checkins, rules.mcid_points, rules.relief_followup_days),
-        plan_outcomes(plan_completion, sessions, checkins, rules.mcid_points),
-        adverse_events(sessions),
-        aftercare_mix(sessions),
-        pcp_clearance(plans, as_of),
-    ])
-    curves, relief_by_group, outcomes_by_group = pl.collect_all([
-        relief_curves(episodes.lazy()),
-        session_relief_summary(relief.lazy()),
-        plan_outcome_summary(outcomes.lazy()),
-    ])
-    summary = relief_summary(episodes.lazy(), curves.lazy()).collect()
-    comparison = relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect()
-
-    marts = {
-        "session_relief": relief,
-        "session_relief_summary": relief_by_group,
-        "relief_duration": episodes,
-        "relief_summary": summary,
-        "relief_curves": curves,
-        "relief_comparison": comparison,
-        "plan_outcomes": outcomes,
-        "plan_outcome_summary": outcomes_by_group,
-        "adverse_events": adverse,
-        "aftercare_mix": mix,
-        "pcp_clearance": clearance,
-    }
     con.execute("create schema if not exists marts")
-    written = {table: _write(con, table, _without_patient_key(frame)) for table, frame in marts.items()}
-    apply_comments(con, "marts")
-    return written
+    con.execute("begin transaction")
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marts-writer") as writer:
+            written: dict[str, Future[int]] = {}
+
+            def write(table: str, frame: pl.DataFrame) -> None:
+                written[table] = writer.submit(_write, con, table, _without_patient_key(frame))
+
+            relief = session_relief(sessions, rules.mcid_points).collect()
+            write("session_relief", relief)
+            # Independent queries are collected together so they share the cores.
+            episodes, outcomes, relief_by_group, adverse, mix, clearance = pl.collect_all([
+                relief_episodes(sessions, checkins, rules.mcid_points, rules.relief_followup_days),
+                plan_outcomes(plan_completion, sessions, checkins, rules.mcid_points),
+                session_relief_summary(relief.lazy()),
+                adverse_events(sessions),
+                aftercare_mix(sessions),
+                pcp_clearance(plans, as_of),
+            ])
+            write("relief_duration", episodes)
+            write("plan_outcomes", outcomes)
+            write("session_relief_summary", relief_by_group)
+            write("adverse_events", adverse)
+            write("aftercare_mix", mix)
+            write("pcp_clearance", clearance)
+            curves, outcomes_by_group = pl.collect_all([
+                relief_curves(episodes.lazy()),
+                plan_outcome_summary(outcomes.lazy()),
+            ])
+            write("relief_curves", curves)
+            write("plan_outcome_summary", outcomes_by_group)
+            summary = relief_summary(episodes.lazy(), curves.lazy()).collect()
+            write("relief_summary", summary)
+            comparison = relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect()
+            write("relief_comparison", comparison)
+        rows = {table: future.result() for table, future in written.items()}
+        apply_comments(con, "marts")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return {table: rows[table] for table in MART_TABLES}

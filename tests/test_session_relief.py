@@ -162,3 +162,61 @@ def test_relief_summary_is_the_same_to_the_last_bit_on_every_run():
     plain = relief.select(pl.col("relief_pct").mean()).item()
     overall = runs[0].filter(pl.col("group_by") == "all")["mean_relief_pct"].item()
     assert abs(overall - plain) < 1e-12
+
+
+def test_aggregate_groups_matches_a_group_by_over_the_stacked_groupings():
+    """One group-by per grouping gives the rows a group-by over stack_groups gave (nulls: 'not recorded')."""
+    from flows.metrics import RELIEF_GROUPS, aggregate_groups, stack_groups
+
+    frame = pl.LazyFrame(
+        {
+            "patient_key": ["p1", "p2", "p1", "p3", "p2", "p4"],
+            "clinic_id": ["a", "a", "b", None, "b", "a"],
+            "clinician_role": ["nurse", None, "nurse", "physician", "physician", None],
+            "condition": [None, None, "neck_pain", "neck_pain", "low_back_pain", "neck_pain"],
+            "aftercare": ["ice", "heat", None, "ice", "ice", "none"],
+            "relief_points": [1, 2, 3, 4, 5, 6],
+        }
+    )
+    aggs = {"rows": pl.len(), "patients": pl.col("patient_key").n_unique(), "points": pl.col("relief_points").sum()}
+    stacked = stack_groups(frame, RELIEF_GROUPS).group_by("group_by", "group_value").agg(**aggs)
+    per_grouping = aggregate_groups(frame, RELIEF_GROUPS, **aggs)
+    assert per_grouping.collect_schema() == stacked.drop("grouping_order", strict=False).collect_schema()
+    key = ["group_by", "group_value"]
+    assert per_grouping.sort(key).collect().equals(stacked.sort(key).collect())
+
+    by_role = aggregate_groups(frame, {"clinic": "clinic_id"}, by=["aftercare"], rows=pl.len()).sort(
+        "group_value", "aftercare", nulls_last=True
+    )
+    assert by_role.collect().rows() == [
+        ("clinic", "a", "heat", 1), ("clinic", "a", "ice", 1), ("clinic", "a", "none", 1),
+        ("clinic", "b", "ice", 1), ("clinic", "b", None, 1), ("clinic", "not recorded", "ice", 1),
+    ]
+
+
+def test_compute_marts_leaves_the_previous_marts_when_a_mart_fails(monkeypatch):
+    """All marts are replaced in one transaction: a failure part-way leaves the last night's marts."""
+    import flows.metrics as metrics
+
+    con = connect()
+    load_tables(
+        con,
+        {
+            "core.sessions": sessions_frame(session("s1", 0, pain_before=7, pain_after=3, plan_id="plan1")),
+            "core.pain_checkins": checkins_frame(checkin("c1", 20, 4)),
+            "core.plans": plans_frame(plan("plan1", dt.date(2026, 3, 1))),
+            "quality.plan_completion": completion_frame(completion("plan1", dt.date(2026, 3, 1))),
+        },
+    )
+    settings = Settings(rules=Rules(min_cell_patients=1))
+    compute_marts(con, settings, dt.date(2026, 5, 1))
+    con.execute("insert into core.sessions select * replace ('s2' as session_id) from core.sessions")
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(metrics, "relief_comparison", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        compute_marts(con, settings, dt.date(2026, 5, 1))
+    assert con.sql("select session_id from marts.session_relief order by 1").fetchall() == [("s1",)]
+    assert con.sql("select count(*) from marts.relief_comparison").fetchall()[0][0] > 0

@@ -11,7 +11,7 @@ import re
 import pytest
 
 import report_fixtures as rf
-from flows.report import ReportInputError, build_html, render_report, small_cell
+from flows.report import PRINT_TABLE_CHARS, ReportInputError, build_html, print_html, render_report, small_cell
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +279,54 @@ def test_relief_comparison_hides_groups_under_the_default_minimum_cell():
     html = build_html(con, settings=rf.settings(min_cell_patients=11), as_of=rf.AS_OF)
     cells = {cell for row in rf.table_rows(html, "network", "relief-comparison") for cell in row[1:]}
     assert cells == {"fewer than 11"}
+
+
+def test_pdf_tables_hold_the_same_cells_as_lines_of_text(html):
+    printed = print_html(html)
+    assert "<table" not in printed and "<svg" in printed
+    assert printed.count('class="text-table"') == html.count('<table class="grid')
+    for scope, table in [("network", "relief"), ("network", "completion"), ("network", "adverse"),
+                         ("network", "relief-comparison"), ("clinic_a", "retreatment"), (None, "rejected"),
+                         (None, "runs"), ("network", "trends")]:
+        rows = rf.table_rows(html, scope, table)
+        lines = rf.text_table_lines(printed, scope, table)
+        assert [kind for kind, _ in lines if kind != "head"] == ["total" if table == "adverse" and i == len(rows) - 1
+                                                                   else "body" for i in range(len(rows))], table
+        body = [text for kind, text in lines if kind != "head"]
+        # no cell of these tables wraps: a row is one line, its cells in order, "?" links left out
+        assert [" ".join(text.split()) for text in body] == [" ".join(cell for cell in row if cell) for row in rows], table
+    relief_head = rf.text_table_lines(printed, "network", "relief")[0][1]
+    assert relief_head.split() == "Group Episodes Median 95% interval In relief at 24 h 72 h 7 days 14 days No follow-up".split()
+
+
+def test_pdf_table_cells_keep_their_line_breaks_and_small_cells(html):
+    lines = rf.text_table_lines(print_html(html), "network", "pain")
+    assert [kind for kind, _ in lines] == ["head", "body", "body", "total"]
+    neck = lines[2][1].split("\n")
+    assert neck[0].split() == ["Neck", "pain", "fewer", "than", "2", "fewer", "than", "2", "3.5", "points"]
+    assert neck[1].split() == ["100%", "meaningful,", "2", "sessions"]
+
+
+def test_pdf_tables_align_and_wrap_to_the_page():
+    long_reason = "a reason " * 40
+    document = (
+        '<p>before</p><table class="grid" data-table="t"><caption>By role. A verdict.</caption>'
+        '<thead><tr><th>Group</th><th>Count <a class="ref" href="#def-x">?</a></th><th>Why</th></tr></thead>'
+        f'<tbody><tr><th>Ice</th><td>1,234</td><td>{long_reason}</td></tr>'
+        '<tr class="total"><th>All &amp; more</th><td>7</td><td></td></tr>'
+        '<tr><td colspan="3">No plans yet.</td></tr></tbody></table><p>after</p>'
+    )
+    printed = print_html(document)
+    assert printed.startswith("<p>before</p>") and printed.endswith("<p>after</p>")
+    assert '<p class="caption">By role. A verdict.</p>' in printed
+    lines = rf.text_table_lines(printed, None, "t")
+    assert [kind for kind, _ in lines] == ["head", "body", "total", "body"]
+    every_line = [line for _, text in lines for line in text.split("\n")]
+    assert max(len(line) for line in every_line) <= PRINT_TABLE_CHARS
+    head, ice, total, empty = (text.split("\n") for _, text in lines)
+    assert head[0].startswith("Group") and "?" not in head[0]
+    count_end = head[0].index("Count") + len("Count")
+    assert ice[0].startswith("Ice") and ice[0][:count_end].endswith("1,234")  # numbers right-aligned under the header
+    assert total[0].startswith("All & more") and total[0].endswith("7")
+    assert len(ice) > 1 and " ".join(" ".join(ice).split()).endswith(" ".join(long_reason.split()))
+    assert empty == ["No plans yet."]

@@ -367,57 +367,77 @@ source as (
         sessions.clinic_id,
         list_contains(sessions.therapies, 'dry_needling') as is_needling,
         coalesce(sessions.adverse_event, 'none') <> 'none' as had_adverse_event,
-        relief.relief_points,
+        relief.relief_points is not null as has_relief,
         relief.meaningful_relief,
         cast(timezone(sessions.clinic_timezone, sessions.started_at) as date) as local_date,
     from core.sessions as sessions
     left join marts.session_relief as relief on relief.session_id = sessions.session_id
-    where sessions.status = 'completed'
+    where sessions.status = 'completed' and local_date between $first_day and $as_of
 ),
 
-bucketed as (
+-- One row per plan and bucket: its calendar month, and the current or previous {PERIOD_DAYS} days when recent.
+-- (Unnesting the buckets and counting distinct plans and patients per grouping set took twice as long at 1M.)
+per_plan as (
     select
-        *,
-        unnest({_buckets('local_date')}) as bucket,
+        clinic_id,
+        patient_key,
+        plan_id,
+        strftime(local_date, '%Y-%m') as bucket,
+        {{counts}}
     from source
-    where local_date between $first_day and $as_of
+    group by all
+
+    union all
+
+    select
+        clinic_id,
+        patient_key,
+        plan_id,
+        if(local_date > $as_of - {PERIOD_DAYS}, 'current', 'previous') as bucket,
+        {{counts}}
+    from source
+    where local_date > $as_of - {2 * PERIOD_DAYS}
+    group by all
 ),
 
--- one row per patient first: the distinct counts below then run over far fewer rows
+-- then one row per patient, in the network and in each clinic: the counts below need no "distinct"
 per_patient as (
     select
         clinic_id,
+        grouping(clinic_id) = 1 as all_clinics,
         bucket,
-        patient_key,
-        count(distinct plan_id) as plans,
-        count(*) filter (where is_needling) as needling_sessions,
-        count(*) filter (where is_needling and had_adverse_event) as adverse_events,
-        count(relief_points) filter (where is_needling) as relief_sessions,
-        count(*) filter (where is_needling and meaningful_relief) as meaningful_relief_sessions,
-    from bucketed
-    group by clinic_id, bucket, patient_key
+        -- a plan belongs to one patient and one clinic: its row is the only one in a bucket
+        count(plan_id) as plans,
+        sum(needling_sessions) as needling_sessions,
+        sum(adverse_events) as adverse_events,
+        sum(relief_sessions) as relief_sessions,
+        sum(meaningful_relief_sessions) as meaningful_relief_sessions,
+    from per_plan
+    group by grouping sets ((bucket, patient_key), (clinic_id, bucket, patient_key))
 ),
 
 final as (
     select
         clinic_id,
         bucket,
-        count(distinct patient_key) as patients,
-        -- a plan belongs to one patient and one clinic, so per-patient plan counts add up
+        count(*) as patients,
         sum(plans) as plans,
-        count(distinct patient_key) filter (where plans > 0) as plan_patients,
+        count(*) filter (where plans > 0) as plan_patients,
         sum(needling_sessions) as needling_sessions,
-        count(distinct patient_key) filter (where needling_sessions > 0) as needling_patients,
+        count(*) filter (where needling_sessions > 0) as needling_patients,
         sum(adverse_events) as adverse_events,
         sum(relief_sessions) as relief_sessions,
         sum(meaningful_relief_sessions) as meaningful_relief_sessions,
-        count(distinct patient_key) filter (where relief_sessions > 0) as relief_patients,
+        count(*) filter (where relief_sessions > 0) as relief_patients,
     from per_patient
-    group by grouping sets ((bucket), (clinic_id, bucket))
+    group by all_clinics, clinic_id, bucket
 )
 
 select * from final
-"""
+""".replace("{counts}", """count(*) filter (where is_needling) as needling_sessions,
+        count(*) filter (where is_needling and had_adverse_event) as adverse_events,
+        count(*) filter (where is_needling and has_relief) as relief_sessions,
+        count(*) filter (where is_needling and meaningful_relief) as meaningful_relief_sessions,""")
 
 PLAN_PERIODS_SQL = f"""
 with
@@ -504,6 +524,21 @@ source as (
     where relief.relief_points is not null
 ),
 
+-- one row per patient and finest group first: the distinct counts below then run over far fewer rows
+per_patient as (
+    select
+        clinic_id,
+        condition,
+        clinician_role,
+        patient_key,
+        count(*) as sessions,
+        sum(relief_points) as relief_points,
+        count(*) filter (where meaningful_relief) as meaningful_sessions,
+        count(meaningful_relief) as rated_sessions,
+    from source
+    group by all
+),
+
 final as (
     select
         clinic_id,
@@ -512,11 +547,12 @@ final as (
         grouping(condition) = 1 as all_conditions,
         clinician_role,
         grouping(clinician_role) = 1 as all_roles,
-        count(*) as sessions,
+        sum(sessions)::bigint as sessions,
         count(distinct patient_key) as patients,
-        avg(relief_points) as mean_relief_points,
-        avg(meaningful_relief::integer) as meaningful_share,
-    from source
+        -- relief points are whole numbers: the same mean as avg() over the sessions
+        sum(relief_points) / sum(sessions) as mean_relief_points,
+        sum(meaningful_sessions) / sum(rated_sessions) as meaningful_share,
+    from per_patient
     group by grouping sets (
         (condition, clinician_role), (condition), (clinician_role), (),
         (clinic_id, condition, clinician_role), (clinic_id, condition), (clinic_id, clinician_role), (clinic_id)
@@ -954,6 +990,7 @@ class _Builder:
         self.plan_periods = _keyed(_rows(con, PLAN_PERIODS_SQL, self.params), "clinic_id", "bucket")
         self.episodes = _frame(con, EPISODES_SQL, self.params)
         self.medians = _period_medians(self.episodes)
+        self._km_cache: dict[str | None, dict[str, pl.DataFrame]] = {}
         self.pain_rows = _rows(con, PAIN_SQL)
         self.completion = _rows(con, COMPLETION_SQL)
         self.outcomes = _rows(con, OUTCOMES_SQL)
@@ -1122,12 +1159,11 @@ class _Builder:
                 "comparison": self._relief_comparison(),
             }
 
-        episodes = self.episodes.filter(pl.col("clinic_id") == clinic_id)
         charts, table = [], []
-        overall = self._clinic_km(episodes, None)
+        overall = self._clinic_km(clinic_id, None)
         table.extend(overall["rows"])
         for group_column, title in (("condition", "by condition"), ("aftercare", "by aftercare advice")):
-            km = self._clinic_km(episodes, group_column)
+            km = self._clinic_km(clinic_id, group_column)
             table.extend(km["rows"])
             charts.append(_relief_chart(km["curves"], km["patients"], group_column, fmt, f"Still in relief {title}", self.max_hours))
         # The log-rank comparison is a network figure: per clinic, most groups fall under the minimum cell.
@@ -1170,14 +1206,15 @@ class _Builder:
             )
         return factors
 
-    def _clinic_km(self, episodes: pl.DataFrame, group_column: str | None) -> dict[str, Any]:
-        by = [group_column] if group_column else []
-        frame = episodes if group_column else episodes.with_columns(group=pl.lit("all"))
-        by = by or ["group"]
-        curves = kaplan_meier(frame.lazy(), by).collect() if frame.height else pl.DataFrame()
-        summary = curve_summary(curves.lazy(), by, RELIEF_AT_HOURS).collect() if frame.height else pl.DataFrame()
-        counts = frame.group_by(by).agg(episodes=pl.len(), patients=pl.col("patient_key").n_unique(),
-                                        relapses=pl.col("relapsed").sum())
+    def _clinic_km(self, clinic_id: str, group_column: str | None) -> dict[str, Any]:
+        """One clinic's Kaplan-Meier curves, summary rows and patients per group (None: all its episodes)."""
+        every = self._every_clinic_km(group_column)
+        by = [group_column or "group"]
+
+        def mine(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame.filter(pl.col("clinic_id") == clinic_id).drop("clinic_id") if frame.height else frame
+
+        curves, summary, counts = mine(every["curves"]), mine(every["summary"]), mine(every["counts"])
         rows = []
         if summary.height:
             joined = summary.join(counts, on=by, how="left", nulls_equal=True)
@@ -1186,6 +1223,21 @@ class _Builder:
                 rows.append({**row, "label": label})
         patients = {row[by[0]]: row["patients"] for row in counts.to_dicts()}
         return {"curves": curves, "patients": patients, "rows": rows}
+
+    def _every_clinic_km(self, group_column: str | None) -> dict[str, pl.DataFrame]:
+        """Kaplan-Meier of every clinic at once (curves are estimated per group, so each clinic's are its own)."""
+        if group_column not in self._km_cache:
+            frame = self.episodes if group_column else self.episodes.with_columns(group=pl.lit("all"))
+            by = ["clinic_id", group_column or "group"]
+            if frame.height:
+                curves = kaplan_meier(frame.lazy(), by).collect()
+                summary = curve_summary(curves.lazy(), by, RELIEF_AT_HOURS).collect()
+            else:
+                curves = summary = pl.DataFrame()
+            counts = frame.group_by(by).agg(episodes=pl.len(), patients=pl.col("patient_key").n_unique(),
+                                            relapses=pl.col("relapsed").sum())
+            self._km_cache[group_column] = {"curves": curves, "summary": summary, "counts": counts}
+        return self._km_cache[group_column]
 
     def retreatment(self, clinic_id: str | None) -> dict[str, Any]:
         flags = self.flags
@@ -1200,7 +1252,9 @@ class _Builder:
             return {"counts": counts, "days": RETREATMENT_LIST_DAYS}
         recent = (
             flags.filter((pl.col("clinic_id") == clinic_id) & pl.col("is_recent"))
-            .sort(["local_date", "clinician_id", "site", "side"], descending=[True, False, False, False])
+            # every shown column in the order, so that rows tied on date, clinician, site and side keep one order
+            .sort(["local_date", "clinician_id", "site", "side", "hours_since_previous"],
+                  descending=[True, False, False, False, False])
         )
         rows = [
             {"date": row["local_date"].isoformat(), "clinician_id": row["clinician_id"], "site": row["site"].replace("_", " "),

@@ -22,9 +22,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -35,6 +36,10 @@ from flows.settings import Settings
 QUALITY_TABLES = ("retreatment_checks", "retreatment_flags", "plan_completion")
 SEVERITIES = ("critical", "warning")
 DOCS_SITE = "clinic_outcomes"
+# BASIC has every value quality.expectation_results keeps (counts, percent, a sample of
+# unexpected values). SUMMARY adds the index of every unexpected row (for R1 at 1M sessions
+# a list of 100k rows, also written into Data Docs) and made validation ~40% slower.
+RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 20}
 
 # GX must not reach the network; its analytics are also switched off in the context config.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -67,6 +72,11 @@ class SuiteFile:
     @property
     def frame_sql(self) -> str:
         return warehouse.sql_text(f"quality/frames/{self.name}")
+
+    @property
+    def regex_columns(self) -> set[str]:
+        """Columns a regex expectation reads (GX matches them as text, see _frame)."""
+        return {e["kwargs"]["column"] for e in self.expectations if "regex" in e["type"] and "column" in e["kwargs"]}
 
 
 def load_suites(directory: Path | None = None) -> list[SuiteFile]:
@@ -153,33 +163,50 @@ def _details(result: dict[str, Any], exception: dict[str, Any] | None) -> str | 
     return None
 
 
-# Text columns with at most one distinct value per this many rows become categorical.
-_FEW_DISTINCT = 20
+def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
+    """Text as a pandas categorical, built from Arrow's dictionary encoding.
+
+    pyarrow's own to_pandas() of a dictionary with a million values takes
+    ~0.6 s; the codes and the categories assembled here take a few milliseconds.
+    """
+    encoded = column.dictionary_encode()  # one dictionary, shared by every chunk
+    dictionary = encoded.chunks[0].dictionary if encoded.num_chunks else pa.array([], pa.string())
+    codes = [chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
+    # Arrow's dictionary holds each value once, so pandas' check of that (hashing every
+    # category again, ~0.4 s per million) is skipped: _from_fastpath is the constructor
+    # pandas itself uses for categories it knows are unique (pandas is pinned in uv.lock).
+    dtype = pd.CategoricalDtype._from_fastpath(pd.Index(dictionary.to_pandas()), ordered=False)
+    return pd.Categorical.from_codes(
+        np.concatenate(codes) if codes else np.empty(0, np.int8), dtype=dtype, validate=False
+    )
 
 
-def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+def _frame(con: duckdb.DuckDBPyConnection, sql: str, text_columns: Collection[str] = ()) -> pd.DataFrame:
     """The suite's rows as pandas, via Arrow, in the dtypes GX's pandas engine is fast on.
 
     Measured at a million rows: GX fingerprints every batch with
     hash_pandas_object (~70 s per million Arrow-backed timestamps, 0.05 s as
     numpy datetime64); its between-check is vectorised only for numpy
-    int64/float64 (Arrow-backed ints cost a Python call per value); and every
-    expectation filters the whole frame, which is cheap for categoricals and
-    costly for text. So numbers and instants become numpy columns, and text
-    with few distinct values (enums, sites, clinics) becomes categorical.
+    int64/float64 (Arrow-backed ints cost a Python call per value); and most
+    expectations filter the whole frame (rows where their column is not null,
+    all columns), which is cheap for numpy and categorical columns and costly
+    for Arrow-backed text. So numbers and instants become numpy columns, every
+    text column (identifiers too: GX's fingerprint then hashes each distinct
+    value once, and uniqueness runs on integer codes) becomes categorical, and booleans with nulls become pandas'
+    nullable boolean rather than Python objects.
     """
     table = con.sql(sql).to_arrow_table()
-    columns = []
-    for column in table.columns:
+    columns: dict[str, Any] = {}
+    for name, column in zip(table.column_names, table.columns):
         if pa.types.is_integer(column.type):
-            column = column.cast(pa.int64() if column.null_count == 0 else pa.float64())
+            columns[name] = column.cast(pa.int64() if column.null_count == 0 else pa.float64()).to_numpy()
         elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            encoded = column.combine_chunks().dictionary_encode()
-            if len(encoded.dictionary) * _FEW_DISTINCT <= max(len(column), _FEW_DISTINCT):
-                column = encoded
-        columns.append(column)
-    table = pa.Table.from_arrays(columns, names=table.column_names)
-    return table.to_pandas(date_as_object=False)
+            columns[name] = column.combine_chunks().to_pandas() if name in text_columns else _categorical(column)
+        elif pa.types.is_boolean(column.type) and column.null_count:
+            columns[name] = column.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        else:
+            columns[name] = column.to_pandas(date_as_object=False)
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
 
 
 def _context(docs_dir: Path | None):
@@ -252,7 +279,7 @@ def validate(
 
     for suite in load_suites():
         try:
-            frame = _frame(con, suite.frame_sql)
+            frame = _frame(con, suite.frame_sql, text_columns=suite.regex_columns)
         except duckdb.Error as error:
             # Rows that cannot even be read (a core table missing or malformed) stop the run.
             rows.append(
@@ -267,7 +294,7 @@ def validate(
             gx.ValidationDefinition(name=suite.name, data=batch, suite=gx_suite)
         )
         validation = definition.run(
-            batch_parameters={"dataframe": frame}, result_format="SUMMARY", run_id=gx_run
+            batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT, run_id=gx_run
         )
         for outcome in validation.results:
             config = outcome.expectation_config

@@ -217,3 +217,79 @@ def test_gx_context_sends_no_analytics_and_keeps_docs_out_of_temp_folders(tmp_pa
     assert context.config.analytics_enabled is False
     assert list(context.list_data_docs_sites()) == [validate.DOCS_SITE]
     assert context.list_data_docs_sites()[validate.DOCS_SITE]["store_backend"]["base_directory"] == str(tmp_path / "docs")
+
+
+# --- the frames GX validates -------------------------------------------------------------
+
+# Zones far from UTC on both sides, with half- and quarter-hour offsets and DST.
+ZONES = ("Pacific/Kiritimati", "Pacific/Pago_Pago", "America/St_Johns", "Asia/Kathmandu", "America/New_York", "UTC")
+
+
+def test_local_date_checks_agree_with_a_zone_conversion_of_every_row():
+    # The frames convert only instants within a day of the date they compare with; every
+    # 15 minutes over a week around the as-of date and the plans' start dates must give the
+    # same answer as converting every row.
+    start = dt.datetime.combine(AS_OF - dt.timedelta(days=3), dt.time(), dt.timezone.utc)
+    instants = [start + dt.timedelta(minutes=15 * i) for i in range(4 * 24 * 7)]
+    plans = [
+        {"plan_id": f"p{z}", "patient_key": f"pk{z}", "clinic_timezone": zone, "start_date": AS_OF - dt.timedelta(days=1)}
+        for z, zone in enumerate(ZONES)
+    ]
+    sessions = [
+        {"session_id": f"s{z}_{i}", "plan_id": f"p{z}", "clinic_timezone": zone, "started_at": instant}
+        for z, zone in enumerate(ZONES) for i, instant in enumerate(instants)
+    ]
+    checkins = [
+        {"checkin_id": f"c{z}_{i}", "patient_key": f"pk{z}", "recorded_at": instant}
+        for z, zone in enumerate(ZONES) for i, instant in enumerate(instants)
+    ]
+    con = core_connection(as_of=AS_OF, sessions=sessions, plans=plans, pain_checkins=checkins)
+    frames = {suite.name: suite.frame_sql for suite in validate.load_suites()}
+
+    sessions_frame = f"({frames['core_sessions']})"
+    assert rows(con, f"""
+        select count(*) filter (started_by_as_of),
+               count(*) filter (started_by_as_of is distinct from
+                                (cast(timezone(s.clinic_timezone, s.started_at) as date) <= date '{AS_OF}')),
+               count(*) filter (started_on_or_after_plan_start),
+               count(*) filter (started_on_or_after_plan_start is distinct from
+                                (cast(timezone(s.clinic_timezone, s.started_at) as date) >= date '{AS_OF}' - 1))
+        from {sessions_frame} as f join core.sessions as s using (session_id)
+    """) == [(rows(con, f"select count(*) from core.sessions where cast(timezone(clinic_timezone, started_at) as date) <= date '{AS_OF}'")[0][0],
+              0,
+              rows(con, f"select count(*) from core.sessions where cast(timezone(clinic_timezone, started_at) as date) >= date '{AS_OF}' - 1")[0][0],
+              0)]
+    checkins_frame = f"({frames['core_pain_checkins']})"
+    assert rows(con, f"""
+        select count(*) filter (recorded_by_as_of is distinct from
+                                (cast(timezone(p.clinic_timezone, c.recorded_at) as date) <= date '{AS_OF}'))
+        from {checkins_frame} as f join core.pain_checkins as c using (checkin_id) join core.plans as p on p.patient_key = c.patient_key
+    """) == [(0,)]
+    # A row without a zone or an instant checks nothing (null), as the conversion gives.
+    con.execute("update core.sessions set clinic_timezone = null where session_id = 's0_0'")
+    con.execute("update core.sessions set started_at = null where session_id = 's0_1'")
+    con.execute("update core.plans set clinic_timezone = null where plan_id = 'p1'")
+    assert rows(con, f"""
+        select session_id, started_by_as_of, started_on_or_after_plan_start from {sessions_frame}
+        where session_id in ('s0_0', 's0_1', 's1_0') order by 1
+    """) == [("s0_0", None, False), ("s0_1", None, None), ("s1_0", True, None)]
+
+
+def test_frames_reach_gx_as_numpy_and_categorical_columns():
+    con = warehouse.connect()
+    frame = validate._frame(con, """
+        select * from (values
+            (1, 1, 'a', 'x_1', true, true, timestamptz '2026-01-01 10:00:00+00'),
+            (2, null, null, 'Y 2', false, null, null),
+            (3, 3, 'a', null, true, false, timestamptz '2026-01-02 10:00:00+00')
+        ) as t(whole, gaps, code, site, flag, maybe, instant)
+    """, text_columns={"site"})
+    assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == {
+        "whole": "int64", "gaps": "float64", "code": "category", "site": "str", "flag": "bool",
+        "maybe": "boolean", "instant": "datetime64[us, UTC]",
+    }
+    assert frame["code"].isna().tolist() == [False, True, False]
+    assert frame["code"].astype(object).tolist()[::2] == ["a", "a"]
+    assert frame["site"].tolist()[:2] == ["x_1", "Y 2"] and frame["site"].isna().tolist() == [False, False, True]
+    assert frame["maybe"].isna().tolist() == [False, True, False]
+    assert len(validate._frame(con, "select 'a' as code, 1 as n where false")) == 0

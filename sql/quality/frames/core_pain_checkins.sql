@@ -39,8 +39,15 @@ final as (
         checkins.pain,
         checkins.channel,
         known_patients.patient_key is not null as patient_is_known,
-        cast(timezone(coalesce(patient_zones.timezone, getvariable('default_timezone')), checkins.recorded_at) as date)
-            <= getvariable('as_of') as recorded_by_as_of,
+        -- The local date is cast(timezone(zone, recorded_at) as date). That conversion is most
+        -- of this query's time, and no zone is a day or more from UTC, so an instant at least
+        -- a day before or after the as-of date in UTC is decided without it.
+        case
+            when checkins.recorded_at < getvariable('as_of') then true
+            when checkins.recorded_at >= getvariable('as_of') + 2 then false
+            else cast(timezone(coalesce(patient_zones.timezone, getvariable('default_timezone')), checkins.recorded_at) as date)
+                <= getvariable('as_of')
+        end as recorded_by_as_of,
     from checkins
     left join known_patients on known_patients.patient_key = checkins.patient_key
     left join patient_zones on patient_zones.patient_key = checkins.patient_key

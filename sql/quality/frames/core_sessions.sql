@@ -40,11 +40,23 @@ final as (
         sessions.updated_at,
         sessions.clinic_timezone,
         case when sessions.plan_id is not null then plan_starts.plan_id is not null end as plan_is_known,
-        cast(timezone(sessions.clinic_timezone, sessions.started_at) as date)
-            <= getvariable('as_of') as started_by_as_of,
+        -- Local dates: cast(timezone(zone, started_at) as date), compared with a date. That
+        -- conversion is most of this query's time, and no zone is a day or more from UTC, so
+        -- an instant at least a day before or after the date in UTC decides the comparison
+        -- without it; only instants within a day of it are converted.
+        case
+            when sessions.clinic_timezone is null then null
+            when sessions.started_at < getvariable('as_of') then true
+            when sessions.started_at >= getvariable('as_of') + 2 then false
+            else cast(timezone(sessions.clinic_timezone, sessions.started_at) as date) <= getvariable('as_of')
+        end as started_by_as_of,
         -- the plan's local dates are in the plan's clinic's zone (rules.md R2)
-        cast(timezone(plan_starts.clinic_timezone, sessions.started_at) as date)
-            >= plan_starts.start_date as started_on_or_after_plan_start,
+        case
+            when plan_starts.clinic_timezone is null or plan_starts.start_date is null then null
+            when sessions.started_at >= plan_starts.start_date + 1 then true
+            when sessions.started_at < plan_starts.start_date - 1 then false
+            else cast(timezone(plan_starts.clinic_timezone, sessions.started_at) as date) >= plan_starts.start_date
+        end as started_on_or_after_plan_start,
     from sessions
     left join plan_starts on plan_starts.plan_id = sessions.plan_id
 )

@@ -1,8 +1,12 @@
--- core.pain_checkins: one row per check-in; a naive recorded_at is read in the zone of the patient's latest plan.
-create or replace table core.pain_checkins as
+-- core.pain_checkins rows: one per check-in; a naive recorded_at is read in the zone of the patient's latest plan.
+-- The rows of the raw versions loaded after file getvariable('core_since_file_id') (0: every row), and every
+-- check-in of the patients in core_zone_patients (patients whose latest plan may have changed: their zone may
+-- have too).
 with
 source as (
     select * from raw.pain_checkins
+    where _file_id > getvariable('core_since_file_id')
+        or patient_key in (select patient_key from core_zone_patients)
 ),
 
 zoned as (
@@ -20,8 +24,8 @@ final as (
         coalesce(recorded_at_instant, timezone(patient_timezone, recorded_at_local)) as recorded_at,
         pain,
         channel,
+        getvariable('core_run_id')::integer as changed_in_run,
     from zoned
 )
 
 select * from final
-order by patient_key, recorded_at, checkin_id

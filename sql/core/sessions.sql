@@ -1,8 +1,10 @@
--- core.sessions: one row per session, latest version, started_at resolved to an instant.
-create or replace table core.sessions as
+-- core.sessions rows: one per session, latest version, started_at resolved to an instant.
+-- The rows of the raw versions loaded after file getvariable('core_since_file_id') (0: every row); build_core
+-- makes the table of them (full build) or puts them in place of the rows with the same session_id.
 with
 source as (
     select * from raw.sessions
+    where _file_id > getvariable('core_since_file_id')
 ),
 
 zoned as (
@@ -31,8 +33,8 @@ final as (
         adverse_event,
         updated_at,
         clinic_timezone,
+        getvariable('core_run_id')::integer as changed_in_run,
     from zoned
 )
 
 select * from final
-order by started_at, session_id

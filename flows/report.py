@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import importlib
 import math
 import re
 import textwrap
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -1585,11 +1587,17 @@ def render_report(
     run_id: int | None = None,
 ) -> ReportPaths:
     """Write report.html and report.pdf (the same document) into out_dir."""
-    import weasyprint  # imported here: loading pango costs time that build_html callers need not pay
-
+    # WeasyPrint is imported here (loading pango costs time that build_html callers need not pay), in a
+    # thread: the import (about a second) runs while the warehouse queries hold no lock on the interpreter.
+    loading = threading.Thread(target=importlib.import_module, args=("weasyprint",), name="import-weasyprint", daemon=True)
+    loading.start()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    document = build_html(con, settings=settings, as_of=as_of, data_docs_href=data_docs_href, run_id=run_id)
+    try:
+        document = build_html(con, settings=settings, as_of=as_of, data_docs_href=data_docs_href, run_id=run_id)
+    finally:
+        loading.join()
+    import weasyprint  # already loaded by the thread; an import error shows here
     paths = ReportPaths(html=out_dir / "report.html", pdf=out_dir / "report.pdf")
     paths.html.write_text(document, encoding="utf-8")
     # base_url None: the HTML refers to nothing outside itself, so WeasyPrint must fetch nothing.

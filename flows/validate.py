@@ -20,9 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -46,12 +48,13 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
 def build_quality_tables(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) -> None:
-    """(Re)build the R1 and R2 tables of schema quality from core.*, with their comments."""
-    con.execute("create schema if not exists quality")
-    warehouse.set_variables(con, settings, as_of)
-    for table in QUALITY_TABLES:
-        warehouse.run_sql(con, f"quality/{table}")
-    warehouse.apply_comments(con, "quality")
+    """(Re)build the R1 and R2 tables of schema quality from core.*, with their comments.
+
+    R1 is rebuilt only for the patients core's last (incremental) build touched; see flows.quality_tables.
+    """
+    from flows import quality_tables
+
+    quality_tables.build(con, settings, as_of)
 
 
 # --- suites -----------------------------------------------------------------
@@ -209,6 +212,29 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str, text_columns: Collection[st
     return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
 
 
+def _frames(con: duckdb.DuckDBPyConnection, suites: list[SuiteFile]) -> Iterator[tuple[SuiteFile, Any]]:
+    """Each suite with its frame (or the DuckDB error reading it), read one suite ahead.
+
+    A worker thread reads the next suite's rows (DuckDB and Arrow release the GIL)
+    while GX, single-threaded Python, validates the current one. Only the worker
+    uses `con` until the last frame is read.
+    """
+
+    def read(suite: SuiteFile) -> pd.DataFrame | duckdb.Error:
+        try:
+            return _frame(con, suite.frame_sql, text_columns=suite.regex_columns)
+        except duckdb.Error as error:
+            return error
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate-frames") as reader:
+        upcoming = [reader.submit(read, suite) for suite in suites[:1]]
+        for index, suite in enumerate(suites):
+            frame = upcoming.pop().result()
+            if index + 1 < len(suites):
+                upcoming.append(reader.submit(read, suites[index + 1]))
+            yield suite, frame
+
+
 def _context(docs_dir: Path | None):
     """An in-memory GX context: no analytics, no progress bars, Data Docs only in docs_dir."""
     import great_expectations as gx
@@ -277,10 +303,9 @@ def validate(
         base.update(values)
         return base
 
-    for suite in load_suites():
-        try:
-            frame = _frame(con, suite.frame_sql, text_columns=suite.regex_columns)
-        except duckdb.Error as error:
+    for suite, frame in _frames(con, load_suites()):
+        if isinstance(frame, duckdb.Error):
+            error = frame
             # Rows that cannot even be read (a core table missing or malformed) stop the run.
             rows.append(
                 row(suite.name, "rows_can_be_read", severity="critical", dimension="conformance",

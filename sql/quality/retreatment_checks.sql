@@ -1,7 +1,8 @@
 -- R1, the one derived query: every spot of every needling session with the
 -- spot's previous needling session. retreatment_flags and the GX suite
 -- `retreatment` both read `retreated_too_soon`, so they cannot disagree.
-create or replace table quality.retreatment_checks as
+-- The rows of every patient (getvariable('r1_all')), or of the patients in r1_patients only: a spot is a
+-- patient's, so build_quality_tables can replace one patient's rows without touching the others'.
 
 with
 
@@ -24,6 +25,7 @@ needling_sessions as (
         and list_contains(therapies, 'dry_needling')
         and started_at is not null
         and patient_key is not null
+        and (getvariable('r1_all') or patient_key in (select patient_key from r1_patients))
 ),
 
 spot_sessions as (

@@ -1,7 +1,7 @@
 -- R1 flags: one row per session and spot needled again too soon. The test is
 -- the `retreated_too_soon` column of retreatment_checks, the same column the
 -- GX suite `retreatment` validates. No patient_key: the report lists no patients.
-create or replace table quality.retreatment_flags as
+-- The flags of every session (getvariable('r1_all')), or of the sessions in r1_sessions only.
 
 with
 
@@ -26,6 +26,7 @@ final as (
     from checks
     inner join sessions on sessions.session_id = checks.session_id
     where checks.retreated_too_soon
+        and (getvariable('r1_all') or checks.session_id in (select session_id from r1_sessions))
 )
 
 select * from final

@@ -113,6 +113,7 @@ def imports_ready() -> None:
 
 def _open(ctx: RunContext):
     con = connect(ctx.building)
+    con.execute(f"set memory_limit = '{ctx.settings.memory_limit}'")  # checked by the settings parser
     set_variables(con, ctx.settings, ctx.as_of)
     return con
 

@@ -19,11 +19,15 @@ a message that names it.
     [schedule]
     cron = "0 2 * * *"
     timezone = "America/New_York"
+
+    [warehouse]
+    memory_limit = "4GB"              # DuckDB's working memory per connection; beyond it, it spills to disk
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +54,19 @@ class Schedule:
     timezone: str | None = None  # None: the network's default timezone
 
 
+# DuckDB's default is 80% of the machine's memory; a night must leave room for the Python side (GX's pandas
+# frames, Polars) and stay within a bounded peak, so the warehouse spills to disk beyond this.
+DEFAULT_MEMORY_LIMIT = "4GB"
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+
+
 @dataclass(frozen=True)
 class Settings:
     rules: Rules = field(default_factory=Rules)
     timezone: str = "UTC"
     clinic_timezones: dict[str, str] = field(default_factory=dict)
     schedule: Schedule = field(default_factory=Schedule)
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
 
     def timezone_of(self, clinic_id: str | None) -> str:
         """The IANA zone that naive timestamps of this clinic are read in."""
@@ -110,7 +121,7 @@ def _refuse_unknown(section: str, given: dict[str, Any], known: set[str]) -> Non
 
 def parse_settings(data: dict[str, Any]) -> Settings:
     """Check a parsed TOML document and build Settings from it."""
-    _refuse_unknown("", data, {"rules", "timezone", "clinics", "schedule"})
+    _refuse_unknown("", data, {"rules", "timezone", "clinics", "schedule", "warehouse"})
 
     rules_in = _check_table("rules", data.get("rules", {}))
     _refuse_unknown("rules", rules_in, set(_RULE_TYPES))
@@ -144,11 +155,18 @@ def parse_settings(data: dict[str, Any]) -> Settings:
     if schedule_tz is not None:
         _check_zone("schedule.timezone", schedule_tz)
 
+    warehouse_in = _check_table("warehouse", data.get("warehouse", {}))
+    _refuse_unknown("warehouse", warehouse_in, {"memory_limit"})
+    memory_limit = warehouse_in.get("memory_limit", DEFAULT_MEMORY_LIMIT)
+    if not isinstance(memory_limit, str) or not _MEMORY.match(memory_limit.strip()):
+        raise SettingsError(f'setting warehouse.memory_limit must be a size such as "4GB", got {memory_limit!r}')
+
     return Settings(
         rules=Rules(**rule_values),
         timezone=timezone,
         clinic_timezones=clinic_timezones,
         schedule=Schedule(cron=cron, timezone=schedule_tz),
+        memory_limit=memory_limit.strip(),
     )
 
 

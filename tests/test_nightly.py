@@ -119,3 +119,20 @@ def test_critical_failure_publishes_nothing_and_exits_with_one_line(prefect_serv
     assert (last["run_id"], last["status"], last["critical_failed"]) == (2, "failed", 1)
     assert "core_sessions" in last["message"]
     assert not (site.reports / "runs" / "run-00002" / "report.html").exists()
+
+
+def test_every_task_connection_holds_duckdb_to_the_memory_limit_of_the_settings(tmp_path):
+    import datetime as dt
+
+    from flows import nightly
+    from flows.settings import Settings
+
+    ctx = nightly.RunContext(
+        run_id=1, building=tmp_path / "w.duckdb", warehouse=tmp_path / "w.duckdb", reports=tmp_path / "r",
+        report_dir=tmp_path / "r" / "1", settings=Settings(memory_limit="1GB"), as_of=dt.date(2026, 11, 24),
+    )
+    con = nightly._open(ctx)
+    try:
+        assert con.sql("select current_setting('memory_limit')").fetchall() == [("953.6 MiB",)]
+    finally:
+        con.close()

@@ -27,6 +27,9 @@ timezone = "America/Los_Angeles"
 [schedule]
 cron = "30 3 * * 1-5"
 timezone = "Europe/Berlin"
+
+[warehouse]
+memory_limit = "2.5GiB"
 """
 
 
@@ -58,6 +61,7 @@ def test_every_setting_is_read(tmp_path):
         timezone="America/Chicago",
         clinic_timezones={"clinic_nyc": "America/New_York", "clinic_sea": "America/Los_Angeles"},
         schedule=Schedule(cron="30 3 * * 1-5", timezone="Europe/Berlin"),
+        memory_limit="2.5GiB",
     )
     assert isinstance(settings.rules.retreatment_window_hours, float)
     assert settings.schedule_timezone == "Europe/Berlin"
@@ -98,6 +102,9 @@ REFUSED = [
     ("[schedule]\ncron = 2", "schedule.cron"),
     ('[schedule]\ncron = "0 2 * *"', "schedule.cron"),
     ("[schedule]\ntimezone = false", "schedule.timezone"),
+    ('[warehouse]\nmemory_limit = "lots"', "warehouse.memory_limit"),
+    ("[warehouse]\nmemory_limit = 4", "warehouse.memory_limit"),
+    ('[warehouse]\nthreads = 2', "threads"),
     # out of range
     ("[rules]\nplan_weeks = 0", "rules.plan_weeks"),
     ("[rules]\nplan_weeks = 53", "rules.plan_weeks"),

@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--from", dest="start", choices=STAGES, default="load")
     parser.add_argument("--only", choices=STAGES)
     parser.add_argument("--profile", choices=STAGES)
+    parser.add_argument("--memory-limit", help="DuckDB memory_limit for every stage (default: the settings')")
     parser.add_argument("--work", type=Path, help="folder for the kept warehouses (default benchmarks/data/stages-SIZE)")
     args = parser.parse_args()
 
@@ -56,6 +57,7 @@ def main() -> int:
 
     def run_stage(stage: str) -> None:
         con = connect(building)
+        con.execute(f"set memory_limit = '{args.memory_limit or settings.memory_limit}'")
         set_variables(con, settings, as_of)
         try:
             if stage == "load":

@@ -20,8 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Collection, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,29 +211,6 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str, text_columns: Collection[st
     return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
 
 
-def _frames(con: duckdb.DuckDBPyConnection, suites: list[SuiteFile]) -> Iterator[tuple[SuiteFile, Any]]:
-    """Each suite with its frame (or the DuckDB error reading it), read one suite ahead.
-
-    A worker thread reads the next suite's rows (DuckDB and Arrow release the GIL)
-    while GX, single-threaded Python, validates the current one. Only the worker
-    uses `con` until the last frame is read.
-    """
-
-    def read(suite: SuiteFile) -> pd.DataFrame | duckdb.Error:
-        try:
-            return _frame(con, suite.frame_sql, text_columns=suite.regex_columns)
-        except duckdb.Error as error:
-            return error
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate-frames") as reader:
-        upcoming = [reader.submit(read, suite) for suite in suites[:1]]
-        for index, suite in enumerate(suites):
-            frame = upcoming.pop().result()
-            if index + 1 < len(suites):
-                upcoming.append(reader.submit(read, suites[index + 1]))
-            yield suite, frame
-
-
 def _context(docs_dir: Path | None):
     """An in-memory GX context: no analytics, no progress bars, Data Docs only in docs_dir."""
     import great_expectations as gx
@@ -303,9 +279,10 @@ def validate(
         base.update(values)
         return base
 
-    for suite, frame in _frames(con, load_suites()):
-        if isinstance(frame, duckdb.Error):
-            error = frame
+    for suite in load_suites():
+        try:
+            frame = _frame(con, suite.frame_sql, text_columns=suite.regex_columns)
+        except duckdb.Error as error:
             # Rows that cannot even be read (a core table missing or malformed) stop the run.
             rows.append(
                 row(suite.name, "rows_can_be_read", severity="critical", dimension="conformance",

@@ -1,4 +1,4 @@
--- The rows GX suite `core_patients` validates: one per patient.
+-- The rows GX suite `core_patients` validates: one per patient, the columns the suite reads.
 with
 
 patients as (
@@ -9,7 +9,6 @@ final as (
     select
         patient_key,
         sex,
-        age_band,
         updated_at,
     from patients
 )

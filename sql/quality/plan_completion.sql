@@ -39,19 +39,41 @@ completed_sessions as (
         and plan_id is not null
 ),
 
-window_sessions as (
-    -- the window is in local dates of the plan's clinic, not of UTC
+plan_sessions as (
     select
         plan_windows.plan_id,
+        plan_windows.clinic_timezone,
+        plan_windows.start_date,
+        plan_windows.window_end,
         completed_sessions.session_id,
-        cast(timezone(plan_windows.clinic_timezone, completed_sessions.started_at) as date) as local_date,
-        list_contains(completed_sessions.therapies, 'dry_needling') as is_needling,
-        len(list_filter(completed_sessions.therapies, lambda therapy: therapy <> 'dry_needling')) > 0 as has_adjunct,
-        plan_windows.window_end - 7 as final_week_start,
+        completed_sessions.started_at,
+        completed_sessions.therapies,
+        -- the UTC date; the local date is at most a day from it (zones are within 24 hours of UTC)
+        date '1970-01-01' + (epoch_us(completed_sessions.started_at) // 86400000000)::integer as utc_date,
     from plan_windows
     inner join completed_sessions on completed_sessions.plan_id = plan_windows.plan_id
-    where local_date >= plan_windows.start_date
-        and local_date < plan_windows.window_end
+),
+
+window_sessions as (
+    -- the window is in local dates of the plan's clinic, not of UTC. Only a session within a day of a
+    -- boundary the rule compares with (start, final week, end) needs the zone: elsewhere the UTC date lies on
+    -- the same side of every boundary as the local date, and the zone lookup is what costs.
+    select
+        plan_id,
+        session_id,
+        case
+            when abs(utc_date - start_date) <= 1
+                or abs(utc_date - (window_end - 7)) <= 1
+                or abs(utc_date - window_end) <= 1
+                then cast(timezone(clinic_timezone, started_at) as date)
+            else utc_date
+        end as local_date,
+        list_contains(therapies, 'dry_needling') as is_needling,
+        len(list_filter(therapies, lambda therapy: therapy <> 'dry_needling')) > 0 as has_adjunct,
+        window_end - 7 as final_week_start,
+    from plan_sessions
+    where local_date >= start_date
+        and local_date < window_end
 ),
 
 window_summary as (

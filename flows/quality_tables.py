@@ -140,9 +140,12 @@ def _touched(con: duckdb.DuckDBPyConnection, core_run_id: int) -> None:
         -- the spots a written session was in before: its next session there had it as previous_session_id
         previous_patients as (
             select sessions.patient_key
-            from quality.retreatment_checks as checks
-            inner join core.sessions as sessions on sessions.session_id = checks.session_id
-            semi join written on written.session_id = checks.previous_session_id
+            from core.sessions as sessions
+            semi join (
+                select checks.session_id
+                from quality.retreatment_checks as checks
+                semi join written on written.session_id = checks.previous_session_id
+            ) as next_sessions on next_sessions.session_id = sessions.session_id
         )
 
         select patient_key from current_patients where patient_key is not null

@@ -154,7 +154,7 @@ def load_drops(ctx: RunContext, exports: Path) -> load.LoadSummary:
 def build_core(ctx: RunContext) -> dict[str, int]:
     con = _open(ctx)
     try:
-        counts = load.build_core(con)
+        counts = load.build_core(con, run_id=ctx.run_id)
     finally:
         con.close()
     get_run_logger().info("core: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))

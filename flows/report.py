@@ -359,22 +359,57 @@ def _buckets(day: str) -> str:
     return BUCKETS.format(day=day, days=PERIOD_DAYS, twice=2 * PERIOD_DAYS)
 
 
+# Built once per report, dropped after it: every patient as a small integer (hashing and comparing the
+# 64-character patient_key is most of the cost of a distinct count or a join at a million sessions), and the
+# completed sessions with what the queries below read of them: their local date (one time-zone conversion
+# per session) and their relief (one join with marts.session_relief instead of one per query).
+REPORT_TABLES_SQL = """
+create or replace temp table report_patients as
+with keys as (
+    select patient_key from core.sessions
+    union select patient_key from core.plans
+    union select patient_key from quality.plan_completion
+)
+select patient_key, (row_number() over ())::uinteger as patient_no
+from keys
+where patient_key is not null;
+
+create or replace temp table report_sessions as
+select
+    sessions.session_id,
+    patients.patient_no,
+    sessions.plan_id,
+    sessions.clinic_id,
+    sessions.clinician_role,
+    sessions.condition,
+    cast(timezone(sessions.clinic_timezone, sessions.started_at) as date) as local_date,
+    list_contains(sessions.therapies, 'dry_needling') as is_needling,
+    coalesce(sessions.adverse_event, 'none') <> 'none' as had_adverse_event,
+    relief.relief_points,
+    relief.meaningful_relief,
+from core.sessions as sessions
+left join report_patients as patients on patients.patient_key = sessions.patient_key
+left join marts.session_relief as relief on relief.session_id = sessions.session_id
+where sessions.status = 'completed';
+"""
+
+REPORT_TABLES = ("report_sessions", "report_patients")
+
 ACTIVITY_SQL = f"""
 with
 
 source as (
     select
-        sessions.patient_key,
-        sessions.plan_id,
-        sessions.clinic_id,
-        list_contains(sessions.therapies, 'dry_needling') as is_needling,
-        coalesce(sessions.adverse_event, 'none') <> 'none' as had_adverse_event,
-        relief.relief_points is not null as has_relief,
-        relief.meaningful_relief,
-        cast(timezone(sessions.clinic_timezone, sessions.started_at) as date) as local_date,
-    from core.sessions as sessions
-    left join marts.session_relief as relief on relief.session_id = sessions.session_id
-    where sessions.status = 'completed' and local_date between $first_day and $as_of
+        patient_no as patient_key,
+        plan_id,
+        clinic_id,
+        is_needling,
+        had_adverse_event,
+        relief_points is not null as has_relief,
+        meaningful_relief,
+        local_date,
+    from report_sessions
+    where local_date between $first_day and $as_of
 ),
 
 -- One row per plan and bucket: its calendar month, and the current or previous {PERIOD_DAYS} days when recent.
@@ -493,10 +528,11 @@ source as (
         episodes.aftercare,
         episodes.duration_hours,
         episodes.relapsed,
-        sessions.patient_key,
-        cast(timezone(sessions.clinic_timezone, sessions.started_at) as date) as local_date,
+        sessions.patient_no as patient_key,
+        sessions.local_date,
     from marts.relief_duration as episodes
-    inner join core.sessions as sessions on sessions.session_id = episodes.session_id
+    -- every episode starts at a completed needling session
+    inner join report_sessions as sessions on sessions.session_id = episodes.session_id
     where episodes.duration_hours is not null
 ),
 
@@ -514,16 +550,16 @@ PAIN_SQL = """
 with
 
 source as (
+    -- marts.session_relief's rows, joined to their (completed needling) sessions in report_sessions
     select
-        relief.clinic_id,
-        relief.condition,
-        relief.clinician_role,
-        relief.relief_points,
-        relief.meaningful_relief,
-        sessions.patient_key,
-    from marts.session_relief as relief
-    inner join core.sessions as sessions on sessions.session_id = relief.session_id
-    where relief.relief_points is not null
+        clinic_id,
+        condition,
+        clinician_role,
+        relief_points,
+        meaningful_relief,
+        patient_no as patient_key,
+    from report_sessions
+    where relief_points is not null
 ),
 
 -- one row per patient and finest group first: the distinct counts below then run over far fewer rows
@@ -640,9 +676,9 @@ GROUP_PATIENTS_SQL = """
 with
 
 needling as (
-    select clinic_id, clinician_role, patient_key
-    from core.sessions
-    where status = 'completed' and list_contains(therapies, 'dry_needling')
+    select clinic_id, clinician_role, patient_no as patient_key
+    from report_sessions
+    where is_needling
 ),
 
 needling_groups as (
@@ -1561,7 +1597,14 @@ def build_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.
     missing = _missing_inputs(con)
     if missing:
         raise ReportInputError("the warehouse lacks what the report is built from: " + ", ".join(missing))
-    builder = _Builder(con, settings, as_of, run_id)
+    for statement in REPORT_TABLES_SQL.split(";"):
+        if statement.strip():
+            con.execute(statement)
+    try:
+        builder = _Builder(con, settings, as_of, run_id)
+    finally:
+        for table in REPORT_TABLES:
+            con.execute(f"drop table if exists temp.{table}")
     sections = [builder.section(None)] + [builder.section(clinic) for clinic in builder.clinics]
     current_start = as_of - dt.timedelta(days=PERIOD_DAYS - 1)
     context = {

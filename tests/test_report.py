@@ -330,3 +330,13 @@ def test_pdf_tables_align_and_wrap_to_the_page():
     assert total[0].startswith("All & more") and total[0].endswith("7")
     assert len(ice) > 1 and " ".join(" ".join(ice).split()).endswith(" ".join(long_reason.split()))
     assert empty == ["No plans yet."]
+
+
+def test_build_html_leaves_the_connection_as_it_found_it(html):
+    # the per-report tables (patients as numbers, completed sessions) are dropped after use, also on a rerun
+    con = rf.build_warehouse()
+    temp_tables = "select table_name from duckdb_tables() where temporary"
+    before = con.sql(temp_tables).fetchall()
+    assert build_html(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF) == html
+    assert build_html(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF) == html
+    assert con.sql(temp_tables).fetchall() == before

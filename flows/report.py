@@ -38,6 +38,7 @@ from markupsafe import Markup
 
 from flows.settings import Settings
 from flows.survival import curve_summary, kaplan_meier
+from flows.warehouse import scalar
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -546,33 +547,37 @@ final as (
 select * from final
 """
 
-PAIN_SQL = """
+# Distinct patients of a group as a bitstring over the report's patient numbers (bit n: patient n): the
+# patients of a coarser group are the OR of its finer groups' bitstrings, so no query needs a row per patient.
+PATIENT_BITS = "bitstring_agg(patient_no, 1, $patients) filter (where patient_no is not null{also})"
+PATIENT_COUNT = "coalesce(bit_count(bit_or({bits})), 0)"
+
+PAIN_SQL = f"""
 with
 
+-- marts.session_relief's rows, joined to their (completed needling) sessions in report_sessions
 source as (
-    -- marts.session_relief's rows, joined to their (completed needling) sessions in report_sessions
     select
         clinic_id,
         condition,
         clinician_role,
         relief_points,
         meaningful_relief,
-        patient_no as patient_key,
+        patient_no,
     from report_sessions
     where relief_points is not null
 ),
 
--- one row per patient and finest group first: the distinct counts below then run over far fewer rows
-per_patient as (
+finest as (
     select
         clinic_id,
         condition,
         clinician_role,
-        patient_key,
         count(*) as sessions,
         sum(relief_points) as relief_points,
         count(*) filter (where meaningful_relief) as meaningful_sessions,
         count(meaningful_relief) as rated_sessions,
+        {PATIENT_BITS.format(also="")} as patients,
     from source
     group by all
 ),
@@ -586,11 +591,11 @@ final as (
         clinician_role,
         grouping(clinician_role) = 1 as all_roles,
         sum(sessions)::bigint as sessions,
-        count(distinct patient_key) as patients,
+        {PATIENT_COUNT.format(bits="patients")} as patients,
         -- relief points are whole numbers: the same mean as avg() over the sessions
         sum(relief_points) / sum(sessions) as mean_relief_points,
         sum(meaningful_sessions) / sum(rated_sessions) as meaningful_share,
-    from per_patient
+    from finest
     group by grouping sets (
         (condition, clinician_role), (condition), (clinician_role), (),
         (clinic_id, condition, clinician_role), (clinic_id, condition), (clinic_id, clinician_role), (clinic_id)
@@ -672,13 +677,14 @@ select * from final
 """
 
 # Distinct patients behind the safety marts' groups, which do not carry them all.
-GROUP_PATIENTS_SQL = """
+GROUP_PATIENTS_SQL = f"""
 with
 
 needling as (
-    select clinic_id, clinician_role, patient_no as patient_key
+    select clinic_id, clinician_role, {PATIENT_BITS.format(also="")} as patients,
     from report_sessions
     where is_needling
+    group by all
 ),
 
 needling_groups as (
@@ -686,7 +692,7 @@ needling_groups as (
         'sessions' as source,
         case when grouping(clinic_id) = 0 then 'clinic' when grouping(clinician_role) = 0 then 'clinician_role' else 'all' end as group_by,
         coalesce(clinic_id, clinician_role) as group_value,
-        count(distinct patient_key) as patients,
+        {PATIENT_COUNT.format(bits="patients")} as patients,
     from needling
     group by grouping sets ((), (clinic_id), (clinician_role))
 ),
@@ -1029,10 +1035,11 @@ class _Builder:
         self.episodes = _frame(con, EPISODES_SQL, self.params)
         self.medians = _period_medians(self.episodes)
         self._km_cache: dict[str | None, dict[str, pl.DataFrame]] = {}
-        self.pain_rows = _rows(con, PAIN_SQL)
+        patients = {"patients": max(1, scalar(con, "select count(*) from report_patients"))}
+        self.pain_rows = _rows(con, PAIN_SQL, patients)
         self.completion = _rows(con, COMPLETION_SQL)
         self.outcomes = _rows(con, OUTCOMES_SQL)
-        self.group_patients = _keyed(_rows(con, GROUP_PATIENTS_SQL), "source", "group_by", "group_value")
+        self.group_patients = _keyed(_rows(con, GROUP_PATIENTS_SQL, patients), "source", "group_by", "group_value")
         self.adverse = _rows(con, "select * from marts.adverse_events")
         self.aftercare = _rows(con, "select * from marts.aftercare_mix")
         self.pcp = _rows(con, "select * from marts.pcp_clearance")

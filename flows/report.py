@@ -26,6 +26,7 @@ import re
 import textwrap
 import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -396,12 +397,17 @@ where sessions.status = 'completed';
 
 REPORT_TABLES = ("report_sessions", "report_patients")
 
+# Distinct patients of a group as a bitstring over the report's patient numbers (bit n: patient n): the
+# patients of a coarser group are the OR of its finer groups' bitstrings, so no query needs a row per patient.
+PATIENT_BITS = "bitstring_agg(patient_no, 1, $patients) filter (where patient_no is not null{also})"
+PATIENT_COUNT = "coalesce(bit_count(bit_or({bits})), 0)"
+
 ACTIVITY_SQL = f"""
 with
 
 source as (
     select
-        patient_no as patient_key,
+        patient_no,
         plan_id,
         clinic_id,
         is_needling,
@@ -418,7 +424,7 @@ source as (
 per_plan as (
     select
         clinic_id,
-        patient_key,
+        patient_no,
         plan_id,
         strftime(local_date, '%Y-%m') as bucket,
         {{counts}}
@@ -429,7 +435,7 @@ per_plan as (
 
     select
         clinic_id,
-        patient_key,
+        patient_no,
         plan_id,
         if(local_date > $as_of - {PERIOD_DAYS}, 'current', 'previous') as bucket,
         {{counts}}
@@ -438,37 +444,40 @@ per_plan as (
     group by all
 ),
 
--- then one row per patient, in the network and in each clinic: the counts below need no "distinct"
-per_patient as (
+-- then one row per clinic and bucket, its patients as bitstrings: the network's are their OR
+per_clinic as (
     select
         clinic_id,
-        grouping(clinic_id) = 1 as all_clinics,
         bucket,
-        -- a plan belongs to one patient and one clinic: its row is the only one in a bucket
+        -- one row per patient and plan here: in the network, a plan counts once per clinic it was seen in
         count(plan_id) as plans,
         sum(needling_sessions) as needling_sessions,
         sum(adverse_events) as adverse_events,
         sum(relief_sessions) as relief_sessions,
         sum(meaningful_relief_sessions) as meaningful_relief_sessions,
+        {PATIENT_BITS.format(also="")} as patients,
+        {PATIENT_BITS.format(also=" and plan_id is not null")} as plan_patients,
+        {PATIENT_BITS.format(also=" and needling_sessions > 0")} as needling_patients,
+        {PATIENT_BITS.format(also=" and relief_sessions > 0")} as relief_patients,
     from per_plan
-    group by grouping sets ((bucket, patient_key), (clinic_id, bucket, patient_key))
+    group by all
 ),
 
 final as (
     select
         clinic_id,
         bucket,
-        count(*) as patients,
+        {PATIENT_COUNT.format(bits="patients")} as patients,
         sum(plans) as plans,
-        count(*) filter (where plans > 0) as plan_patients,
+        {PATIENT_COUNT.format(bits="plan_patients")} as plan_patients,
         sum(needling_sessions) as needling_sessions,
-        count(*) filter (where needling_sessions > 0) as needling_patients,
+        {PATIENT_COUNT.format(bits="needling_patients")} as needling_patients,
         sum(adverse_events) as adverse_events,
         sum(relief_sessions) as relief_sessions,
         sum(meaningful_relief_sessions) as meaningful_relief_sessions,
-        count(*) filter (where relief_sessions > 0) as relief_patients,
-    from per_patient
-    group by all_clinics, clinic_id, bucket
+        {PATIENT_COUNT.format(bits="relief_patients")} as relief_patients,
+    from per_clinic
+    group by grouping sets ((bucket), (clinic_id, bucket))
 )
 
 select * from final
@@ -546,11 +555,6 @@ final as (
 
 select * from final
 """
-
-# Distinct patients of a group as a bitstring over the report's patient numbers (bit n: patient n): the
-# patients of a coarser group are the OR of its finer groups' bitstrings, so no query needs a row per patient.
-PATIENT_BITS = "bitstring_agg(patient_no, 1, $patients) filter (where patient_no is not null{also})"
-PATIENT_COUNT = "coalesce(bit_count(bit_or({bits})), 0)"
 
 PAIN_SQL = f"""
 with
@@ -1030,12 +1034,21 @@ class _Builder:
         self.params = {"as_of": as_of, "first_day": first_day}
         self.max_hours = float(settings.rules.relief_followup_days * 24)
 
-        self.activity = _keyed(_rows(con, ACTIVITY_SQL, self.params), "clinic_id", "bucket")
-        self.plan_periods = _keyed(_rows(con, PLAN_PERIODS_SQL, self.params), "clinic_id", "bucket")
         self.episodes = _frame(con, EPISODES_SQL, self.params)
-        self.medians = _period_medians(self.episodes)
         self._km_cache: dict[str | None, dict[str, pl.DataFrame]] = {}
+        # The Kaplan-Meier estimates (Polars) need only the episodes: they run in a thread while the queries
+        # below run in DuckDB (both release the interpreter while they compute).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-km") as estimating:
+            medians = estimating.submit(_period_medians, self.episodes)
+            clinic_km = estimating.submit(lambda: [self._every_clinic_km(by) for by in (None, "condition", "aftercare")])
+            self._query(con, run_id)
+            self.medians = medians.result()
+            clinic_km.result()
+
+    def _query(self, con: duckdb.DuckDBPyConnection, run_id: int | None) -> None:
         patients = {"patients": max(1, scalar(con, "select count(*) from report_patients"))}
+        self.activity = _keyed(_rows(con, ACTIVITY_SQL, {**self.params, **patients}), "clinic_id", "bucket")
+        self.plan_periods = _keyed(_rows(con, PLAN_PERIODS_SQL, self.params), "clinic_id", "bucket")
         self.pain_rows = _rows(con, PAIN_SQL, patients)
         self.completion = _rows(con, COMPLETION_SQL)
         self.outcomes = _rows(con, OUTCOMES_SQL)
@@ -1050,7 +1063,7 @@ class _Builder:
             "select group_by, group_value, hours, survival from marts.relief_curves "
             "where group_by in ('condition', 'aftercare') order by group_by, group_value, hours",
         )
-        self.flags = _frame(con, RETREATMENT_SQL, {"as_of": as_of, "days": RETREATMENT_LIST_DAYS})
+        self.flags = _frame(con, RETREATMENT_SQL, {"as_of": self.as_of, "days": RETREATMENT_LIST_DAYS})
         clinic_rows = con.sql(
             "select distinct clinic_id from core.sessions union select distinct clinic_id from core.plans order by 1"
         ).fetchall()

@@ -492,13 +492,14 @@ with
 source as (
     select
         completion.plan_id,
-        completion.patient_key,
+        patients.patient_no,
         completion.clinic_id,
         completion.completion = 'complete' as is_complete,
         -- a plan belongs to the period its planned window ended in (its last day)
         cast(completion.window_end as date) - 1 as last_day,
         outcome.achieved_mcid,
     from quality.plan_completion as completion
+    left join report_patients as patients on patients.patient_key = completion.patient_key
     left join marts.plan_outcomes as outcome on outcome.plan_id = completion.plan_id
     where completion.completion in ('complete', 'incomplete')
 ),
@@ -511,17 +512,31 @@ bucketed as (
     where last_day between $first_day and $as_of
 ),
 
-final as (
+per_clinic as (
     select
         clinic_id,
         bucket,
         count(*) as evaluated_plans,
-        count(distinct patient_key) as evaluated_patients,
+        {PATIENT_BITS.format(also="")} as evaluated_patients,
         count(*) filter (where is_complete) as complete_plans,
         count(achieved_mcid) as outcome_plans,
         count(*) filter (where achieved_mcid) as mcid_plans,
-        count(distinct patient_key) filter (where achieved_mcid is not null) as outcome_patients,
+        {PATIENT_BITS.format(also=" and achieved_mcid is not null")} as outcome_patients,
     from bucketed
+    group by all
+),
+
+final as (
+    select
+        clinic_id,
+        bucket,
+        sum(evaluated_plans) as evaluated_plans,
+        {PATIENT_COUNT.format(bits="evaluated_patients")} as evaluated_patients,
+        sum(complete_plans) as complete_plans,
+        sum(outcome_plans) as outcome_plans,
+        sum(mcid_plans) as mcid_plans,
+        {PATIENT_COUNT.format(bits="outcome_patients")} as outcome_patients,
+    from per_clinic
     group by grouping sets ((bucket), (clinic_id, bucket))
 )
 
@@ -609,41 +624,47 @@ final as (
 select * from final
 """
 
-COMPLETION_SQL = """
+COMPLETION_SQL = f"""
 with
 
 source as (
-    select * from quality.plan_completion
+    select completion.clinic_id, completion.completion, completion.reasons, patients.patient_no,
+    from quality.plan_completion as completion
+    left join report_patients as patients on patients.patient_key = completion.patient_key
 ),
 
-by_status as (
+per_clinic as (
     select
         clinic_id,
-        grouping(clinic_id) = 1 as all_clinics,
         'completion' as kind,
         completion as value,
         count(*) as plans,
-        count(distinct patient_key) as patients,
+        {PATIENT_BITS.format(also="")} as patients,
     from source
-    group by grouping sets ((completion), (clinic_id, completion))
-),
+    group by all
 
-by_reason as (
+    union all
+
     select
         clinic_id,
-        grouping(clinic_id) = 1 as all_clinics,
         'reason' as kind,
         reason as value,
         count(*) as plans,
-        count(distinct patient_key) as patients,
-    from (select clinic_id, patient_key, unnest(reasons) as reason from source where completion = 'incomplete')
-    group by grouping sets ((reason), (clinic_id, reason))
+        {PATIENT_BITS.format(also="")} as patients,
+    from (select clinic_id, patient_no, unnest(reasons) as reason from source where completion = 'incomplete')
+    group by all
 ),
 
 final as (
-    select * from by_status
-    union all
-    select * from by_reason
+    select
+        clinic_id,
+        grouping(clinic_id) = 1 as all_clinics,
+        kind,
+        value,
+        sum(plans) as plans,
+        {PATIENT_COUNT.format(bits="patients")} as patients,
+    from per_clinic
+    group by grouping sets ((kind, value), (clinic_id, kind, value))
 )
 
 select * from final
@@ -1048,9 +1069,9 @@ class _Builder:
     def _query(self, con: duckdb.DuckDBPyConnection, run_id: int | None) -> None:
         patients = {"patients": max(1, scalar(con, "select count(*) from report_patients"))}
         self.activity = _keyed(_rows(con, ACTIVITY_SQL, {**self.params, **patients}), "clinic_id", "bucket")
-        self.plan_periods = _keyed(_rows(con, PLAN_PERIODS_SQL, self.params), "clinic_id", "bucket")
+        self.plan_periods = _keyed(_rows(con, PLAN_PERIODS_SQL, {**self.params, **patients}), "clinic_id", "bucket")
         self.pain_rows = _rows(con, PAIN_SQL, patients)
-        self.completion = _rows(con, COMPLETION_SQL)
+        self.completion = _rows(con, COMPLETION_SQL, patients)
         self.outcomes = _rows(con, OUTCOMES_SQL)
         self.group_patients = _keyed(_rows(con, GROUP_PATIENTS_SQL, patients), "source", "group_by", "group_value")
         self.adverse = _rows(con, "select * from marts.adverse_events")

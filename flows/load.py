@@ -31,7 +31,18 @@ import pyarrow.parquet as pq
 from flows import keys
 from flows.entities import ENTITIES, Entity, entity_of
 from flows.settings import Settings
-from flows.warehouse import SQL_DIR, apply_comments, create_schemas, run_sql, scalar, set_variables, sql_text
+from flows.warehouse import (
+    SQL_DIR,
+    apply_comments,
+    create_schemas,
+    has_column,
+    has_table,
+    run_sql,
+    scalar,
+    set_variables,
+    sql_text,
+    transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -662,7 +673,7 @@ def _core_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def read_core_build(con: duckdb.DuckDBPyConnection) -> CoreBuild | None:
-    if not _has_table(con, "ops.core_build"):
+    if not has_table(con, "ops.core_build"):
         return None
     rows = con.execute("select fingerprint, through_file_id, previous_file_id, run_id from ops.core_build").fetchall()
     return CoreBuild(*rows[0]) if len(rows) == 1 else None
@@ -687,7 +698,7 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> dic
     newest file).
     """
     for name in ENTITIES:
-        if not _has_table(con, f"raw.{name}"):
+        if not has_table(con, f"raw.{name}"):
             raise RuntimeError(f"raw.{name} does not exist: load at least once before building core")
     run_id = _current_run_id(con) if run_id is None else run_id
     fingerprint = _core_fingerprint(con)
@@ -696,7 +707,7 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> dic
     incremental = (
         last is not None
         and last.fingerprint == fingerprint
-        and all(_has_column(con, "core", name, "changed_in_run") for name in ENTITIES)
+        and all(has_column(con, "core", name, "changed_in_run") for name in ENTITIES)
     )
     if incremental and last.through_file_id == through:
         return _core_counts(con)  # nothing loaded since the last build: core is as it was
@@ -705,23 +716,20 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> dic
     con.execute("set variable core_since_file_id = $v", {"v": since})
     con.execute("set variable core_run_id = $v", {"v": run_id})
     con.execute("create or replace temp table core_zone_patients (patient_key varchar)")
-    con.execute("begin transaction")
     try:
-        if incremental:
-            _update_core(con, since)
-        else:
-            for name in ENTITIES:
-                con.execute(f"create or replace table core.{name} as\n{sql_text(f'core/{name}')}")
-        run_sql(con, "ddl/ops_core_build")
-        con.execute("delete from ops.core_build")
-        con.execute(
-            "insert into ops.core_build values ($fingerprint, $through, $previous, $run)",
-            {"fingerprint": fingerprint, "through": through, "previous": since if incremental else None, "run": run_id},
-        )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+        with transaction(con):
+            if incremental:
+                _update_core(con, since)
+            else:
+                for name in ENTITIES:
+                    con.execute(f"create or replace table core.{name} as\n{sql_text(f'core/{name}')}")
+            run_sql(con, "ddl/ops_core_build")
+            con.execute("delete from ops.core_build")
+            con.execute(
+                "insert into ops.core_build values ($fingerprint, $through, $previous, $run)",
+                {"fingerprint": fingerprint, "through": through, "previous": since if incremental else None,
+                 "run": run_id},
+            )
     finally:
         con.execute("drop table if exists core_zone_patients")
     if not incremental:
@@ -759,21 +767,3 @@ def _update_core(con: duckdb.DuckDBPyConnection, since: int) -> None:
 
 def _core_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {name: scalar(con, f"select count(*) from core.{name}") for name in ENTITIES}
-
-
-def _has_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
-    return scalar(
-        con,
-        "select count(*) from duckdb_columns() where schema_name = $s and table_name = $t and column_name = $c",
-        {"s": schema, "t": table, "c": column},
-    ) > 0
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, _, table = qualified.rpartition(".")
-    query = "select count(*) from duckdb_tables() where table_name = $t"
-    params: dict[str, str] = {"t": table}
-    if schema:
-        query += " and schema_name = $s"
-        params["s"] = schema
-    return scalar(con, query, params) > 0

@@ -43,7 +43,7 @@ import polars as pl
 
 from flows.settings import Settings
 from flows.survival import curve_summary, kaplan_meier, logrank_p_value
-from flows.warehouse import apply_comments
+from flows.warehouse import apply_comments, transaction
 
 NEEDLING = "dry_needling"
 NOT_RECORDED = "not recorded"
@@ -820,8 +820,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
         con.execute("drop table if exists metrics_patient_numbers")
 
     con.execute("create schema if not exists marts")
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marts-writer") as writer:
             written: dict[str, Future[int]] = {}
 
@@ -857,8 +856,4 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
             write("relief_comparison", comparison)
         rows = {table: future.result() for table, future in written.items()}
         apply_comments(con, "marts")
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     return {table: rows[table] for table in MART_TABLES}

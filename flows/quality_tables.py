@@ -40,7 +40,7 @@ def _fingerprint(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def _last_build(con: duckdb.DuckDBPyConnection) -> QualityBuild | None:
-    if not load._has_table(con, "ops.quality_build"):
+    if not warehouse.has_table(con, "ops.quality_build"):
         return None
     rows = con.execute(
         "select fingerprint, core_fingerprint, core_through_file_id, core_run_id from ops.quality_build"
@@ -55,7 +55,7 @@ def r1_mode(con: duckdb.DuckDBPyConnection) -> str:
     if (
         core is None
         or last is None
-        or not all(load._has_table(con, f"quality.{table}") for table in R1_TABLES)
+        or not all(warehouse.has_table(con, f"quality.{table}") for table in R1_TABLES)
         or last.fingerprint != _fingerprint(con)
         or last.core_fingerprint != core.fingerprint
     ):
@@ -84,32 +84,30 @@ def _build_r1(con: duckdb.DuckDBPyConnection, *, incremental: bool) -> None:
     con.execute("set variable r1_all = $all", {"all": not incremental})
     con.execute("create or replace temp table r1_patients (patient_key varchar)")
     con.execute("create or replace temp table r1_sessions (session_id varchar)")
-    con.execute("begin transaction")
     try:
-        if incremental:
-            _touched(con, core.run_id)
-            for table in R1_TABLES:
-                con.execute(f"delete from quality.{table} where session_id in (select session_id from r1_sessions)")
-                con.execute(f"insert into quality.{table}\n{warehouse.sql_text(f'quality/{table}')}")
-        else:
-            for table in R1_TABLES:
-                con.execute(f"create or replace table quality.{table} as\n{warehouse.sql_text(f'quality/{table}')}")
-        warehouse.run_sql(con, "ddl/ops_quality_build")
-        con.execute("delete from ops.quality_build")
-        if core is not None:
-            con.execute(
-                "insert into ops.quality_build values ($fingerprint, $core_fingerprint, $through, $run)",
-                {
-                    "fingerprint": _fingerprint(con),
-                    "core_fingerprint": core.fingerprint,
-                    "through": core.through_file_id,
-                    "run": core.run_id,
-                },
-            )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+        with warehouse.transaction(con):
+            if incremental:
+                _touched(con, core.run_id)
+                for table in R1_TABLES:
+                    con.execute(f"delete from quality.{table} where session_id in (select session_id from r1_sessions)")
+                    con.execute(f"insert into quality.{table}\n{warehouse.sql_text(f'quality/{table}')}")
+            else:
+                for table in R1_TABLES:
+                    con.execute(
+                        f"create or replace table quality.{table} as\n{warehouse.sql_text(f'quality/{table}')}"
+                    )
+            warehouse.run_sql(con, "ddl/ops_quality_build")
+            con.execute("delete from ops.quality_build")
+            if core is not None:
+                con.execute(
+                    "insert into ops.quality_build values ($fingerprint, $core_fingerprint, $through, $run)",
+                    {
+                        "fingerprint": _fingerprint(con),
+                        "core_fingerprint": core.fingerprint,
+                        "through": core.through_file_id,
+                        "run": core.run_id,
+                    },
+                )
     finally:
         con.execute("drop table if exists r1_patients")
         con.execute("drop table if exists r1_sessions")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -138,3 +140,34 @@ def scalar(con: duckdb.DuckDBPyConnection, query: str, params: dict | list | Non
     """The single value of a query. (DuckDB 2.0: fetchone() leaves the result open and blocks the connection.)"""
     rows = con.execute(query, params or {}).fetchall()
     return rows[0][0] if rows else None
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Commit what the block wrote, or roll all of it back if the block raises."""
+    con.execute("begin transaction")
+    try:
+        yield
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    """Whether `schema.table` (or `table` in any schema) exists."""
+    schema, _, table = qualified.rpartition(".")
+    query = "select count(*) from duckdb_tables() where table_name = $t"
+    params: dict[str, str] = {"t": table}
+    if schema:
+        query += " and schema_name = $s"
+        params["s"] = schema
+    return scalar(con, query, params) > 0
+
+
+def has_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
+    return scalar(
+        con,
+        "select count(*) from duckdb_columns() where schema_name = $s and table_name = $t and column_name = $c",
+        {"s": schema, "t": table, "c": column},
+    ) > 0

@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="folder for the kept warehouses (default benchmarks/data/stages-SIZE)")
     args = parser.parse_args()
 
-    from flows import keys, load, metrics, report
+    from flows import keys, load, metrics, quality_tables, report
     from flows import validate as validation
     from flows.settings import load_settings
     from flows.warehouse import connect, set_variables
@@ -66,7 +66,7 @@ def main() -> int:
             elif stage == "core":
                 load.build_core(con)
             elif stage == "quality":
-                validation.build_quality_tables(con, settings, as_of)
+                quality_tables.build(con, settings, as_of)
             elif stage == "validate":
                 validation.validate(con, run_id=1, settings=settings, as_of=as_of, docs_dir=work / "docs")
             elif stage == "metrics":

@@ -30,7 +30,7 @@ import pyarrow as pa  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from flows import keys, load, publish  # noqa: E402
+from flows import keys, load, publish, quality_tables  # noqa: E402
 from flows.settings import Settings, load_settings  # noqa: E402
 from flows.warehouse import apply_comments, connect, set_variables  # noqa: E402
 
@@ -163,13 +163,12 @@ def build_core(ctx: RunContext) -> dict[str, int]:
 
 @task(name="build_quality", cache_policy=NO_CACHE)
 def build_quality(ctx: RunContext) -> None:
-    """R1 re-treatment flags and R2 plan completion (SQL): what both validation and the metrics read."""
-    imports_ready()
-    from flows import validate as validation
+    """R1 re-treatment flags and R2 plan completion (SQL): what both validation and the metrics read.
 
+    SQL only: it runs while the background imports finish."""
     con = _open(ctx)
     try:
-        validation.build_quality_tables(con, ctx.settings, ctx.as_of)
+        quality_tables.build(con, ctx.settings, ctx.as_of)
     finally:
         con.close()
 

@@ -1,4 +1,4 @@
-"""The R1 and R2 tables of schema quality, built from core.* (flows.validate.build_quality_tables).
+"""The R1 and R2 tables of schema quality, built from core.* with the thresholds of Settings (as DuckDB variables).
 
 R1 (quality.retreatment_checks, retreatment_flags) does not depend on the as-of date, and a spot is one
 patient's: after an incremental core build (ops.core_build) only the rows of the patients that build touched

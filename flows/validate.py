@@ -1,8 +1,6 @@
-"""Validation: the clinical rules R1 and R2 as warehouse tables, and every check as Great Expectations.
+"""Validation: every check as Great Expectations, over the warehouse's core and quality tables.
 
-build_quality_tables() builds quality.retreatment_checks / retreatment_flags (R1)
-and quality.plan_completion (R2) from core.* with the thresholds of Settings
-(set as DuckDB variables, so each lives in one place).
+The R1 and R2 tables it validates are built by flows.quality_tables (SQL only).
 
 validate() runs every suite of expectations/*.json. A suite `<name>` validates
 the rows of sql/quality/frames/<name>.sql: DuckDB computes them, they reach GX as
@@ -33,8 +31,6 @@ import pyarrow as pa
 from flows import warehouse
 from flows.settings import Settings
 
-# Built in this order: flags read the checks.
-QUALITY_TABLES = ("retreatment_checks", "retreatment_flags", "plan_completion")
 SEVERITIES = ("critical", "warning")
 DOCS_SITE = "clinic_outcomes"
 # BASIC has every value quality.expectation_results keeps (counts, percent, a sample of
@@ -44,16 +40,6 @@ RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 20}
 
 # GX must not reach the network; its analytics are also switched off in the context config.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
-
-def build_quality_tables(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) -> None:
-    """(Re)build the R1 and R2 tables of schema quality from core.*, with their comments.
-
-    R1 is rebuilt only for the patients core's last (incremental) build touched; see flows.quality_tables.
-    """
-    from flows import quality_tables
-
-    quality_tables.build(con, settings, as_of)
 
 
 # --- suites -----------------------------------------------------------------

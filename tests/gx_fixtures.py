@@ -166,6 +166,6 @@ def replace_core(con: duckdb.DuckDBPyConnection, entity: str, new_rows: list[dic
 
 def build_quality(con: duckdb.DuckDBPyConnection, settings: Settings | None = None,
                   as_of: dt.date = dt.date(2026, 11, 23)) -> None:
-    from flows.validate import build_quality_tables
+    from flows import quality_tables
 
-    build_quality_tables(con, settings or Settings(), as_of)
+    quality_tables.build(con, settings or Settings(), as_of)

@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 
 from flows import load, quality_tables, warehouse
 from flows.settings import Settings
-from flows.validate import build_quality_tables
 from load_fixtures import AS_OF, SECRET, checkin, load_all, patient, plan, rows, session, site, write_drop
 
 SETTINGS = Settings(timezone="UTC", clinic_timezones={"c1": "America/New_York", "c2": "Europe/Berlin"})
@@ -39,7 +38,7 @@ def _night(con, exports: Path, run_id: int, settings: Settings = SETTINGS, as_of
     """One nightly load + core + quality on `con`; how R1 was built."""
     load_all(con, exports, settings=settings, run_id=run_id, as_of=as_of)
     mode = quality_tables.r1_mode(con)
-    build_quality_tables(con, settings, as_of)
+    quality_tables.build(con, settings, as_of)
     return mode
 
 
@@ -239,7 +238,7 @@ def test_a_missed_quality_build_rebuilds_r1(two_nights, tmp_path):
     _write_night(exports, "2026-11-04", {"needle_sites": [site(session_id="s7")]})
     load_all(con, exports, settings=SETTINGS, run_id=4)
     assert quality_tables.r1_mode(con) == "full"
-    build_quality_tables(con, SETTINGS, AS_OF)
+    quality_tables.build(con, SETTINGS, AS_OF)
     _assert_equal(con, _full_build(exports, tmp_path / "full-missed.duckdb"))
 
 

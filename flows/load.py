@@ -454,7 +454,7 @@ def _create_incoming_tables(con: duckdb.DuckDBPyConnection) -> None:
 def _register_patient_keys(con: duckdb.DuckDBPyConnection, secret: bytes) -> None:
     """Key every distinct patient number of the night once (HMAC in Python, joined in SQL)."""
     union = " union ".join(
-        f"select trim(patient_id) as patient_id from incoming_{name} where patient_id is not null"
+        f"select trimmed(patient_id) as patient_id from incoming_{name} where patient_id is not null"
         for name, entity in ENTITIES.items()
         if "patient_id" in entity.columns
     )

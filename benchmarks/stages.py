@@ -92,7 +92,10 @@ def main() -> int:
         if not before.exists():  # another --work folder: start from the shared warehouses
             before = shared / before.name
         shutil.copyfile(before, building)
+    from flows.nightly import _peak_memory_mb, _reset_peak_memory
+
     for stage in stages:
+        _reset_peak_memory()
         start = time.perf_counter()
         if stage == args.profile:
             profiler = cProfile.Profile()
@@ -100,7 +103,9 @@ def main() -> int:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
         else:
             run_stage(stage)
-        print(f"{stage:10s} {time.perf_counter() - start:7.2f} s", flush=True)
+        seconds = time.perf_counter() - start
+        peak = _peak_memory_mb()
+        print(f"{stage:10s} {seconds:7.2f} s" + (f"  peak {peak / 1024:5.2f} GiB" if peak is not None else ""), flush=True)
         shutil.copyfile(building, saved[stage])
     return 0
 

@@ -18,6 +18,7 @@ fewer than `settings.rules.min_cell_patients` distinct patients, it is shown as
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
 import importlib
@@ -1615,9 +1616,23 @@ def _text_table_html(match: re.Match[str]) -> str:
     return "".join(parts)
 
 
+# Each chart goes to WeasyPrint as an image of the same SVG (a data: URL) instead of inline: WeasyPrint draws
+# both with the same SVG renderer (the PDF's bytes are the same), but inline, every element of a chart is
+# first tokenised by its HTML parser and given a computed CSS style like any HTML element; as an image the
+# SVG is read by an XML parser and styled by nothing but its own attributes. At 1M: the 40 charts cost
+# 1.1 CPU s inline, 0.85 as images. The style repeats what report.css gives `svg.chart` on paper.
+_CHART_RE = re.compile(r'<svg class="chart" [^>]*>.*?</svg>', re.S)
+PRINT_CHART_STYLE = "display: block; max-width: 100%; height: auto;"
+
+
+def _chart_image(match: re.Match[str]) -> str:
+    data = base64.b64encode(match.group(0).encode("utf-8")).decode("ascii")
+    return f'<img class="chart" alt="" style="{PRINT_CHART_STYLE}" src="data:image/svg+xml;base64,{data}">'
+
+
 def print_html(document: str) -> str:
-    """The report's HTML as it goes to WeasyPrint: every table as fixed-width lines of text."""
-    return _TABLE_RE.sub(_text_table_html, document)
+    """The report's HTML as it goes to WeasyPrint: every table as fixed-width lines of text, every chart an image."""
+    return _CHART_RE.sub(_chart_image, _TABLE_RE.sub(_text_table_html, document))
 
 
 def _environment() -> jinja2.Environment:

@@ -241,11 +241,12 @@ def _frame(
     return _pandas(table, text_columns)
 
 
-def _pandas(table: pa.Table, text_columns: Collection[str], row_numbered: Collection[str] = ()) -> pd.DataFrame:
+def _pandas(table: pa.Table, text_columns: Collection[str], row_numbered: dict[str, bool] | None = None) -> pd.DataFrame:
+    row_numbered = row_numbered or {}
     columns: dict[str, Any] = {}
     for name, column in zip(table.column_names, table.columns):
         if name in row_numbered:
-            columns[name] = _row_numbers(column)
+            columns[name] = _row_numbers(column, distinct=row_numbered[name])
         elif pa.types.is_integer(column.type):
             columns[name] = column.cast(pa.int64() if column.null_count == 0 else pa.float64()).to_numpy()
         elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
@@ -272,11 +273,12 @@ def _with_row_numbers(
     uniqueness check, a hash of the columns it reads (of non-null values for
     one column; of whole rows, nulls equal as pandas counts them, for a
     compound). Rows with equal values have equal hashes: no repeated hash
-    means GX would find no repeated value, and then a column holding the row's
-    number among the non-null rows (a categorical, null where the key is null)
-    gives every check the same result as the text, whose values no check would
-    show. A repeated hash (a real repeat, or a collision) returns None and the
-    text is read.
+    means GX would find no repeated value. Then a categorical, null where the
+    key is null, gives every check the same result as the text, whose values no
+    check would show: each row's number among the non-null rows for a column a
+    uniqueness check reads, else 0 (one category is cheaper for GX to hash and
+    filter). A repeated hash (a real repeat, or a collision) returns None and
+    the text is read.
     """
     relation = con.sql(sql)
     # Only text: a null number or instant shows in GX's sample as nan or NaT, not as a categorical's nan.
@@ -299,14 +301,23 @@ def _with_row_numbers(
         if values.size > 1 and bool((values[1:] == values[:-1]).any()):
             return None
     table = table.select(relation.columns)
-    return _pandas(table, text_columns, row_numbered=stand_ins)
+    unique = {name for columns in unique_sets for name in columns}
+    return _pandas(table, text_columns, row_numbered={name: name in unique for name in stand_ins})
 
 
-def _row_numbers(present: pa.ChunkedArray) -> pd.Categorical:
-    """A categorical of 0, 1, 2, ... over the rows where `present` is true, null elsewhere."""
+def _row_numbers(present: pa.ChunkedArray, distinct: bool) -> pd.Categorical:
+    """A categorical null where `present` is false: 0, 1, 2, ... over the other rows when `distinct`, else 0."""
     mask = present.to_numpy()
-    codes = np.where(mask, np.cumsum(mask) - 1, -1) if mask.size else np.empty(0, np.int64)
-    dtype = pd.CategoricalDtype._from_fastpath(pd.RangeIndex(int(mask.sum())), ordered=False)
+    if distinct:
+        codes = np.cumsum(mask, dtype=np.int32)
+        categories = int(codes[-1]) if codes.size else 0
+        codes -= 1
+    else:
+        codes = mask.astype(np.int8)
+        categories = 1
+        codes -= 1
+    codes[~mask] = -1
+    dtype = pd.CategoricalDtype._from_fastpath(pd.RangeIndex(categories), ordered=False)
     return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 

@@ -11,9 +11,11 @@ newest_incoming_file as (
 ),
 
 newest_stored as (
-    select session_id, max((_drop, _file_id)) as newest
-    from raw.needle_sites
-    group by session_id
+    -- only the sessions this night sent sites for: the stored table is not grouped whole every night
+    select stored.session_id, max((stored._drop, stored._file_id)) as newest
+    from raw.needle_sites as stored
+    semi join newest_incoming_file on newest_incoming_file.session_id = stored.session_id
+    group by stored.session_id
 ),
 
 standing as (

@@ -948,20 +948,22 @@ def _safe_div(numerator: float | None, denominator: float | None) -> float | Non
 
 
 def _period_medians(episodes: pl.DataFrame) -> dict[tuple, dict[str, Any]]:
-    """Kaplan-Meier median relief per (clinic or network, period/month), with the patients behind it."""
+    """Kaplan-Meier median relief per (clinic or network, period/month), with the patients behind it.
+
+    The network's estimates, then every clinic's: each group's curve is its own, so estimating them one after
+    the other gives the same figures as one call over both (which stacked a network copy of every episode onto
+    the clinics' rows: at 10M sessions 1.8 GB at once instead of about half).
+    """
     long = episodes.select("clinic_id", "patient_key", "duration_hours", "relapsed", "buckets").explode("buckets")
     long = long.filter(pl.col("buckets").is_not_null()).rename({"buckets": "bucket"})
-    both = pl.concat([long.with_columns(clinic_id=pl.lit(None, dtype=pl.String)), long]).with_columns(
-        scope=pl.col("clinic_id").fill_null("\x00network")
-    )
-    curves = kaplan_meier(both.lazy(), ["scope", "bucket"])
-    medians = curve_summary(curves, ["scope", "bucket"], {})
-    patients = both.group_by("scope", "bucket").agg(patients=pl.col("patient_key").n_unique())
-    joined = medians.collect().join(patients, on=["scope", "bucket"], how="left")
     result = {}
-    for row in joined.to_dicts():
-        clinic = None if row["scope"] == "\x00network" else row["scope"]
-        result[(clinic, row["bucket"])] = row
+    for by in (["bucket"], ["clinic_id", "bucket"]):
+        scoped = long if len(by) == 1 else long.filter(pl.col("clinic_id").is_not_null())
+        medians = curve_summary(kaplan_meier(scoped.lazy(), by), by, {})
+        patients = scoped.group_by(by).agg(patients=pl.col("patient_key").n_unique())
+        joined = medians.collect().join(patients, on=by, how="left")
+        for row in joined.to_dicts():
+            result[(row.get("clinic_id"), row["bucket"])] = row
     return result
 
 

@@ -33,6 +33,7 @@ from flows.settings import Settings
 
 SEVERITIES = ("critical", "warning")
 DOCS_SITE = "clinic_outcomes"
+DATASOURCE = "warehouse"
 # BASIC has every value quality.expectation_results keeps (counts, percent, a sample of
 # unexpected values). SUMMARY adds the index of every unexpected row (for R1 at 1M sessions
 # a list of 100k rows, also written into Data Docs) and made validation ~40% slower.
@@ -380,7 +381,6 @@ def validate(
     gx_run = RunIdentifier(run_name=f"run {run_id} as of {as_of.isoformat()}", run_time=evaluated_at)
 
     context = _context(docs_dir)
-    datasource = context.data_sources.add_pandas("warehouse")
     rows: list[dict[str, Any]] = []
 
     def row(suite: str, expectation: str, **values: Any) -> dict[str, Any]:
@@ -401,6 +401,7 @@ def validate(
             )
             continue
         gx_suite = context.suites.add(_gx_suite(suite))
+        datasource = context.data_sources.add_pandas(DATASOURCE)
         batch = datasource.add_dataframe_asset(suite.name).add_batch_definition_whole_dataframe("whole")
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=suite.name, data=batch, suite=gx_suite)
@@ -426,6 +427,13 @@ def validate(
                     details=_details(result, outcome.exception_info),
                 )
             )
+        # GX keeps every batch it loads in its datasource's execution engine, and the validation
+        # definition holds the datasource: both go once the results are read, so that one frame at
+        # a time is alive (at 10M sessions the frames of all suites together are ~GiBs). Data Docs
+        # are built from the stored validation results, which hold no data.
+        del frame, validation, definition, batch, datasource
+        context.validation_definitions.delete(suite.name)
+        context.data_sources.delete(DATASOURCE)
 
     if rows:
         results_arrow = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)  # noqa: F841 (read by DuckDB)

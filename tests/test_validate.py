@@ -304,3 +304,28 @@ def test_each_frame_holds_only_the_columns_its_suite_reads():
             name for e in suite.expectations for name in e["kwargs"].get("column_list", [])
         }
         assert set(con.sql(suite.frame_sql).columns) == read - {None}, suite.name
+
+
+def test_no_suite_frame_outlives_its_suite(monkeypatch):
+    # GX caches every batch its datasource loads; validate() drops the datasource after each suite,
+    # so that at 10M sessions one frame at a time is alive, not all of them.
+    import gc
+    import weakref
+
+    frames = []
+    build = validate._frame
+
+    def frame(*args, **kwargs):
+        gc.collect()
+        assert [ref for ref in frames if ref() is not None] == [], "an earlier suite's frame is still alive"
+        built = build(*args, **kwargs)
+        frames.append(weakref.ref(built))
+        return built
+
+    monkeypatch.setattr(validate, "_frame", frame)
+    con = core_connection(**CLEAN)
+    build_quality(con)
+    validate.validate(con, run_id=1, settings=Settings(), as_of=AS_OF, docs_dir=None)
+    gc.collect()
+    assert len(frames) == len(suite_sizes())
+    assert [ref for ref in frames if ref() is not None] == []

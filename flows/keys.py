@@ -54,6 +54,25 @@ def patient_key(secret: bytes, patient_id: str) -> str:
     return hmac.new(secret, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+# HMAC-SHA256 (RFC 2104) as a DuckDB expression over a VARCHAR, for keying a night's patient numbers inside the
+# database (in parallel, without a round trip through Python): sha256(outer pad || sha256(inner pad || value)).
+# The pads are bound as the statement parameters `hmac_inner` and `hmac_outer` (hmac_params); the statement text
+# never holds the secret. patient_key above is the reference; tests check the two agree.
+_BLOCK = 64  # SHA-256 block size in bytes
+
+
+def hmac_params(secret: bytes) -> dict[str, bytes]:
+    """The statement parameters patient_key_sql needs: the secret's inner and outer HMAC pads."""
+    key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret
+    key = key.ljust(_BLOCK, b"\0")
+    return {"hmac_inner": bytes(b ^ 0x36 for b in key), "hmac_outer": bytes(b ^ 0x5C for b in key)}
+
+
+def patient_key_sql(value: str) -> str:
+    """SQL for patient_key(secret, <value>) (lower-case hex), given the parameters of hmac_params(secret)."""
+    return f"sha256($hmac_outer || unhex(sha256($hmac_inner || encode({value}))))"
+
+
 def patient_key_table(secret: bytes, patient_ids: list[str]) -> pa.Table:
     """patient_id -> patient_key for the distinct ids of one night (kept in memory only)."""
     return pa.table(

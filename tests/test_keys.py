@@ -90,3 +90,26 @@ def test_patient_key_table_maps_each_number_to_its_key():
         {"patient_id": "MRN-001", "patient_key": keys.patient_key(secret, "MRN-001")},
         {"patient_id": "MRN-002", "patient_key": keys.patient_key(secret, "MRN-002")},
     ]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        b"0123456789abcdef-secret",
+        b"k" * 64,  # exactly one block
+        b"a-key-file-secret-" * 8,  # longer than a block: hashed first
+        bytes(range(60)),  # 0x00 and 0x36 (the inner pad's byte) in a key shorter than a block
+        bytes(range(100)),  # 0x00, 0x36 and 0x5c in a key longer than a block
+    ],
+)
+def test_patient_key_sql_equals_the_python_hmac(secret):
+    import duckdb
+
+    ids = ["MRN-001", "MRN-002", "", " padded ", "Ünïcödé-患者-🙂", "x" * 300, "a'b\"c;--", "tab\there"]
+    con = duckdb.connect()
+    rows = con.execute(
+        f"select patient_id, {keys.patient_key_sql('patient_id')} from unnest($ids) as t(patient_id)",
+        {"ids": ids, **keys.hmac_params(secret)},
+    ).fetchall()
+    assert dict(rows) == {pid: keys.patient_key(secret, pid) for pid in ids}
+    assert len(set(dict(rows).values())) == len(ids)

@@ -41,7 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import duckdb
 import polars as pl
 
-from flows.settings import Settings
+from flows.settings import Rules, Settings
 from flows.survival import curve_summary, kaplan_meier, logrank_p_value
 from flows.warehouse import apply_comments, transaction
 
@@ -746,6 +746,59 @@ def _read(con: duckdb.DuckDBPyConnection, query: str) -> pl.LazyFrame:
     return pl.from_arrow(con.sql(query).to_arrow_table()).lazy()
 
 
+# Relief episodes (R4) and plan outcomes (R5) are worked out per patient. Their intermediate frames (one
+# sorted stream of every check-in, session and episode mark, and a dozen row-number columns over it) take
+# several times the memory of their inputs: at 10M sessions ~4 GiB at once. Above this many session and
+# check-in rows they are computed for one slice of the patients at a time, which bounds that peak and
+# gives the same rows (no episode or plan outcome reads another patient's rows). At 1M sessions (~1.7M
+# rows) everything is one slice.
+ROWS_PER_PATIENT_SLICE = 4_000_000
+
+
+def patient_slices(rows: int) -> int:
+    """How many slices of patients to compute relief episodes and plan outcomes in, for `rows` input rows."""
+    return max(1, -(-rows // ROWS_PER_PATIENT_SLICE))
+
+
+def in_patient_slice(index: int, slices: int) -> pl.Expr:
+    """Rows of the patients of slice `index` of `slices` (by run-local patient number; rows without a patient go to slice 0)."""
+    return (pl.col("patient_key") % slices).fill_null(0) == index
+
+
+def _episodes_and_outcomes(
+    sessions: pl.LazyFrame,
+    checkins: pl.LazyFrame,
+    plan_completion: pl.LazyFrame,
+    rules: Rules,
+    slices: int,
+    *more: pl.LazyFrame,
+) -> list[pl.DataFrame]:
+    """relief_episodes and plan_outcomes (then `more`, collected alongside), slice by slice of patients."""
+    mcid, followup_days = rules.mcid_points, rules.relief_followup_days
+    if slices == 1:
+        return pl.collect_all([
+            relief_episodes(sessions, checkins, mcid, followup_days),
+            plan_outcomes(plan_completion, sessions, checkins, mcid),
+            *more,
+        ])
+    zones = plan_completion.select(pl.col("clinic_timezone").unique()).collect()["clinic_timezone"]
+    zones = zones.drop_nulls().to_list()
+    episode_parts, outcome_parts = [], []
+    for index in range(slices):
+        mine = in_patient_slice(index, slices)
+        episode_parts.append(relief_episodes(sessions.filter(mine), checkins.filter(mine), mcid, followup_days).collect())
+        # A session reaches its plan through plan_id (the plan's patient may differ): the join with the
+        # slice's plans picks the sessions, so every session is offered; check-ins join by patient.
+        outcome_parts.append(
+            plan_outcomes(plan_completion.filter(mine), sessions, checkins.filter(mine), mcid, zones=zones).collect()
+        )
+    return [
+        pl.concat(episode_parts).sort("started_at", "session_id"),
+        pl.concat(outcome_parts).sort("plan_id"),
+        *pl.collect_all(list(more)),
+    ]
+
+
 def _read_numbered(con: duckdb.DuckDBPyConnection, table: str, columns: str, where: str = "true") -> pl.LazyFrame:
     """Read `columns` of the rows of `table` that pass `where`, patient_key replaced by the run's patient number."""
     return _read(
@@ -830,14 +883,14 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
             relief = session_relief(sessions, rules.mcid_points).collect()
             write("session_relief", relief)
             # Independent queries are collected together so they share the cores.
-            episodes, outcomes, relief_by_group, adverse, mix, clearance = pl.collect_all([
-                relief_episodes(sessions, checkins, rules.mcid_points, rules.relief_followup_days),
-                plan_outcomes(plan_completion, sessions, checkins, rules.mcid_points),
+            rows = sessions.select(pl.len()).collect().item() + checkins.select(pl.len()).collect().item()
+            episodes, outcomes, relief_by_group, adverse, mix, clearance = _episodes_and_outcomes(
+                sessions, checkins, plan_completion, rules, patient_slices(rows),
                 session_relief_summary(relief.lazy()),
                 adverse_events(sessions),
                 aftercare_mix(sessions),
                 pcp_clearance(plans, as_of),
-            ])
+            )
             write("relief_duration", episodes)
             write("plan_outcomes", outcomes)
             write("session_relief_summary", relief_by_group)

@@ -329,3 +329,17 @@ def test_no_suite_frame_outlives_its_suite(monkeypatch):
     gc.collect()
     assert len(frames) == len(suite_sizes())
     assert [ref for ref in frames if ref() is not None] == []
+
+
+def test_gx_fingerprints_no_batch_while_validating():
+    # validate() sets GX's private HASH_THRESHOLD to 0 around each run (flows/validate._no_batch_fingerprint).
+    # If GX renames it or stops reading it, this fails: the fingerprint would silently cost CPU again.
+    import pandas as pd
+
+    datasource = validate._context(None).data_sources.add_pandas("fingerprints")
+    batch = datasource.add_dataframe_asset("a").add_batch_definition_whole_dataframe("whole")
+    frame = pd.DataFrame({"a": [1, 2]})
+    assert "pandas_data_fingerprint" in batch.get_batch(batch_parameters={"dataframe": frame}).batch_markers
+    with validate._no_batch_fingerprint():
+        assert "pandas_data_fingerprint" not in batch.get_batch(batch_parameters={"dataframe": frame}).batch_markers
+    assert "pandas_data_fingerprint" in batch.get_batch(batch_parameters={"dataframe": frame}).batch_markers

@@ -522,8 +522,12 @@ def load_exports(
     con.unregister("incoming_files_arrow")
 
     _register_patient_keys(con, secret)
+    counts: dict[int, tuple[int, int]] = {}
     for name in ENTITIES:
         run_sql(con, f"staging/{name}")
+        # Nothing reads the night's text rows after their staging: free them before the next entity's work (at 10M
+        # sessions the incoming tables alone outgrow the memory limit and every later statement spills).
+        con.execute(f"drop table incoming_{name}")
         con.execute(
             f"create table if not exists raw.{name} as "
             f"select * exclude (_reasons, _record, _line) from staged_{name} limit 0"
@@ -535,10 +539,11 @@ def load_exports(
             _merge_latest(con, name)
         if name == "plans":
             run_sql(con, "raw/patient_timezones")
+        counts.update(_keep_rejected_rows_only(con, name))
     _fix_line_numbers(con, summary.files)
     run_sql(con, "quality/rejected_rows")
     _record_unparsed_and_rejected_files(con, summary, run_id)
-    _count_per_file(con, summary)
+    _count_per_file(con, summary, counts)
     _record_ledger(con, summary, run_id)
     apply_comments(con, "raw")
 
@@ -601,17 +606,26 @@ def _record_unparsed_and_rejected_files(con: duckdb.DuckDBPyConnection, summary:
             )
 
 
-def _count_per_file(con: duckdb.DuckDBPyConnection, summary: LoadSummary) -> None:
-    """rows_loaded/rows_rejected per file from the staged tables (they must add up to rows_read)."""
-    union = " union all ".join(
-        f"select _file_id, _reasons is null as ok from staged_{name}" for name in ENTITIES
-    )
+def _keep_rejected_rows_only(con: duckdb.DuckDBPyConnection, name: str) -> dict[int, tuple[int, int]]:
+    """Once an entity's valid rows are merged into raw, count (valid, rejected) rows per file of staged_<name> and
+    keep only its rejected rows: all that the line-number fix and quality/rejected_rows read from it. At 10M
+    sessions the staged tables of the entities already merged would otherwise outgrow the memory limit."""
     counts = {
         file_id: (loaded, rejected)
         for file_id, loaded, rejected in con.execute(
-            f"select _file_id, count(*) filter (where ok), count(*) filter (where not ok) from ({union}) group by _file_id"
+            f"select _file_id, count(*) filter (where _reasons is null), count(*) filter (where _reasons is not null) "
+            f"from staged_{name} group by _file_id"
         ).fetchall()
     }
+    con.execute(f"create or replace temp table rejected_{name} as select * from staged_{name} where _reasons is not null")
+    con.execute(f"drop table staged_{name}")
+    con.execute(f"alter table rejected_{name} rename to staged_{name}")
+    return counts
+
+
+def _count_per_file(con: duckdb.DuckDBPyConnection, summary: LoadSummary, counts: dict[int, tuple[int, int]]) -> None:
+    """rows_loaded/rows_rejected per file from the (valid, rejected) staged rows per file (they must add up to
+    rows_read with the unparsed lines)."""
     unparsed = dict(
         con.execute("select file_id, count(*) from incoming_unparsed group by file_id").fetchall()
     )

@@ -343,3 +343,18 @@ def test_gx_fingerprints_no_batch_while_validating():
     with validate._no_batch_fingerprint():
         assert "pandas_data_fingerprint" not in batch.get_batch(batch_parameters={"dataframe": frame}).batch_markers
     assert "pandas_data_fingerprint" in batch.get_batch(batch_parameters={"dataframe": frame}).batch_markers
+
+
+def test_text_reaches_gx_as_the_categorical_pandas_itself_would_build():
+    # _categorical uses pandas' private CategoricalDtype._from_fastpath (pandas is pinned in uv.lock):
+    # this fails when a pandas release removes it or changes what it builds.
+    import pandas as pd
+    import pyarrow as pa
+
+    column = pa.chunked_array([["b", None, "a"], [], ["a", "c", None, "b"]])
+    built = validate._categorical(column)
+    expected = pd.Categorical(["b", None, "a", "a", "c", None, "b"])
+    assert list(built.astype(object)) == list(expected.astype(object))
+    assert sorted(built.categories) == sorted(expected.categories)
+    assert built.isna().tolist() == expected.isna().tolist()
+    assert pd.Series(built).value_counts().to_dict() == pd.Series(expected).value_counts().to_dict()

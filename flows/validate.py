@@ -174,13 +174,7 @@ RESULT_SCHEMA = pa.schema(
 
 def _column_of(kwargs: dict[str, Any]) -> str | None:
     """The column(s) an expectation checks, as one text: `site` or `session_id, site, side`."""
-    if "column" in kwargs:
-        return kwargs["column"]
-    if "column_list" in kwargs:
-        return ", ".join(kwargs["column_list"])
-    if "column_A" in kwargs:
-        return f"{kwargs['column_A']}, {kwargs['column_B']}"
-    return None
+    return ", ".join(_columns_read(kwargs)) or None
 
 
 def _details(result: dict[str, Any], exception: dict[str, Any] | None) -> str | None:
@@ -204,13 +198,19 @@ def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
     encoded = column.dictionary_encode()  # one dictionary, shared by every chunk
     dictionary = encoded.chunks[0].dictionary if encoded.num_chunks else pa.array([], pa.string())
     codes = [chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
-    # Arrow's dictionary holds each value once, so pandas' check of that (hashing every
-    # category again, ~0.4 s per million) is skipped: _from_fastpath is the constructor
-    # pandas itself uses for categories it knows are unique (pandas is pinned in uv.lock).
-    dtype = pd.CategoricalDtype._from_fastpath(pd.Index(dictionary.to_pandas()), ordered=False)
-    return pd.Categorical.from_codes(
-        np.concatenate(codes) if codes else np.empty(0, np.int8), dtype=dtype, validate=False
-    )
+    # Arrow's dictionary holds each value once.
+    return _from_codes(np.concatenate(codes) if codes else np.empty(0, np.int8), pd.Index(dictionary.to_pandas()))
+
+
+def _from_codes(codes: np.ndarray, categories: pd.Index) -> pd.Categorical:
+    """A categorical of `codes` (-1 for null) into `categories`, which the caller knows hold each value once.
+
+    pandas' own check of that (hashing every category again, ~0.4 s per million) is skipped:
+    _from_fastpath is the constructor pandas itself uses for categories it knows are unique
+    (private; pandas is pinned in uv.lock and tests/test_validate.py guards it).
+    """
+    dtype = pd.CategoricalDtype._from_fastpath(categories, ordered=False)
+    return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 
 def _frame(
@@ -319,8 +319,7 @@ def _row_numbers(present: pa.ChunkedArray, distinct: bool) -> pd.Categorical:
         categories = 1
         codes -= 1
     codes[~mask] = -1
-    dtype = pd.CategoricalDtype._from_fastpath(pd.RangeIndex(categories), ordered=False)
-    return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+    return _from_codes(codes, pd.RangeIndex(categories))
 
 
 def _context(docs_dir: Path | None):

@@ -13,7 +13,6 @@ import os
 import secrets
 from pathlib import Path
 
-import pyarrow as pa
 
 KEY_ENV = "CLINIC_OUTCOMES_KEY"
 MIN_KEY_CHARS = 16
@@ -71,13 +70,3 @@ def hmac_params(secret: bytes) -> dict[str, bytes]:
 def patient_key_sql(value: str) -> str:
     """SQL for patient_key(secret, <value>) (lower-case hex), given the parameters of hmac_params(secret)."""
     return f"sha256($hmac_outer || unhex(sha256($hmac_inner || encode({value}))))"
-
-
-def patient_key_table(secret: bytes, patient_ids: list[str]) -> pa.Table:
-    """patient_id -> patient_key for the distinct ids of one night (kept in memory only)."""
-    return pa.table(
-        {
-            "patient_id": pa.array(patient_ids, type=pa.string()),
-            "patient_key": pa.array([patient_key(secret, pid) for pid in patient_ids], type=pa.string()),
-        }
-    )

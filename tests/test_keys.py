@@ -83,15 +83,6 @@ def test_patient_key_is_hmac_sha256_hex(tmp_path):
     assert keys.patient_key(secret, "MRN-001") != keys.patient_key(secret, "MRN-002")
 
 
-def test_patient_key_table_maps_each_number_to_its_key():
-    secret = b"0123456789abcdef-secret"
-    table = keys.patient_key_table(secret, ["MRN-001", "MRN-002"])
-    assert table.to_pylist() == [
-        {"patient_id": "MRN-001", "patient_key": keys.patient_key(secret, "MRN-001")},
-        {"patient_id": "MRN-002", "patient_key": keys.patient_key(secret, "MRN-002")},
-    ]
-
-
 @pytest.mark.parametrize(
     "secret",
     [

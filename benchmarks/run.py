@@ -72,7 +72,7 @@ def dataset(label: str) -> tuple[Path, dict]:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     wall, peak, text = run_measured(
-        [sys.executable, "-m", "flows.cli", "generate", "--out", str(folder / "exports"),
+        [sys.executable, "-m", "clinic_outcomes.cli", "generate", "--out", str(folder / "exports"),
          "--patients", str(patients), "--days", str(DAYS), "--seed", str(SEED)],
         _env(None),
     )
@@ -107,7 +107,7 @@ def bare_load(exports: Path) -> dict:
 
 
 def nightly(exports: Path, workdir: Path, api_url: str, as_of: dt.date, config: Path) -> dict:
-    cmd = [sys.executable, "-m", "flows.cli", "run", "--exports", str(exports),
+    cmd = [sys.executable, "-m", "clinic_outcomes.cli", "run", "--exports", str(exports),
            "--warehouse", str(workdir / "warehouse.duckdb"), "--reports", str(workdir / "reports"),
            "--as-of", as_of.isoformat(), "--config", str(config)]
     wall, peak, _ = run_measured(cmd, _env(api_url))
@@ -163,7 +163,7 @@ def prefect_server(home: Path):
 
 
 def import_seconds() -> float:
-    wall, _, _ = run_measured([sys.executable, "-c", "import flows.nightly, flows.validate, flows.metrics, flows.report"],
+    wall, _, _ = run_measured([sys.executable, "-c", "import flows.nightly, clinic_outcomes.validation.validate, clinic_outcomes.metrics, clinic_outcomes.report.render"],
                               _env(None))
     return round(wall, 2)
 
@@ -173,7 +173,7 @@ def ephemeral_overhead(exports: Path, config: Path, as_of: dt.date) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         env = _env(None) | {"PREFECT_HOME": tmp}
         env.pop("PREFECT_API_URL", None)
-        wall, _, _ = run_measured([sys.executable, "-m", "flows.cli", "run", "--exports", str(exports),
+        wall, _, _ = run_measured([sys.executable, "-m", "clinic_outcomes.cli", "run", "--exports", str(exports),
                                    "--warehouse", f"{tmp}/w.duckdb", "--reports", f"{tmp}/r", "--as-of",
                                    as_of.isoformat(), "--config", str(config)], env)
         record = json.loads(Path(f"{tmp}/w.duckdb.runs.jsonl").read_text().splitlines()[-1])

@@ -41,10 +41,15 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="folder for the kept warehouses (default benchmarks/data/stages-SIZE)")
     args = parser.parse_args()
 
-    from flows import keys, load, metrics, quality_tables, report
-    from flows import validate as validation
-    from flows.settings import load_settings
-    from flows.warehouse import connect, set_variables
+    from clinic_outcomes.loading import keys
+    from clinic_outcomes.core import build as core_build
+    from clinic_outcomes.loading import load
+    from clinic_outcomes.metrics import marts as metrics
+    from clinic_outcomes.quality import tables as quality_tables
+    from clinic_outcomes.report import render as report
+    from clinic_outcomes.validation import validate as validation
+    from clinic_outcomes.settings import load_settings
+    from clinic_outcomes.warehouse import connect, set_variables
 
     exports, _ = bench.dataset(args.size)
     settings = load_settings(str(exports / "settings.toml") if (exports / "settings.toml").exists() else None)
@@ -64,7 +69,7 @@ def main() -> int:
                 load.prepare(con, settings, as_of, 1)
                 load.load_exports(con, exports, secret=keys.load_key(building), run_id=1)
             elif stage == "core":
-                load.build_core(con)
+                core_build.build_core(con)
             elif stage == "quality":
                 quality_tables.build(con, settings, as_of)
             elif stage == "validate":
@@ -72,11 +77,12 @@ def main() -> int:
             elif stage == "metrics":
                 metrics.compute_marts(con, settings, as_of)
             elif stage == "report":
-                from flows import nightly, publish
+                from clinic_outcomes.publishing import publish
+                from clinic_outcomes.publishing.runs import write_ops_runs
 
                 record = publish.RunRecord(run_id=1, started_at=dt.datetime.now(dt.timezone.utc).isoformat(),
                                            as_of=as_of.isoformat(), status="published")
-                nightly._write_ops_runs(con, publish.RunJournal(work / "stages.duckdb"), record)
+                write_ops_runs(con, publish.RunJournal(work / "stages.duckdb"), record)
                 report.render_report(con, settings=settings, as_of=as_of, out_dir=work / "report",
                                      data_docs_href="data-docs/index.html", run_id=1)
         finally:

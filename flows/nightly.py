@@ -12,13 +12,10 @@ run fails with the reason.
 """
 
 import datetime as dt
-import importlib
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 # Offline by default: no telemetry. (Set before Prefect is imported.)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -26,30 +23,25 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # The temporary local API server (when no PREFECT_API_URL is set) can take long to start on a busy machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-import pyarrow as pa  # noqa: E402
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect import flow, get_run_logger  # noqa: E402
 
-from flows import keys, load, publish, quality_tables  # noqa: E402
-from flows.settings import Settings, load_settings  # noqa: E402
-from flows.warehouse import apply_comments, connect, set_variables  # noqa: E402
+from clinic_outcomes.publishing import publish  # noqa: E402
+from clinic_outcomes.runtime import peak_memory_mb, reset_peak_memory, today_in, warm_imports  # noqa: E402
+from clinic_outcomes.settings import load_settings  # noqa: E402
+from flows.tasks import (  # noqa: E402
+    RunContext,
+    build_core,
+    build_quality,
+    compute_metrics,
+    load_drops,
+    publish_run,
+    render_report,
+    validate,
+)
 
 
 class CriticalChecksFailed(RuntimeError):
     """A critical expectation failed: the run must not publish."""
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What every task needs to find the run's files; plain values, so tasks can be retried."""
-
-    run_id: int
-    building: Path
-    warehouse: Path
-    reports: Path
-    report_dir: Path
-    settings: Settings
-    as_of: dt.date
 
 
 @dataclass
@@ -66,230 +58,19 @@ class NightlyResult:
     message: str | None = None
 
 
-def today_in(timezone: str) -> dt.date:
-    return dt.datetime.now(ZoneInfo(timezone)).date()
+def failed_run_hook(flow, flow_run, state) -> None:
+    """Notify through a Prefect notification block when one is named in CLINIC_OUTCOMES_NOTIFY_BLOCK."""
+    block_name = os.environ.get("CLINIC_OUTCOMES_NOTIFY_BLOCK")
+    if not block_name:
+        return
+    from prefect.blocks.core import Block
 
-
-# Modules the later stages need and that take seconds to import (GX alone ~5 s): imported in a background
-# thread while the load runs (DuckDB releases the GIL), so the night does not wait for them. Every task that
-# needs them first waits for the thread, so no module is ever imported by two threads at once.
-WARM_MODULES = (
-    "pandas",
-    "great_expectations",
-    "great_expectations.data_context.types.base",
-    "great_expectations.core.run_identifier",
-    "great_expectations.render.renderer.site_builder",  # data docs
-    "jinja2.ext",
-    "multiprocessing.synchronize",
-    "pandas.core.methods.to_dict",
-    "tzdata.zoneinfo",
-    "flows.validate",
-    "flows.metrics",
-    "weasyprint",
-    "flows.report",
-)
-_warm_lock = threading.Lock()
-_warm_thread: threading.Thread | None = None
-
-
-def _import_all(names: tuple[str, ...]) -> None:
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the task that needs it imports it again and reports the error itself
-            pass
-
-
-def warm_imports() -> None:
-    """Start importing WARM_MODULES in the background (once per process)."""
-    global _warm_thread
-    with _warm_lock:
-        if _warm_thread is None:
-            _warm_thread = threading.Thread(target=_import_all, args=(WARM_MODULES,), name="warm-imports", daemon=True)
-            _warm_thread.start()
-
-
-def imports_ready() -> None:
-    """Wait until the background imports are done (at once if they never started)."""
-    thread = _warm_thread
-    if thread is not None:
-        thread.join()
-
-
-def _open(ctx: RunContext):
-    con = connect(ctx.building)
-    con.execute(f"set memory_limit = '{ctx.settings.memory_limit}'")  # checked by the settings parser
-    set_variables(con, ctx.settings, ctx.as_of)
-    return con
-
-
-@task(name="load_drops", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def load_drops(ctx: RunContext, exports: Path) -> load.LoadSummary:
-    """Copy the published warehouse into the run's own file and read every new export file into it.
-
-    I/O on the drop share can fail transiently: a retry starts again from a fresh copy, so a half-done
-    attempt never counts.
-    """
-    secret = keys.load_key(ctx.warehouse)
-    publish.stage_copy(ctx.warehouse, ctx.building)
-    con = _open(ctx)
-    try:
-        load.prepare(con, ctx.settings, ctx.as_of, ctx.run_id)
-        summary = load.load_exports(con, exports, secret=secret, run_id=ctx.run_id)
-    finally:
-        con.close()
-    get_run_logger().info(
-        "loaded %d new files (%d rejected whole), %d rows loaded, %d rows rejected; %d files already loaded, %d ignored",
-        len(summary.files),
-        summary.files_rejected,
-        summary.rows_loaded,
-        summary.rows_rejected,
-        len(summary.already_loaded),
-        len(summary.ignored),
+    block = Block.load(block_name)
+    block.notify(
+        subject=f"clinic-outcomes: {flow_run.name} failed",
+        body=f"The nightly run {flow_run.name} ended {state.name}: {state.message}. Nothing was published; "
+        "the last good warehouse and report are unchanged.",
     )
-    return summary
-
-
-@task(name="build_core", cache_policy=NO_CACHE)
-def build_core(ctx: RunContext) -> dict[str, int]:
-    con = _open(ctx)
-    try:
-        counts = load.build_core(con, run_id=ctx.run_id)
-    finally:
-        con.close()
-    get_run_logger().info("core: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return counts
-
-
-@task(name="build_quality", cache_policy=NO_CACHE)
-def build_quality(ctx: RunContext) -> None:
-    """R1 re-treatment flags and R2 plan completion (SQL): what both validation and the metrics read.
-
-    SQL only: it runs while the background imports finish."""
-    con = _open(ctx)
-    try:
-        quality_tables.build(con, ctx.settings, ctx.as_of)
-    finally:
-        con.close()
-
-
-@task(name="validate", cache_policy=NO_CACHE)
-def validate(ctx: RunContext):
-    """Every Great Expectations suite; data docs into the run's report folder."""
-    imports_ready()
-    from flows import validate as validation
-
-    start = time.perf_counter()
-    con = _open(ctx)
-    try:
-        outcome = validation.validate(
-            con,
-            run_id=ctx.run_id,
-            settings=ctx.settings,
-            as_of=ctx.as_of,
-            docs_dir=ctx.report_dir / "data-docs",
-        )
-    finally:
-        con.close()
-    logger = get_run_logger()
-    for failure in outcome.critical_failures:
-        logger.error("critical: %s", failure)
-    logger.info(
-        "validation: %d critical failures, %d warnings failed", len(outcome.critical_failures), outcome.warnings_failed
-    )
-    return outcome, round(time.perf_counter() - start, 3)
-
-
-@task(name="compute_metrics", cache_policy=NO_CACHE)
-def compute_metrics(ctx: RunContext) -> tuple[dict[str, int], float]:
-    imports_ready()
-    from flows import metrics
-
-    start = time.perf_counter()
-    con = _open(ctx)
-    try:
-        counts = metrics.compute_marts(con, ctx.settings, ctx.as_of)
-    finally:
-        con.close()
-    get_run_logger().info("marts: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return counts, round(time.perf_counter() - start, 3)
-
-
-def _write_ops_runs(con, journal: publish.RunJournal, current: publish.RunRecord) -> None:
-    records = [r for r in journal.records() if r.run_id != current.run_id] + [current]
-    table = pa.table(
-        {
-            "run_id": pa.array([r.run_id for r in records], pa.int32()),
-            "started_at": pa.array([dt.datetime.fromisoformat(r.started_at) for r in records], pa.timestamp("us", tz="UTC")),
-            "finished_at": pa.array(
-                [dt.datetime.fromisoformat(r.finished_at) if r.finished_at else None for r in records],
-                pa.timestamp("us", tz="UTC"),
-            ),
-            "as_of": pa.array([dt.date.fromisoformat(r.as_of) for r in records], pa.date32()),
-            "status": pa.array([r.status for r in records], pa.string()),
-            "rows_loaded": pa.array([r.rows_loaded for r in records], pa.int64()),
-            "rows_rejected": pa.array([r.rows_rejected for r in records], pa.int64()),
-            "files_loaded": pa.array([r.files_loaded for r in records], pa.int64()),
-            "files_rejected": pa.array([r.files_rejected for r in records], pa.int64()),
-            "expectations_failed": pa.array([r.expectations_failed for r in records], pa.int64()),
-            "message": pa.array([r.message for r in records], pa.string()),
-        }
-    )
-    con.register("journal_runs", table)
-    con.execute("create or replace table ops.runs as select * from journal_runs order by run_id")
-    con.unregister("journal_runs")
-    apply_comments(con, "ops")
-
-
-@task(name="render_report", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.RunRecord):
-    """Record this run in ops.runs (as it will stand once published), then render the report from the warehouse."""
-    imports_ready()
-    from flows import report
-
-    con = _open(ctx)
-    try:
-        _write_ops_runs(con, journal, record)
-        paths = report.render_report(
-            con,
-            settings=ctx.settings,
-            as_of=ctx.as_of,
-            out_dir=ctx.report_dir,
-            data_docs_href="data-docs/index.html",
-            run_id=ctx.run_id,
-        )
-    finally:
-        con.close()
-    return paths
-
-
-@task(name="publish", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def publish_run(ctx: RunContext) -> Path:
-    """The warehouse rename is the night's commit point; the report link follows it (and is reconciled with
-    the published warehouse at the start of every run, should a run stop between the two)."""
-    if ctx.building.exists():  # absent on a retry after the rename: the warehouse is already published
-        publish.publish_warehouse(ctx.building, ctx.warehouse)
-    latest = publish.publish_reports(ctx.reports, ctx.report_dir)
-    get_run_logger().info("published %s and %s", ctx.warehouse, latest)
-    return latest
-
-
-def _reset_peak_memory() -> None:
-    """Reset the kernel's peak-RSS mark for this process (Linux), so each stage's peak is its own."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def _peak_memory_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
 
 
 def _validate_and_compute(ctx: RunContext, record: publish.RunRecord):
@@ -304,21 +85,6 @@ def _validate_and_compute(ctx: RunContext, record: publish.RunRecord):
 
 def _iso_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
-
-
-def failed_run_hook(flow, flow_run, state) -> None:
-    """Notify through a Prefect notification block when one is named in CLINIC_OUTCOMES_NOTIFY_BLOCK."""
-    block_name = os.environ.get("CLINIC_OUTCOMES_NOTIFY_BLOCK")
-    if not block_name:
-        return
-    from prefect.blocks.core import Block
-
-    block = Block.load(block_name)
-    block.notify(
-        subject=f"clinic-outcomes: {flow_run.name} failed",
-        body=f"The nightly run {flow_run.name} ended {state.name}: {state.message}. Nothing was published; "
-        "the last good warehouse and report are unchanged.",
-    )
 
 
 # Real (not string) annotations in this module: a served deployment pickles the flow by value, and Prefect
@@ -368,11 +134,11 @@ def nightly(
         timings = record.stage_seconds  # the record carries each stage's seconds as they are measured
 
         def timed(name, fn, *args):
-            _reset_peak_memory()
+            reset_peak_memory()
             start = time.perf_counter()
             value = fn(*args)
             timings[name] = round(time.perf_counter() - start, 3)
-            peak = _peak_memory_mb()
+            peak = peak_memory_mb()
             if peak is not None:
                 record.stage_peak_mb[name] = peak
             return value

@@ -165,7 +165,7 @@ def prefect_server():
 @functools.cache
 def generated() -> tuple[Path, tuple[str, ...], str]:
     """The synthetic network's drops (generated once): folder, drop names in order, end date."""
-    from flows.generate import generate
+    from clinic_outcomes.synthetic.generate import generate
 
     out = SCRATCH / "generated"
     summary = generate(out, patients=PATIENTS, days=DAYS, seed=SEED)
@@ -243,7 +243,7 @@ class Site:
 
     def run_args(self) -> list[str]:
         return [
-            sys.executable, "-m", "flows.cli", "run",
+            sys.executable, "-m", "clinic_outcomes.cli", "run",
             "--exports", str(self.exports), "--warehouse", str(self.warehouse), "--reports", str(self.reports),
             "--as-of", as_of(), "--config", str(self.config),
         ]

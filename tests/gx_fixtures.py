@@ -13,8 +13,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from flows import warehouse
-from flows.settings import Settings
+from clinic_outcomes import warehouse
+from clinic_outcomes.settings import Settings
 
 UTC = dt.timezone.utc
 
@@ -166,6 +166,6 @@ def replace_core(con: duckdb.DuckDBPyConnection, entity: str, new_rows: list[dic
 
 def build_quality(con: duckdb.DuckDBPyConnection, settings: Settings | None = None,
                   as_of: dt.date = dt.date(2026, 11, 23)) -> None:
-    from flows import quality_tables
+    from clinic_outcomes.quality import tables as quality_tables
 
     quality_tables.build(con, settings or Settings(), as_of)

@@ -18,8 +18,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows import load
-from flows.settings import Settings
+from clinic_outcomes.loading import load
+from clinic_outcomes.core import build as core_build
+from clinic_outcomes.settings import Settings
 
 SECRET = b"test-secret-for-patient-keys-0123"
 AS_OF = dt.date(2026, 11, 23)
@@ -172,7 +173,7 @@ def load_all(
     """One nightly load of every new file under `exports`, then core rebuilt."""
     load.prepare(con, settings or Settings(), as_of, run_id)
     summary = load.load_exports(con, exports, secret=secret, run_id=run_id)
-    load.build_core(con)
+    core_build.build_core(con)
     return summary
 
 

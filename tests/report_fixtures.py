@@ -29,8 +29,8 @@ from typing import Iterable
 
 import duckdb
 
-from flows import warehouse
-from flows.settings import Rules, Settings
+from clinic_outcomes import warehouse
+from clinic_outcomes.settings import Rules, Settings
 
 UTC = dt.timezone.utc
 AS_OF = dt.date(2026, 11, 23)

@@ -16,7 +16,7 @@ import logging
 import pyarrow as pa
 import pytest
 
-from flows import warehouse
+from clinic_outcomes import warehouse
 from load_fixtures import AS_OF, SECRET, checkin, csv_text, load_all, patient, plan, rows, session, write_drop
 
 NAMES = ["Zebulon Quixotefeather", "Ottoline Marchbanks-Vyse", "Perpetua Lindqvist-Oyelaran"]

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from flows.settings import Rules, Schedule, Settings, SettingsError, load_settings, parse_settings
+from clinic_outcomes.settings import Rules, Schedule, Settings, SettingsError, load_settings, parse_settings
 
 EVERY_SETTING = """
 timezone = "America/Chicago"

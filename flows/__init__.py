@@ -1,1 +1,0 @@
-"""clinic-outcomes: the nightly dry-needling outcomes pipeline."""

@@ -1,0 +1,170 @@
+"""The nightly run's Prefect tasks: one verb at one I/O boundary each, retried where I/O can fail transiently.
+
+Every task works on the run's own copy of the warehouse (a file path, so each task opens its own short
+connection and a retry starts clean); the logic lives in `clinic_outcomes`, so tests exercise it without the
+engine.
+"""
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from clinic_outcomes.core import build as core_build
+from clinic_outcomes.loading import keys, load
+from clinic_outcomes.publishing import publish
+from clinic_outcomes.publishing.runs import write_ops_runs
+from clinic_outcomes.quality import tables as quality_tables
+from clinic_outcomes.runtime import imports_ready
+from clinic_outcomes.settings import Settings
+from clinic_outcomes.warehouse import connect, set_variables
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every task needs to find the run's files; plain values, so tasks can be retried."""
+
+    run_id: int
+    building: Path
+    warehouse: Path
+    reports: Path
+    report_dir: Path
+    settings: Settings
+    as_of: dt.date
+
+
+
+def _open(ctx: RunContext):
+    con = connect(ctx.building)
+    con.execute(f"set memory_limit = '{ctx.settings.memory_limit}'")  # checked by the settings parser
+    set_variables(con, ctx.settings, ctx.as_of)
+    return con
+
+
+
+@task(name="load_drops", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def load_drops(ctx: RunContext, exports: Path) -> load.LoadSummary:
+    """Copy the published warehouse into the run's own file and read every new export file into it.
+
+    I/O on the drop share can fail transiently: a retry starts again from a fresh copy, so a half-done
+    attempt never counts.
+    """
+    secret = keys.load_key(ctx.warehouse)
+    publish.stage_copy(ctx.warehouse, ctx.building)
+    con = _open(ctx)
+    try:
+        load.prepare(con, ctx.settings, ctx.as_of, ctx.run_id)
+        summary = load.load_exports(con, exports, secret=secret, run_id=ctx.run_id)
+    finally:
+        con.close()
+    get_run_logger().info(
+        "loaded %d new files (%d rejected whole), %d rows loaded, %d rows rejected; %d files already loaded, %d ignored",
+        len(summary.files),
+        summary.files_rejected,
+        summary.rows_loaded,
+        summary.rows_rejected,
+        len(summary.already_loaded),
+        len(summary.ignored),
+    )
+    return summary
+
+
+@task(name="build_core", cache_policy=NO_CACHE)
+def build_core(ctx: RunContext) -> dict[str, int]:
+    con = _open(ctx)
+    try:
+        counts = core_build.build_core(con, run_id=ctx.run_id)
+    finally:
+        con.close()
+    get_run_logger().info("core: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts
+
+
+@task(name="build_quality", cache_policy=NO_CACHE)
+def build_quality(ctx: RunContext) -> None:
+    """R1 re-treatment flags and R2 plan completion (SQL): what both validation and the metrics read.
+
+    SQL only: it runs while the background imports finish."""
+    con = _open(ctx)
+    try:
+        quality_tables.build(con, ctx.settings, ctx.as_of)
+    finally:
+        con.close()
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate(ctx: RunContext):
+    """Every Great Expectations suite; data docs into the run's report folder."""
+    imports_ready()
+    from clinic_outcomes.validation import validate as validation
+
+    start = time.perf_counter()
+    con = _open(ctx)
+    try:
+        outcome = validation.validate(
+            con,
+            run_id=ctx.run_id,
+            settings=ctx.settings,
+            as_of=ctx.as_of,
+            docs_dir=ctx.report_dir / "data-docs",
+        )
+    finally:
+        con.close()
+    logger = get_run_logger()
+    for failure in outcome.critical_failures:
+        logger.error("critical: %s", failure)
+    logger.info(
+        "validation: %d critical failures, %d warnings failed", len(outcome.critical_failures), outcome.warnings_failed
+    )
+    return outcome, round(time.perf_counter() - start, 3)
+
+
+@task(name="compute_metrics", cache_policy=NO_CACHE)
+def compute_metrics(ctx: RunContext) -> tuple[dict[str, int], float]:
+    imports_ready()
+    from clinic_outcomes.metrics import marts as metrics
+
+    start = time.perf_counter()
+    con = _open(ctx)
+    try:
+        counts = metrics.compute_marts(con, ctx.settings, ctx.as_of)
+    finally:
+        con.close()
+    get_run_logger().info("marts: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts, round(time.perf_counter() - start, 3)
+
+
+@task(name="render_report", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.RunRecord):
+    """Record this run in ops.runs (as it will stand once published), then render the report from the warehouse."""
+    imports_ready()
+    from clinic_outcomes.report import render as report
+
+    con = _open(ctx)
+    try:
+        write_ops_runs(con, journal, record)
+        paths = report.render_report(
+            con,
+            settings=ctx.settings,
+            as_of=ctx.as_of,
+            out_dir=ctx.report_dir,
+            data_docs_href="data-docs/index.html",
+            run_id=ctx.run_id,
+        )
+    finally:
+        con.close()
+    return paths
+
+
+@task(name="publish", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def publish_run(ctx: RunContext) -> Path:
+    """The warehouse rename is the night's commit point; the report link follows it (and is reconciled with
+    the published warehouse at the start of every run, should a run stop between the two)."""
+    if ctx.building.exists():  # absent on a retry after the rename: the warehouse is already published
+        publish.publish_warehouse(ctx.building, ctx.warehouse)
+    latest = publish.publish_reports(ctx.reports, ctx.report_dir)
+    get_run_logger().info("published %s and %s", ctx.warehouse, latest)
+    return latest

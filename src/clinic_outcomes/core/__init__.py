@@ -1,0 +1,1 @@
+"""Core: the typed, de-identified core.* tables analysts query, built from raw.*."""

@@ -1,0 +1,1 @@
+"""Loading: find the export drops, read every new file, type and check each row, merge into raw.*."""

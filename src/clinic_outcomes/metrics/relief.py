@@ -1,0 +1,373 @@
+"""R3 immediate relief and R4 how long it lasts (relief episodes, Kaplan-Meier summaries, comparisons)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from clinic_outcomes.metrics.frames import (
+    COMPARISON_FACTORS,
+    IN_RELIEF_AT,
+    NEEDLING,
+    NOT_RECORDED,
+    RELIEF_GROUPS,
+    _INSTANT,
+    _hours_between,
+    _in_grouping_order,
+    aggregate_groups,
+    completed_sessions,
+    needling_sessions,
+    stack_groups,
+)
+from clinic_outcomes.metrics.survival import curve_summary, kaplan_meier, logrank_p_value
+
+# --- R3 immediate relief ----------------------------------------------------------------------
+
+
+def session_relief(sessions: pl.LazyFrame, mcid: float) -> pl.LazyFrame:
+    """R3: one row per needling session with both pain_before and pain_after."""
+    relief_points = pl.col("pain_before") - pl.col("pain_after")
+    return (
+        needling_sessions(sessions)
+        .filter(pl.col("pain_before").is_not_null() & pl.col("pain_after").is_not_null())
+        .select(
+            "session_id",
+            "patient_key",
+            "clinic_id",
+            "clinician_role",
+            "condition",
+            "aftercare",
+            pl.col("started_at").cast(_INSTANT),
+            "pain_before",
+            "pain_after",
+            relief_points=relief_points.cast(pl.Int32),
+            relief_pct=pl.when(pl.col("pain_before") != 0).then(
+                relief_points.cast(pl.Float64) / pl.col("pain_before")
+            ),
+            meaningful_relief=relief_points >= mcid,
+        )
+    )
+
+
+def _exact_mean_relief_pct() -> pl.Expr:
+    """The mean of relief_pct, the same to the last bit on every run.
+
+    A plain float mean adds the parallel group-by's partial sums in a varying order, so its last bits change
+    from run to run on the same data. relief_pct = relief_points / pain_before with pain_before in 1..10, so
+    times 2520 (the least common multiple of 1..10) each value is a whole number and the sum is exact.
+    (The other means here are of integers and booleans, whose float sums are exact in any order.)
+    """
+    known = pl.col("relief_pct").is_not_null()
+    return (
+        pl.when(known.sum() > 0)
+        .then(
+            (pl.col("relief_points") * (2520 // pl.col("pain_before"))).filter(known).sum()
+            / (2520 * known.sum())
+        )
+    )
+
+
+def session_relief_summary(relief: pl.LazyFrame) -> pl.LazyFrame:
+    """R3 per group: how often and how much needling relieves pain at once."""
+    return _in_grouping_order(
+        aggregate_groups(
+            relief,
+            RELIEF_GROUPS,
+            sessions=pl.len().cast(pl.Int64),
+            patients=pl.col("patient_key").n_unique().cast(pl.Int64),
+            meaningful_relief_sessions=pl.col("meaningful_relief").sum().cast(pl.Int64),
+            meaningful_relief_share=pl.col("meaningful_relief").mean(),
+            mean_relief_points=pl.col("relief_points").mean(),
+            mean_relief_pct=_exact_mean_relief_pct(),
+        ),
+        RELIEF_GROUPS,
+    )
+
+
+# --- R4 relief duration -----------------------------------------------------------------------
+
+
+# Row kinds of the follow-up stream, in their order within one instant: readings and needling
+# sessions first, so a cap at the same instant includes them ("up to and including"); episode
+# starts last, so looking forward from a start sees only what happens strictly after it.
+_READING, _CAP, _START = 0, 1, 2
+
+
+def relief_episodes(
+    sessions: pl.LazyFrame,
+    checkins: pl.LazyFrame,
+    mcid: float,
+    followup_days: int,
+) -> pl.LazyFrame:
+    """R4: one row per relief episode (needling session with meaningful relief).
+
+    Follow-up runs over observations strictly after started_at up to and
+    including follow_up_until = the earlier of the patient's next needling
+    session (strictly later start) and started_at + followup_days (elapsed).
+    Relapse is the first observation with pain > pain_before - mcid; otherwise
+    the episode is censored at its last observation; with none it is not
+    followed up (followed_up false, duration_hours and relapsed null).
+
+    Observation order within the same instant cannot change the result: the
+    relapse time is the earliest relapsing observation, the censoring time the
+    latest observation, so ties in time need no tie-break.
+
+    How: one stream per patient, sorted by time, of observations, needling
+    sessions, episode starts and the episodes' 42-day marks; "next" and "last"
+    are backward / forward fills of row numbers over it (linear after one
+    sort, whatever a patient's history length).
+    """
+    episodes = (
+        session_relief(sessions, mcid)
+        .filter(pl.col("meaningful_relief"))
+        .drop("meaningful_relief")
+        .with_columns(
+            # Pain is whole points: pain > pain_before - mcid  <=>  pain > floor(pain_before - mcid).
+            relapse_above=(pl.col("pain_before") - mcid).floor().clip(-1, 10).cast(pl.Int32),
+            cap_at=pl.col("started_at") + pl.duration(days=followup_days),
+        )
+    )
+    no_session = pl.lit(None, dtype=pl.String)
+    no_pain = pl.lit(None, dtype=pl.Int32)
+    not_needling = pl.lit(False)
+    stream = (
+        pl.concat(
+            [
+                checkins.select(
+                    "patient_key",
+                    at=pl.col("recorded_at").cast(_INSTANT),
+                    kind=pl.lit(_READING, pl.Int8),
+                    pain=pl.col("pain").cast(pl.Int32),
+                    needling=not_needling,
+                    session_id=no_session,
+                ),
+                # A session row is a reading when it has pain_before, and a needling mark when
+                # it is a needling session; one row serves as both.
+                completed_sessions(sessions)
+                .with_columns(needling=pl.col("therapies").list.contains(NEEDLING).fill_null(False))
+                .filter(pl.col("pain_before").is_not_null() | pl.col("needling"))
+                .select(
+                    "patient_key",
+                    at=pl.col("started_at").cast(_INSTANT),
+                    kind=pl.lit(_READING, pl.Int8),
+                    pain=pl.col("pain_before").cast(pl.Int32),
+                    needling="needling",
+                    session_id=no_session,
+                ),
+                episodes.select(
+                    "patient_key", at="cap_at", kind=pl.lit(_CAP, pl.Int8), pain=no_pain, needling=not_needling,
+                    session_id="session_id",
+                ),
+                # In a start row `pain` holds the episode's relapse threshold.
+                episodes.select(
+                    "patient_key", at="started_at", kind=pl.lit(_START, pl.Int8), pain="relapse_above",
+                    needling=not_needling, session_id="session_id",
+                ),
+            ],
+            how="vertical",
+        )
+        # One integer sort key for (instant, kind): sorting on two columns instead of three.
+        .with_columns(_order=pl.col("at").dt.epoch("us") * 4 + pl.col("kind"))
+        .sort("patient_key", "_order")
+    )
+
+    row = pl.int_range(pl.len(), dtype=pl.UInt32)
+    is_reading = (pl.col("kind") == _READING) & pl.col("pain").is_not_null()
+
+    def forward_from(condition: pl.Expr) -> pl.Expr:
+        """Row number of the first row at or after this one where condition holds."""
+        return pl.when(condition).then(row).fill_null(strategy="backward")
+
+    def same_patient(at_row: str) -> pl.Expr:
+        return pl.col("patient").gather(pl.col(at_row)) == pl.col("patient")
+
+    def time_at(at_row: str) -> pl.Expr:
+        return pl.when(same_patient(at_row)).then(pl.col("at").gather(pl.col(at_row)))
+
+    first_above_row = pl.lit(None, dtype=pl.UInt32)
+    for level in range(-1, 11):
+        first_above_row = pl.when(pl.col("pain") == level).then(
+            forward_from(is_reading & (pl.col("pain") > level))
+        ).otherwise(first_above_row)
+    # The last reading-kind row of its instant: every reading at that instant is at or before it.
+    closes_instant = (pl.col("kind") == _READING) & (
+        (pl.col("patient_key").shift(-1) != pl.col("patient_key"))
+        | (pl.col("at").shift(-1) != pl.col("at"))
+        | (pl.col("kind").shift(-1) != _READING)
+    ).fill_null(True)
+    followed = stream.with_columns(
+        patient=(pl.col("patient_key") != pl.col("patient_key").shift()).fill_null(True).cum_sum(),
+        last_reading_row=pl.when(is_reading).then(row).fill_null(strategy="forward"),
+        next_needling_row=forward_from(pl.col("needling")),
+        instant_end_row=forward_from(closes_instant),
+    ).with_columns(
+        reading_before_next_needling_row=pl.col("last_reading_row").gather(
+            pl.col("instant_end_row").gather(pl.col("next_needling_row"))
+        ),
+        first_above_row=pl.when(pl.col("kind") == _START).then(first_above_row),
+    )
+    # Gather by row number on the whole stream, then keep the rows that carry an answer.
+    answered = followed.with_columns(
+        next_needling_at=time_at("next_needling_row"),
+        last_before_needling_at=pl.when(same_patient("next_needling_row")).then(
+            time_at("reading_before_next_needling_row")
+        ),
+        first_above_at=time_at("first_above_row"),
+        last_before_cap_at=time_at("last_reading_row"),
+    )
+    at_starts = answered.filter(pl.col("kind") == _START).select(
+        "session_id", "next_needling_at", "last_before_needling_at", "first_above_at"
+    )
+    at_caps = answered.filter(pl.col("kind") == _CAP).select("session_id", "last_before_cap_at")
+
+    return (
+        episodes.join(at_starts, on="session_id", how="left")
+        .join(at_caps, on="session_id", how="left")
+        .with_columns(
+            follow_up_until=pl.min_horizontal("next_needling_at", "cap_at"),
+            last_observed_at=pl.when(pl.col("next_needling_at") <= pl.col("cap_at"))
+            .then(pl.col("last_before_needling_at"))
+            .otherwise(pl.col("last_before_cap_at")),
+        )
+        .with_columns(followed_up=(pl.col("last_observed_at") > pl.col("started_at")).fill_null(False))
+        .with_columns(
+            relapsed=pl.when(pl.col("followed_up")).then(
+                pl.col("first_above_at").is_not_null() & (pl.col("first_above_at") <= pl.col("follow_up_until"))
+            ),
+        )
+        .with_columns(
+            ended_at=pl.when(pl.col("relapsed"))
+            .then(pl.col("first_above_at"))
+            .when(pl.col("followed_up"))
+            .then(pl.col("last_observed_at")),
+        )
+        .select(
+            "session_id",
+            "patient_key",
+            "clinic_id",
+            "clinician_role",
+            "condition",
+            "aftercare",
+            "started_at",
+            "pain_before",
+            "follow_up_until",
+            "followed_up",
+            "relapsed",
+            duration_hours=_hours_between("started_at", "ended_at"),
+        )
+        .sort("started_at", "session_id")
+    )
+
+
+def relief_curves(episodes: pl.LazyFrame, groups: Mapping[str, str | None] = RELIEF_GROUPS) -> pl.LazyFrame:
+    """Kaplan-Meier step points of relief duration per group (followed-up episodes only)."""
+    followed = stack_groups(episodes.filter(pl.col("followed_up")), groups)
+    # Ordered by grouping, group and hours as kaplan_meier returns it: no second sort of a big table.
+    curves = kaplan_meier(
+        followed, ["grouping_order", "group_by", "group_value"], duration="duration_hours", event="relapsed"
+    )
+    return curves.drop("grouping_order")
+
+
+def _episode_counts(episodes: pl.LazyFrame, groups: Mapping[str, str | None]) -> pl.LazyFrame:
+    followed = pl.col("followed_up")
+    return aggregate_groups(
+        episodes,
+        groups,
+        episodes=followed.sum().cast(pl.Int64),
+        relapses=pl.col("relapsed").filter(followed).sum().cast(pl.Int64),
+        patients=pl.col("patient_key").filter(followed).n_unique().cast(pl.Int64),
+        no_followup=(~followed).sum().cast(pl.Int64),
+    )
+
+
+def relief_summary(
+    episodes: pl.LazyFrame,
+    curves: pl.LazyFrame | None = None,
+    groups: Mapping[str, str | None] = RELIEF_GROUPS,
+) -> pl.LazyFrame:
+    """R4 per group: Kaplan-Meier median with its 95% CI and the share still in relief.
+
+    episodes/relapses/patients count followed-up episodes (those in the
+    estimate); no_followup counts the episodes left out for lack of follow-up.
+    A group whose episodes all lack follow-up has null estimates.
+    """
+    if curves is None:
+        curves = relief_curves(episodes, groups)
+    estimates = curve_summary(curves, ["group_by", "group_value"], IN_RELIEF_AT)
+    summary = _episode_counts(episodes, groups).join(estimates, on=["group_by", "group_value"], how="left")
+    return _in_grouping_order(
+        summary.select(
+            "group_by",
+            "group_value",
+            "episodes",
+            "relapses",
+            "patients",
+            "no_followup",
+            "median_hours",
+            "median_ci_low",
+            "median_ci_high",
+            *IN_RELIEF_AT,
+        ),
+        groups,
+    )
+
+
+def relief_comparison(
+    episodes: pl.LazyFrame,
+    min_cell_patients: int,
+    summary: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """Relief duration by aftercare advice and by clinician role, with a log-rank p-value per factor.
+
+    The test compares the groups of a factor that reach min_cell_patients
+    distinct patients (aftercare 'not recorded' is no advice and never takes
+    part); logrank_p is null when fewer than two groups qualify. in_logrank
+    says which groups were compared.
+    """
+    if summary is None:
+        summary = relief_summary(episodes, groups=COMPARISON_FACTORS)
+    by_factor = (
+        summary.filter(pl.col("group_by").is_in(list(COMPARISON_FACTORS)))
+        .with_columns(
+            in_logrank=(pl.col("patients") >= min_cell_patients) & (pl.col("group_value") != NOT_RECORDED),
+        )
+        .collect()
+    )
+    followed = episodes.filter(pl.col("followed_up"))
+    p_values = []
+    for factor, column in COMPARISON_FACTORS.items():
+        compared = by_factor.filter((pl.col("group_by") == factor) & pl.col("in_logrank"))["group_value"].to_list()
+        p_value = None
+        if len(compared) >= 2:
+            data = (
+                followed.filter(pl.col(column).is_in(compared))
+                # numeric group codes: numpy sorts them far faster than strings
+                .select("duration_hours", "relapsed", group=pl.col(column).rank("dense"))
+                .collect()
+            )
+            p_value = logrank_p_value(
+                data["duration_hours"].to_numpy(),
+                data["relapsed"].to_numpy(),
+                data["group"].to_numpy(),
+            )
+        p_values.append({"group_by": factor, "logrank_p": p_value})
+    tests = pl.DataFrame(p_values, schema={"group_by": pl.String, "logrank_p": pl.Float64})
+    compared_groups = by_factor.join(tests, on="group_by", how="left").select(
+        "group_by",
+        "group_value",
+        "episodes",
+        "relapses",
+        "patients",
+        "no_followup",
+        "median_hours",
+        "median_ci_low",
+        "median_ci_high",
+        *IN_RELIEF_AT,
+        "in_logrank",
+        "logrank_p",
+    )
+    return _in_grouping_order(compared_groups.lazy(), COMPARISON_FACTORS).rename({"group_by": "factor"})
+
+

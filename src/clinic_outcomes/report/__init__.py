@@ -1,0 +1,1 @@
+"""The outcome report: HTML and PDF from the warehouse."""

@@ -1,0 +1,1 @@
+"""Validation: every Great Expectations suite of expectations/, with its severity, and the data docs."""

@@ -1,0 +1,173 @@
+"""The warehouse's conventions: connections, SQL files, settings as variables, comments.
+
+Layers (schemas): raw (latest loaded version of each record, typed and
+de-identified) -> core (what analysts query) -> quality (flags, checks) ->
+marts (outcomes), plus ops (runs, files).
+
+SQL lives in `sql/<schema>/<table>.sql`, one statement per file, named for the
+table it builds. Thresholds reach SQL as DuckDB variables set once per
+connection from Settings (`getvariable('retreatment_window_hours')`), so each
+threshold lives in one place. Table and column documentation lives in
+`sql/<schema>/comments.toml` and is applied as DuckDB COMMENTs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from clinic_outcomes.settings import Settings
+
+SCHEMAS = ("raw", "core", "quality", "marts", "ops")
+
+
+def _resource_dir(name: str) -> Path:
+    """`sql/` and `expectations/` beside the package in a checkout, or inside it in a wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent.parent / name, here / f"_{name}"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"cannot find the {name}/ folder next to {here}")
+
+
+SQL_DIR = _resource_dir("sql")
+EXPECTATIONS_DIR = _resource_dir("expectations")
+
+
+def connect(path: str | Path | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection with the session settings every statement here assumes."""
+    con = duckdb.connect(str(path) if path else ":memory:", read_only=read_only)
+    # Instants are shown and cast in UTC; local time is always explicit via timezone(zone, ts).
+    con.execute("set TimeZone = 'UTC'")
+    return con
+
+
+def create_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    for schema in SCHEMAS:
+        con.execute(f"create schema if not exists {schema}")
+
+
+def set_variables(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) -> None:
+    """Expose the settings to SQL as variables (getvariable('name'))."""
+    rules = settings.rules
+    values = {
+        "retreatment_window_hours": float(rules.retreatment_window_hours),
+        "plan_weeks": int(rules.plan_weeks),
+        "mcid_points": float(rules.mcid_points),
+        "min_cell_patients": int(rules.min_cell_patients),
+        "relief_followup_days": int(rules.relief_followup_days),
+        "default_timezone": settings.timezone,
+        "as_of": as_of,
+    }
+    for name, value in values.items():
+        con.execute(f"set variable {name} = $value", {"value": value})
+
+
+def sql_text(name: str) -> str:
+    """The text of `sql/<name>.sql`, e.g. sql_text('core/sessions')."""
+    path = SQL_DIR / f"{name}.sql"
+    return path.read_text(encoding="utf-8")
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
+    """Execute the one statement in `sql/<name>.sql`."""
+    con.execute(sql_text(name), params or {})
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def apply_comments(con: duckdb.DuckDBPyConnection, schema: str) -> None:
+    """Apply `sql/<schema>/comments.toml` to the tables of that schema that exist.
+
+    The file maps `"<table>"` to a table of `_table = "..."` and one entry per column.
+    """
+    path = SQL_DIR / schema / "comments.toml"
+    if not path.exists():
+        return
+    docs = tomllib.loads(path.read_text(encoding="utf-8"))
+    existing = {
+        row[0]
+        for row in con.execute(
+            "select table_name from duckdb_tables() where schema_name = $s "
+            "union all select view_name from duckdb_views() where schema_name = $s",
+            {"s": schema},
+        ).fetchall()
+    }
+    for table, columns in docs.items():
+        if table not in existing:
+            continue
+        qualified = f"{schema}.{table}"
+        table_comment = columns.get("_table")
+        if table_comment:
+            con.execute(f"comment on table {qualified} is {_quote_literal(table_comment)}")
+        present = {
+            row[0]
+            for row in con.execute(
+                "select column_name from duckdb_columns() where schema_name = $s and table_name = $t",
+                {"s": schema, "t": table},
+            ).fetchall()
+        }
+        for column, text in columns.items():
+            if column != "_table" and column in present:
+                con.execute(f"comment on column {qualified}.{column} is {_quote_literal(text)}")
+
+
+def undocumented(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Tables and columns of our schemas that carry no COMMENT (should be none)."""
+    rows = con.execute(
+        """
+        select schema_name || '.' || table_name
+        from duckdb_tables()
+        where schema_name in ('raw', 'core', 'quality', 'marts', 'ops') and coalesce(comment, '') = ''
+        union all
+        select schema_name || '.' || table_name || '.' || column_name
+        from duckdb_columns()
+        where schema_name in ('raw', 'core', 'quality', 'marts', 'ops') and coalesce(comment, '') = ''
+        order by 1
+        """
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def scalar(con: duckdb.DuckDBPyConnection, query: str, params: dict | list | None = None):
+    """The single value of a query. (DuckDB 2.0: fetchone() leaves the result open and blocks the connection.)"""
+    rows = con.execute(query, params or {}).fetchall()
+    return rows[0][0] if rows else None
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Commit what the block wrote, or roll all of it back if the block raises."""
+    con.execute("begin transaction")
+    try:
+        yield
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    """Whether `schema.table` (or `table` in any schema) exists."""
+    schema, _, table = qualified.rpartition(".")
+    query = "select count(*) from duckdb_tables() where table_name = $t"
+    params: dict[str, str] = {"t": table}
+    if schema:
+        query += " and schema_name = $s"
+        params["s"] = schema
+    return scalar(con, query, params) > 0
+
+
+def has_column(con: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> bool:
+    return scalar(
+        con,
+        "select count(*) from duckdb_columns() where schema_name = $s and table_name = $t and column_name = $c",
+        {"s": schema, "t": table, "c": column},
+    ) > 0

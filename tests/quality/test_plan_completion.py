@@ -1,0 +1,200 @@
+"""R2 — completion of the 6-week plan (rules.md), every edge.
+
+Each test: given a plan and its sessions, expect this row of quality.plan_completion
+(completion, reasons, sessions_in_window, and the window where it matters).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from clinic_outcomes.settings import Rules, Settings
+from tests.gx_fixtures import at, build_quality, core_connection, replace_core, rows
+
+LA = "America/Los_Angeles"
+AS_OF = dt.date(2026, 11, 23)
+START = dt.date(2026, 9, 1)  # a Tuesday; the default window is 2026-09-01 .. 2026-10-12
+
+BOTH = ["dry_needling", "manual_therapy"]
+
+
+def plan(plan_id: str = "p1", **columns) -> dict:
+    return {"plan_id": plan_id, "start_date": START, **columns}
+
+
+def visit(session_id: str, day: dt.date | str, plan_id: str = "p1", hour: str = "10:00",
+          zone: str = "UTC", **columns) -> dict:
+    """A session on a local day of the clinic's zone."""
+    day = dt.date.fromisoformat(day) if isinstance(day, str) else day
+    return {
+        "session_id": session_id,
+        "plan_id": plan_id,
+        "started_at": at(f"{day.isoformat()} {hour}", zone),
+        "clinic_timezone": zone,
+        **columns,
+    }
+
+
+def day(offset: int) -> dt.date:
+    return START + dt.timedelta(days=offset)
+
+
+def completion(plans: list[dict], sessions: list[dict], settings: Settings | None = None,
+               as_of: dt.date = AS_OF) -> list[tuple]:
+    con = core_connection(plans=plans, sessions=sessions, settings=settings, as_of=as_of)
+    build_quality(con, settings, as_of)
+    return rows(
+        con,
+        "select plan_id, completion, reasons, sessions_in_window from quality.plan_completion order by plan_id",
+    )
+
+
+def test_a_complete_plan_combines_needling_and_other_therapies_up_to_its_final_week():
+    assert completion(
+        [plan()],
+        [
+            visit("s1", day(0), therapies=["dry_needling"]),
+            visit("s2", day(10), therapies=["manual_therapy"]),
+            visit("s3", day(41), therapies=["therapeutic_exercise"]),  # the window's last day
+        ],
+    ) == [("p1", "complete", [], 3)]
+
+
+def test_window_and_its_columns_use_the_default_length():
+    con = core_connection(plans=[plan()], sessions=[])
+    build_quality(con)
+    assert rows(
+        con,
+        "select plan_id, patient_key, clinic_id, clinic_timezone, start_date, planned_weeks, window_end "
+        "from quality.plan_completion",
+    ) == [("p1", "pk_a", "clinic_utc", "UTC", START, 6, dt.date(2026, 10, 13))]
+
+
+def test_every_failing_reason_in_the_order_rules_md_lists_them():
+    assert completion([plan(planned_sessions=3)], []) == [
+        ("p1", "incomplete", ["no_final_week_session", "no_dry_needling", "no_adjunct_therapy", "too_few_sessions"], 0),
+    ]
+
+
+def test_each_reason_alone():
+    plans = [plan("a"), plan("b"), plan("c"), plan("d", planned_sessions=3), plan("e", planned_sessions=2)]
+    sessions = [
+        # a: no session in the final week (days 35..41)
+        visit("a1", day(0), "a", therapies=BOTH), visit("a2", day(34), "a", therapies=BOTH),
+        # b: no needling
+        visit("b1", day(0), "b", therapies=["manual_therapy"]), visit("b2", day(35), "b", therapies=["heat_ice"]),
+        # c: needling only
+        visit("c1", day(0), "c", therapies=["dry_needling"]), visit("c2", day(36), "c", therapies=["dry_needling"]),
+        # d: two of three planned sessions
+        visit("d1", day(0), "d", therapies=BOTH), visit("d2", day(40), "d", therapies=BOTH),
+        # e: exactly the planned sessions
+        visit("e1", day(0), "e", therapies=BOTH), visit("e2", day(40), "e", therapies=BOTH),
+    ]
+    assert completion(plans, sessions) == [
+        ("a", "incomplete", ["no_final_week_session"], 2),
+        ("b", "incomplete", ["no_dry_needling"], 2),
+        ("c", "incomplete", ["no_adjunct_therapy"], 2),
+        ("d", "incomplete", ["too_few_sessions"], 2),
+        ("e", "complete", [], 2),
+    ]
+
+
+def test_the_plans_own_planned_weeks_win_over_the_setting():
+    # 4 weeks: the window is days 0..27 and its final week days 21..27; day 30 is outside.
+    con = core_connection(
+        plans=[plan(planned_weeks=4)],
+        sessions=[visit("s1", day(0), therapies=BOTH), visit("s2", day(27), therapies=BOTH),
+                  visit("s3", day(30), therapies=BOTH)],
+    )
+    build_quality(con)
+    assert rows(con, "select planned_weeks, window_end, completion, reasons, sessions_in_window "
+                     "from quality.plan_completion") == [(4, day(28), "complete", [], 2)]
+
+
+def test_the_setting_serves_plans_without_their_own_planned_weeks():
+    eight_weeks = Settings(rules=Rules(plan_weeks=8))
+    sessions = [visit("s1", day(0), therapies=BOTH), visit("s2", day(41), therapies=BOTH)]
+    assert completion([plan()], sessions) == [("p1", "complete", [], 2)]
+    assert completion([plan()], sessions, eight_weeks) == [("p1", "incomplete", ["no_final_week_session"], 2)]
+
+
+def test_late_evening_on_the_final_days_last_day_in_a_zone_behind_utc():
+    # 22:30 in Los Angeles on the window's last day is already the next day in UTC; it still counts.
+    # 20:00 on the day before the start is already the start day in UTC; it does not count.
+    sessions = [
+        visit("s0", day(-1), hour="20:00", zone=LA, therapies=BOTH),
+        visit("s1", day(3), zone=LA, therapies=BOTH),
+        visit("s2", day(41), hour="22:30", zone=LA, therapies=["dry_needling"]),
+    ]
+    assert completion([plan(clinic_timezone=LA)], sessions) == [("p1", "complete", [], 2)]
+    # The same instants read in UTC would move both sessions: the window is the plan clinic's.
+    assert completion([plan(clinic_timezone="UTC")], sessions) == [
+        ("p1", "incomplete", ["no_final_week_session"], 2),
+    ]
+
+
+def test_discharged_early_is_evaluated_before_its_window_ends():
+    sessions = [visit("s1", day(0), therapies=BOTH), visit("s2", day(7), therapies=BOTH)]
+    as_of = day(14)
+    assert completion([plan(status="discharged")], sessions, as_of=as_of) == [
+        ("p1", "incomplete", ["no_final_week_session"], 2),
+    ]
+
+
+def test_a_still_running_plan_is_in_progress_until_its_window_ends():
+    sessions = [visit("s1", day(0), therapies=["dry_needling"])]
+    active = [plan(status="active")]
+    assert completion(active, sessions, as_of=day(20)) == [("p1", "in_progress", [], 1)]
+    assert completion(active, sessions, as_of=day(41)) == [("p1", "in_progress", [], 1)]  # last day of the window
+    assert completion(active, sessions, as_of=day(42)) == [
+        ("p1", "incomplete", ["no_final_week_session", "no_adjunct_therapy"], 1),
+    ]
+
+
+def test_a_cancelled_plan_is_cancelled_whatever_its_sessions():
+    assert completion([plan(status="cancelled", planned_sessions=9)], []) == [("p1", "cancelled", [], 0)]
+
+
+def test_cancelled_and_no_show_sessions_count_for_nothing():
+    sessions = [
+        visit("s1", day(0), therapies=BOTH),
+        visit("s2", day(38), therapies=BOTH, status="cancelled"),
+        visit("s3", day(39), therapies=BOTH, status="no_show"),
+    ]
+    assert completion([plan(planned_sessions=2)], sessions) == [
+        ("p1", "incomplete", ["no_final_week_session", "too_few_sessions"], 1),
+    ]
+
+
+def test_adjunct_therapy_in_the_same_session_as_needling_counts():
+    sessions = [visit("s1", day(0), therapies=["dry_needling", "electrical_stimulation"]),
+                visit("s2", day(40), therapies=["dry_needling"])]
+    assert completion([plan()], sessions) == [("p1", "complete", [], 2)]
+
+
+def test_sessions_of_other_plans_without_a_plan_or_outside_the_window_do_not_count():
+    sessions = [
+        visit("s1", day(0), therapies=BOTH),
+        visit("s2", day(40), plan_id="other", therapies=BOTH),
+        visit("s3", day(40), plan_id=None, therapies=BOTH),
+        visit("s4", day(42), therapies=BOTH),  # the day after the window
+        visit("s5", day(-1), therapies=BOTH),
+    ]
+    assert completion([plan()], sessions) == [("p1", "incomplete", ["no_final_week_session"], 1)]
+
+
+def test_every_plan_gets_a_row():
+    assert [r[0] for r in completion([plan("a"), plan("b", status="active"), plan("c", status="cancelled")], [])] == [
+        "a", "b", "c",
+    ]
+
+
+def test_a_session_moved_by_a_later_drop_is_judged_at_its_new_date():
+    con = core_connection(plans=[plan()], sessions=[visit("s1", day(0), therapies=BOTH), visit("s2", day(40), therapies=BOTH)])
+    build_quality(con)
+    assert rows(con, "select completion from quality.plan_completion") == [("complete",)]
+    replace_core(con, "sessions", [visit("s1", day(0), therapies=BOTH), visit("s2", day(43), therapies=BOTH)])
+    build_quality(con)
+    assert rows(con, "select completion, reasons from quality.plan_completion") == [
+        ("incomplete", ["no_final_week_session"]),
+    ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.gx_fixtures import at
+from gx_fixtures import at
 
 AS_OF = dt.date(2026, 11, 23)
 

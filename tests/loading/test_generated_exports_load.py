@@ -84,7 +84,7 @@ def test_dirty_output_is_rejected_exactly_where_planted(tmp_path):
 
 
 def test_a_spot_listed_twice_for_a_session_is_rejected_and_the_first_listing_stands(tmp_path):
-    from tests.load_fixtures import load_all, rejected, rows, session, site, write_drop
+    from load_fixtures import load_all, rejected, rows, session, site, write_drop
 
     exports = tmp_path / "exports"
     write_drop(exports, "2026-11-01", "sessions", [session(session_id="s1")])

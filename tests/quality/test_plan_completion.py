@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from clinic_outcomes.settings import Rules, Settings
-from tests.gx_fixtures import at, build_quality, core_connection, replace_core, rows
+from gx_fixtures import at, build_quality, core_connection, replace_core, rows
 
 LA = "America/Los_Angeles"
 AS_OF = dt.date(2026, 11, 23)

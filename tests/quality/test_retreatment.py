@@ -11,7 +11,7 @@ import datetime as dt
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
 from clinic_outcomes.settings import Rules, Settings
-from tests.gx_fixtures import at, build_quality, core_connection, replace_core, rows
+from gx_fixtures import at, build_quality, core_connection, replace_core, rows
 
 NY = "America/New_York"
 BERLIN = "Europe/Berlin"

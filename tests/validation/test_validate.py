@@ -16,7 +16,7 @@ import pytest
 from clinic_outcomes.validation import validate
 from clinic_outcomes import warehouse
 from clinic_outcomes.settings import Rules, Settings
-from tests.gx_fixtures import at, build_quality, core_connection, rows
+from gx_fixtures import at, build_quality, core_connection, rows
 
 AS_OF = dt.date(2026, 11, 23)
 # A narrower window than the default: both the flags table and GX must follow it.

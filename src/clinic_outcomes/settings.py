@@ -1,6 +1,6 @@
 """Settings: one TOML file holds what a clinic network changes.
 
-Every setting has the default that ../shared/spec/rules.md names, so no file is
+Every setting has the default that docs/rules.md names, so no file is
 needed to start. A setting with a wrong type or an unknown name is refused with
 a message that names it.
 

@@ -2,7 +2,7 @@
 planted phenomena and dirty mode, all checked by reading the files it wrote back in.
 
 The checks here are independent of the loader: a small reader and validator written
-from ../shared/spec/exports.md, and the rules' definitions redone in a few lines of SQL.
+from docs/exports.md, and the rules' definitions redone in a few lines of SQL.
 """
 
 from __future__ import annotations

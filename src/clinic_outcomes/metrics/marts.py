@@ -1,4 +1,4 @@
-"""Outcome metrics R3-R6 (../shared/spec/rules.md) with lazy Polars, into marts.*.
+"""Outcome metrics R3-R6 (docs/rules.md) with lazy Polars, into marts.*.
 
 Each metric is a pure function, LazyFrame in -> LazyFrame out, so tests run it
 on hand-made rows without DuckDB. compute_marts() reads core.* and

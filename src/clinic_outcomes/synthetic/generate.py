@@ -1,7 +1,7 @@
 """A synthetic clinic network's nightly EMR exports, seeded and byte-for-byte reproducible.
 
 `generate(out)` writes one drop folder per day (`out/YYYY-MM-DD/`) in the format of
-../shared/spec/exports.md and an `out/settings.toml` naming each clinic's time zone.
+docs/exports.md and an `out/settings.toml` naming each clinic's time zone.
 Every phenomenon the rules of rules.md measure is planted on purpose, at rates
 documented in docs/synthetic-data.md, and counted exactly in the returned
 `GenerationSummary`, so tests can compare what the pipeline finds with what was put in.

@@ -4,8 +4,8 @@ The R1 and R2 tables it validates are built by clinic_outcomes.quality.tables (S
 
 validate() runs every suite of expectations/*.json. A suite `<name>` validates
 the rows of sql/quality/frames/<name>.sql: DuckDB computes them, they reach GX as
-an Arrow-backed pandas DataFrame (GX has no DuckDB engine, see
-../shared/notes/stack.md). The R1 and R2 suites validate the very columns the
+an Arrow-backed pandas DataFrame (GX 1.x has no DuckDB engine, and its SQL
+datasource over duckdb-engine returns no rows: GX closes the connection before fetching). The R1 and R2 suites validate the very columns the
 flag tables are built from, so GX and the warehouse cannot disagree. Each
 expectation carries `meta.severity`: `critical` failures stop the run from
 publishing, `warning` failures are reported and the run publishes. Every result

@@ -1,15 +1,17 @@
 """Benchmark the nightly pipeline at clinic-network scale.
 
-    uv run python benchmarks/run.py                      # 100k and 1M sessions, plus the incremental night
-    uv run python benchmarks/run.py --sizes 100k,1m,10m  # add 10M (about 10 minutes on 2 cores)
+    uv run python benchmarks/run.py                      # 100k and 1M sessions, plus the next night at 1M
+    uv run python benchmarks/run.py --sizes 100k,1m,10m  # add 10M and its next night (tens of minutes on 2 cores)
 
 For each size it generates a synthetic network (cached in benchmarks/data/),
-times DuckDB alone reading the same export files into tables (the bare load),
+times DuckDB alone reading the same export files into tables (the bare load: once sniffing every file, once
+with the contract's columns and types given; a night's ratio is taken to the faster),
 then runs the real nightly flow (`clinic-outcomes run`, a subprocess, against a
 local Prefect server this script starts, as a served deployment would have) on
 a fresh warehouse and reads each stage's seconds and peak memory from the run
-journal. The incremental case loads every drop but the last, then times the
-night that adds the last drop on top. Results go to benchmarks/results/*.json.
+journal. The same network is then written as a single drop of five files and measured the same way. The
+next night (at 1M and 10M) loads every drop but the last, then times the night that adds the last drop on
+top, against the full night. Results go to benchmarks/results/*.json.
 """
 
 from __future__ import annotations
@@ -91,7 +93,44 @@ start = time.perf_counter()
 for entity in ("sessions", "needle_sites", "plans", "pain_checkins", "patients"):
     csvs = sorted(glob.glob(f"{exports}/*/{entity}.csv") + glob.glob(f"{exports}/*/{entity}.csv.gz"))
     parquets = sorted(glob.glob(f"{exports}/*/{entity}.parquet"))
-    con.execute(f"create table {entity}_csv as select * from read_csv({csvs!r}, union_by_name = true, all_varchar = true)")
+    if csvs:
+        con.execute(f"create table {entity}_csv as select * from read_csv({csvs!r}, union_by_name = true, all_varchar = true)")
+    if parquets:
+        con.execute(f"create table {entity}_parquet as select * from read_parquet({parquets!r}, union_by_name = true)")
+con.execute("checkpoint")
+print(time.perf_counter() - start)
+"""
+
+# The contract's types (exports.md) for the typed bare load; bool, enum and list columns stay text (their
+# spellings vary: yes/No/1, any case), timestamps are read as instants (naive ones as UTC: a floor, not a load).
+CONTRACT_TYPES = {
+    "int": "BIGINT", "date": "DATE", "ts": "TIMESTAMPTZ",
+}
+CONTRACT = {
+    "sessions": {"pain_before": "int", "pain_after": "int", "started_at": "ts", "updated_at": "ts"},
+    "needle_sites": {"needles": "int"},
+    "plans": {"start_date": "date", "planned_weeks": "int", "planned_sessions": "int", "updated_at": "ts"},
+    "pain_checkins": {"recorded_at": "ts", "pain": "int"},
+    "patients": {"date_of_birth": "date", "updated_at": "ts"},
+}
+
+TYPED_LOAD = r"""
+import gzip, json, sys, time, duckdb, glob
+exports, db, contract, kinds = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+con = duckdb.connect(db)
+start = time.perf_counter()
+for entity, typed in contract.items():
+    files = sorted(glob.glob(f"{exports}/*/{entity}.csv") + glob.glob(f"{exports}/*/{entity}.csv.gz"))
+    parquets = sorted(glob.glob(f"{exports}/*/{entity}.parquet"))
+    first = True
+    for path in files:  # columns and types given (no sniffing), in each file's own header order
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+            header = [h.strip().lower() for h in f.readline().rstrip("\r\n").split(",")]
+        columns = {h: kinds.get(typed.get(h), "VARCHAR") for h in header}
+        select = f"select * from read_csv('{path}', header = true, auto_detect = false, delim = ',', quote = '\"', columns = {columns!r})"
+        con.execute((f"create table {entity}_csv as " if first else f"insert into {entity}_csv by name ") + select)
+        first = False
     if parquets:
         con.execute(f"create table {entity}_parquet as select * from read_parquet({parquets!r}, union_by_name = true)")
 con.execute("checkpoint")
@@ -100,10 +139,59 @@ print(time.perf_counter() - start)
 
 
 def bare_load(exports: Path) -> dict:
+    """DuckDB alone reading the same files into tables, two ways: sniffing every file (all text), and with the
+    contract's columns and types given (no sniffing); the ratio of a night is taken to the faster."""
+    result = {}
     with tempfile.TemporaryDirectory() as tmp:
         wall, peak, text = run_measured([sys.executable, "-c", BARE_LOAD, str(exports), f"{tmp}/bare.duckdb"], _env(None))
-    return {"seconds": round(float(text.strip().splitlines()[-1]), 2), "process_seconds": round(wall, 2),
-            "peak_mib": round(peak)}
+        result["sniffing"] = {"seconds": round(float(text.strip().splitlines()[-1]), 2),
+                              "process_seconds": round(wall, 2), "peak_mib": round(peak)}
+        wall, peak, text = run_measured([sys.executable, "-c", TYPED_LOAD, str(exports), f"{tmp}/typed.duckdb",
+                                         json.dumps(CONTRACT), json.dumps(CONTRACT_TYPES)], _env(None))
+        result["typed"] = {"seconds": round(float(text.strip().splitlines()[-1]), 2),
+                           "process_seconds": round(wall, 2), "peak_mib": round(peak)}
+    result["seconds"] = min(result["sniffing"]["seconds"], result["typed"]["seconds"])
+    return result
+
+
+SINGLE_DROP = {  # raw.* back into the export format: the latest version of every record, in one drop
+    "sessions": "select session_id, patient_key as patient_id, plan_id, clinic_id, clinician_id, clinician_role, "
+                "coalesce(strftime(started_at_instant, '%Y-%m-%dT%H:%M:%S+00:00'), strftime(started_at_local, "
+                "'%Y-%m-%dT%H:%M:%S')) as started_at, status, array_to_string(therapies, ';') as therapies, "
+                "condition, pain_before, pain_after, aftercare, adverse_event, "
+                "strftime(updated_at, '%Y-%m-%dT%H:%M:%S+00:00') as updated_at from raw.sessions",
+    "needle_sites": "select session_id, site, side, needles from raw.needle_sites",
+    "plans": "select plan_id, patient_key as patient_id, clinic_id, start_date, planned_weeks, planned_sessions, "
+             "pcp_cleared, status, strftime(updated_at, '%Y-%m-%dT%H:%M:%S+00:00') as updated_at from raw.plans",
+    "pain_checkins": "select checkin_id, patient_key as patient_id, coalesce(strftime(recorded_at_instant, "
+                     "'%Y-%m-%dT%H:%M:%S+00:00'), strftime(recorded_at_local, '%Y-%m-%dT%H:%M:%S')) as recorded_at, "
+                     "pain, channel from raw.pain_checkins",
+    "patients": "select patient_key as patient_id, sex, strftime(updated_at, '%Y-%m-%dT%H:%M:%S+00:00') as updated_at "
+                "from raw.patients",
+}
+
+
+def single_drop(label: str, warehouse: Path, many: Path) -> Path:
+    """The same network as one drop of five files (raw.* of a night over the many-drop network, written back in
+    the export format; patient keys stand in for patient numbers), cached beside the many-drop network."""
+    import duckdb
+
+    folder = many.parent / "single-drop"
+    marker = folder / "done"
+    if marker.exists():
+        return folder / "exports"
+    shutil.rmtree(folder, ignore_errors=True)
+    drop = folder / "exports" / max(p.name for p in many.iterdir() if p.is_dir())
+    drop.mkdir(parents=True)
+    shutil.copy(many / "settings.toml", folder / "exports" / "settings.toml")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        for entity, query in SINGLE_DROP.items():
+            con.execute(f"copy ({query}) to '{drop / (entity + '.csv')}' (header true)")
+    finally:
+        con.close()
+    marker.write_text(label)
+    return folder / "exports"
 
 
 def nightly(exports: Path, workdir: Path, api_url: str, as_of: dt.date, config: Path) -> dict:
@@ -162,8 +250,19 @@ def prefect_server(home: Path):
         proc.wait(timeout=30)
 
 
+def _print_night(bare: dict, full: dict) -> None:
+    print(f"DuckDB bare load into tables: sniffing {bare['sniffing']['seconds']} s, columns and types given "
+          f"{bare['typed']['seconds']} s")
+    print(f"nightly run end to end: {full['seconds']} s, peak {full['peak_mib']} MiB, "
+          f"{full['seconds'] / bare['seconds']:.1f}x the faster bare load; warehouse {full['warehouse_mib']} MiB")
+    for name, stage in full["stages"].items():
+        print(f"  {name:<20} {stage['seconds']:>7.2f} s  peak {stage['peak_mib']} MiB")
+    print(f"  (validate {full['validate_seconds']} s and metrics {full['metrics_seconds']} s ran side by side)")
+    print(f"  (outside stages: Prefect flow run, imports, lock, journal) {full['outside_stages_seconds']} s")
+
+
 def import_seconds() -> float:
-    wall, _, _ = run_measured([sys.executable, "-c", "import flows.nightly, clinic_outcomes.validation.validate, clinic_outcomes.metrics, clinic_outcomes.report.render"],
+    wall, _, _ = run_measured([sys.executable, "-c", "import flows.nightly, clinic_outcomes.validation.validate, clinic_outcomes.metrics.marts, clinic_outcomes.report.render"],
                               _env(None))
     return round(wall, 2)
 
@@ -221,24 +320,29 @@ def main() -> int:
             bare = bare_load(exports)
             with tempfile.TemporaryDirectory(dir=DATA) as tmp:
                 full = nightly(exports, Path(tmp), api_url, as_of, config)
+                one_drop = single_drop(label, Path(tmp) / "warehouse.duckdb", exports)
             entry = {"dataset": info, "bare_duckdb_load": bare, "nightly": full,
                      "ratio_to_bare_load": round(full["seconds"] / bare["seconds"], 1)}
             results["sizes"][label] = entry
-            print(f"\n== {label} sessions: {info['bytes'] / 2**20:.0f} MiB of exports "
-                  f"(generated in {info['generate_seconds']} s)")
-            print(f"DuckDB bare load into tables: {bare['seconds']} s, peak {bare['peak_mib']} MiB")
-            print(f"nightly run end to end: {full['seconds']} s, peak {full['peak_mib']} MiB, "
-                  f"{full['seconds'] / bare['seconds']:.1f}x the bare load; warehouse {full['warehouse_mib']} MiB")
-            for name, stage in full["stages"].items():
-                print(f"  {name:<9} {stage['seconds']:>7.2f} s  peak {stage['peak_mib']} MiB")
-            print(f"  (validate {full['validate_seconds']} s and metrics {full['metrics_seconds']} s ran side by side)")
-            print(f"  (outside stages: Prefect flow run, imports, lock, journal) {full['outside_stages_seconds']} s")
-            if label == "1m" and not args.no_incremental:
+            print(f"\n== {label} sessions, {len([p for p in exports.iterdir() if p.is_dir()])} drops: "
+                  f"{info['bytes'] / 2**20:.0f} MiB of exports (generated in {info['generate_seconds']} s)")
+            _print_night(bare, full)
+            one_bare = bare_load(one_drop)
+            with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+                one_full = nightly(one_drop, Path(tmp), api_url, as_of, config)
+            entry["single_drop"] = {"bare_duckdb_load": one_bare, "nightly": one_full,
+                                    "ratio_to_bare_load": round(one_full["seconds"] / one_bare["seconds"], 1),
+                                    "bytes": sum(f.stat().st_size for f in one_drop.rglob("*.csv"))}
+            print(f"-- the same network as one drop of five files "
+                  f"({entry['single_drop']['bytes'] / 2**20:.0f} MiB)")
+            _print_night(one_bare, one_full)
+            if label in ("1m", "10m") and not args.no_incremental:
                 inc = incremental(exports, config, api_url, as_of)
+                inc["ratio_to_full_night"] = round(inc["night"]["seconds"] / full["seconds"], 3)
                 entry["incremental"] = inc
-                print(f"incremental night (one new drop, {inc['new_drop_bytes'] / 2**20:.1f} MiB, on ~1M sessions "
-                      f"of history): {inc['night']['seconds']} s; stages "
-                      + ", ".join(f"{k} {v['seconds']}" for k, v in inc["night"]["stages"].items()))
+                print(f"next night (one new drop, {inc['new_drop_bytes'] / 2**20:.1f} MiB, on {label} sessions "
+                      f"of history): {inc['night']['seconds']} s = {inc['ratio_to_full_night']:.0%} of a full night; "
+                      "stages " + ", ".join(f"{k} {v['seconds']}" for k, v in inc["night"]["stages"].items()))
                 print(f"rerun with no new drops: {inc['rerun_without_new_drops']['seconds']} s")
         exports, _ = dataset("100k")  # the fixed cost does not depend on the size: measured on the smallest
         end = max(dt.date.fromisoformat(p.name) for p in exports.iterdir() if p.is_dir())

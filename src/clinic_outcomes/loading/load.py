@@ -29,6 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clinic_outcomes import seeds
 from clinic_outcomes.loading import keys
 from clinic_outcomes.loading.entities import ENTITIES, Entity, entity_of
 from clinic_outcomes.settings import Settings
@@ -146,6 +147,7 @@ def prepare(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, 
     create_schemas(con)
     set_variables(con, settings, as_of)
     con.execute("set variable run_id = $run_id", {"run_id": run_id})
+    seeds.create_macros(con)  # before sql/macros: those may read the value sets
     _create_macros(con)
     for name in _sql_files("ddl"):
         run_sql(con, f"ddl/{name}")

@@ -27,7 +27,7 @@ checked as (
             reason_missing('session_id', session_id),
             reason_missing('site', site),
             reason_missing('side', side),
-            reason_enum('side', side, ['left', 'right', 'midline']),
+            reason_enum('side', side, seed_sides()),
             reason_int('needles', needles, 1, null)
         ), '') as _own_reasons,
     from source

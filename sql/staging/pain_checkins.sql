@@ -35,7 +35,7 @@ checked as (
             reason_timestamp_parsed('recorded_at', recorded_at, recorded_at_instant, recorded_at_local),
             reason_missing('pain', pain),
             reason_int('pain', pain, 0, 10),
-            reason_enum('channel', channel, ['sms', 'app', 'phone'])
+            reason_enum('channel', channel, seed_channels())
         ), '') as _reasons,
     from typed
 ),

@@ -48,7 +48,7 @@ checked as (
         nullif(concat_ws('; ',
             reason_missing('patient_id', patient_id),
             reason_date('date_of_birth', date_of_birth, true),
-            reason_enum('sex', sex, ['female', 'male', 'other', 'unknown']),
+            reason_enum('sex', sex, seed_sexes()),
             reason_missing('updated_at', updated_at),
             reason_timestamp_parsed('updated_at', updated_at, updated_at_instant, updated_at_local)
         ), '') as _reasons,

@@ -45,7 +45,7 @@ checked as (
             reason_int('planned_sessions', planned_sessions, 1, null),
             reason_bool('pcp_cleared', pcp_cleared),
             reason_missing('status', status),
-            reason_enum('status', status, ['active', 'discharged', 'cancelled']),
+            reason_enum('status', status, seed_plan_statuses()),
             reason_missing('updated_at', updated_at),
             reason_timestamp_parsed('updated_at', updated_at, updated_at_instant, updated_at_local)
         ), '') as _reasons,

@@ -9,7 +9,7 @@ Mutants tried (each made at least one test here fail):
 - frames.ADVERSE_EVENT_TYPES keeping 'none'; network.CHANNELS back to a literal in another order;
 - age_band's `min_years <= age` turned into `<` (a birthday exactly on a band's lower bound);
 - staging's `reason_enum('channel', channel, seed_channels())` given seed_sides() instead;
-- load_seed without its duplicate check; a literal list of adverse events put back into sql/staging/sessions.sql.
+- load_seed without its duplicate check; a literal list of adverse events put back into sql/loading/staging/sessions.sql.
 """
 
 from __future__ import annotations

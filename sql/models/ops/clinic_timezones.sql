@@ -1,5 +1,4 @@
 -- The time zone each clinic's naive timestamps are read in, from the settings of the run that built this warehouse.
-create or replace table ops.clinic_timezones as
 with
 source as (
     select * from settings_clinic_timezones

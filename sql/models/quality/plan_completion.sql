@@ -1,7 +1,6 @@
 -- R2: every plan with its completion and every failing reason, in the order
 -- rules.md lists them. The GX suite `plan_completion` validates `completion`
 -- of this table, so the warehouse and the GX results cannot disagree.
-create or replace table quality.plan_completion as
 
 with
 

@@ -1,6 +1,6 @@
 -- The zone of each patient's latest plan's clinic (latest by start_date, then updated_at, then plan_id):
 -- check-ins and patients carry no clinic, so their naive timestamps are read in it (exports.md).
-create or replace view raw.patient_timezones as
+-- materialised: view
 with
 source as (
     select * from raw.plans

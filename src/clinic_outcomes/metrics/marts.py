@@ -3,14 +3,14 @@
 Each metric is a pure function, LazyFrame in -> LazyFrame out, so tests run it
 on hand-made rows without DuckDB. compute_marts() reads core.* and
 quality.plan_completion from DuckDB through Arrow, runs the functions and
-writes every mart back through Arrow, then documents it (sql/marts/comments.toml).
+writes every mart back through Arrow, then documents it (sql/comments/marts.toml).
 
 Internal frames keep patient_key so summaries can count distinct patients (the
 report suppresses figures from fewer than min_cell_patients patients); no mart
 carries patient_key. compute_marts swaps the keys for run-local integers first:
 joins, sorts and distinct counts over patients are then much cheaper.
 
-Where rules.md is silent (documented per column in sql/marts/comments.toml):
+Where rules.md is silent (documented per column in sql/comments/marts.toml):
 - a null condition or aftercare is its own group, 'not recorded';
 - R4: "later" means a strictly later instant; episodes without follow-up keep a
   row in marts.relief_duration (followed_up false, duration and relapsed null)

@@ -36,7 +36,7 @@ class QualityBuild:
 def _fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     digest = hashlib.sha256(str(warehouse.scalar(con, "select getvariable('retreatment_window_hours')")).encode())
     for table in R1_TABLES:
-        digest.update(b"\0" + warehouse.sql_text(f"quality/{table}").encode())
+        digest.update(b"\0" + warehouse.model_text(f"quality/{table}").encode())
     return digest.hexdigest()
 
 
@@ -75,7 +75,7 @@ def build(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) ->
     mode = r1_mode(con)
     if mode != "current":
         _build_r1(con, incremental=mode == "incremental")
-    warehouse.run_sql(con, "quality/plan_completion")
+    warehouse.materialise(con, "quality/plan_completion")
     warehouse.apply_comments(con, "quality")
     return mode
 
@@ -91,12 +91,10 @@ def _build_r1(con: duckdb.DuckDBPyConnection, *, incremental: bool) -> None:
                 _touched(con, core.run_id)
                 for table in R1_TABLES:
                     con.execute(f"delete from quality.{table} where session_id in (select session_id from r1_sessions)")
-                    con.execute(f"insert into quality.{table}\n{warehouse.sql_text(f'quality/{table}')}")
+                    warehouse.materialise(con, f"quality/{table}", how="insert")
             else:
                 for table in R1_TABLES:
-                    con.execute(
-                        f"create or replace table quality.{table} as\n{warehouse.sql_text(f'quality/{table}')}"
-                    )
+                    warehouse.materialise(con, f"quality/{table}", how="table")
             warehouse.run_sql(con, "ddl/ops_quality_build")
             con.execute("delete from ops.quality_build")
             if core is not None:

@@ -80,7 +80,12 @@ def sql_text(name: str) -> str:
 
 def run_sql(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
     """Execute the one statement in `sql/<name>.sql`."""
-    con.execute(sql_text(name), params or {})
+    _execute_file(con, name, sql_text(name), params)
+
+
+def _execute_file(con: duckdb.DuckDBPyConnection, name: str, statement: str, params: dict | None) -> None:
+    """Every statement of a file under sql/ runs here (tests/test_sql_inputs.py checks its declared inputs)."""
+    con.execute(statement, params or {})
 
 
 MATERIALISATIONS = ("table", "view", "insert")
@@ -119,7 +124,7 @@ def materialise(
         "view": f"create or replace view {schema}.{table} as",
         "insert": f"insert into {schema}.{table}",
     }[how]
-    con.execute(f"{head}\n{model_text(model)}", params or {})
+    _execute_file(con, f"models/{model}", f"{head}\n{model_text(model)}", params)
 
 
 def _quote_literal(text: str) -> str:

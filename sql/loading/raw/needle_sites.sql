@@ -1,5 +1,7 @@
 -- Add this night's valid site rows of each session, taken from the newest file that sent that session's sites,
 -- unless the warehouse already holds that session's sites from a newer file.
+-- inputs (temp tables and views Python or an earlier file fills; tests/test_sql_inputs.py checks them):
+--   staged_needle_sites: session_id, site, side, needles, _drop, _file_id, _line, _reasons, _record
 insert into raw.needle_sites
 with
 newest_incoming_file as (

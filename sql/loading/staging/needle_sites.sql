@@ -1,4 +1,6 @@
 -- Type one night's needle-site rows and give each row its rejection reasons (null: the row loads).
+-- inputs (temp tables and views Python or an earlier file fills; tests/test_sql_inputs.py checks them):
+--   incoming_needle_sites: session_id, site, side, needles, _drop, _file_id, _line
 create or replace temp table staged_needle_sites as
 with
 first_rows as (

@@ -1,5 +1,8 @@
 -- Type one night's check-in rows and give each row its rejection reasons (null: the row loads).
 -- recorded_at keeps both readings until core, where a naive time is read in the zone of the patient's latest plan.
+-- inputs (temp tables and views Python or an earlier file fills; tests/test_sql_inputs.py checks them):
+--   incoming_pain_checkins: checkin_id, patient_id, recorded_at, pain, channel, _drop, _file_id, _line
+--   patient_keys: patient_id, patient_key
 create or replace temp table staged_pain_checkins as
 with
 first_rows as (

@@ -1,6 +1,10 @@
 -- Type one night's patient rows and give each row its rejection reasons (null: the row loads).
 -- Only sex and an age band survive: name, phone, postal code and date of birth are read and dropped here,
 -- and a rejected row's record and reasons never echo them.
+-- inputs (temp tables and views Python or an earlier file fills; tests/test_sql_inputs.py checks them):
+--   incoming_patients: patient_id, full_name, date_of_birth, sex, phone, postal_code, updated_at, _drop, _file_id,
+--     _line
+--   patient_keys: patient_id, patient_key
 create or replace temp table staged_patients as
 with
 first_rows as (

@@ -1,6 +1,10 @@
 -- Type one night's session rows and give each row its rejection reasons (null: the row loads).
 -- started_at keeps both readings until core: an instant when the export gave an offset, else wall-clock time.
 -- Each value is parsed once (typed), and the reasons are read from the parsed values.
+-- inputs (temp tables and views Python or an earlier file fills; tests/test_sql_inputs.py checks them):
+--   incoming_sessions: session_id, patient_id, plan_id, clinic_id, clinician_id, clinician_role, started_at, status,
+--     therapies, condition, pain_before, pain_after, aftercare, adverse_event, updated_at, _drop, _file_id, _line
+--   patient_keys: patient_id, patient_key
 create or replace temp table staged_sessions as
 with
 first_rows as (

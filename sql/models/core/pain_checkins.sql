@@ -2,6 +2,8 @@
 -- The rows of the raw versions loaded after file getvariable('core_since_file_id') (0: every row), and every
 -- check-in of the patients in core_zone_patients (patients whose latest plan may have changed: their zone may
 -- have too).
+-- inputs (temp tables and views Python or an earlier file fills; tests/test_sql_inputs.py checks them):
+--   core_zone_patients: patient_key
 with
 source as (
     select * from raw.pain_checkins

@@ -3,6 +3,8 @@
 -- `retreatment` both read `retreated_too_soon`, so they cannot disagree.
 -- The rows of every patient (getvariable('r1_all')), or of the patients in r1_patients only: a spot is a
 -- patient's, so build_quality_tables can replace one patient's rows without touching the others'.
+-- inputs (temp tables and views Python or an earlier file fills; tests/test_sql_inputs.py checks them):
+--   r1_patients: patient_key
 
 with
 

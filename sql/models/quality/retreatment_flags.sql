@@ -2,6 +2,8 @@
 -- the `retreated_too_soon` column of retreatment_checks, the same column the
 -- GX suite `retreatment` validates. No patient_key: the report lists no patients.
 -- The flags of every session (getvariable('r1_all')), or of the sessions in r1_sessions only.
+-- inputs (temp tables and views Python or an earlier file fills; tests/test_sql_inputs.py checks them):
+--   r1_sessions: session_id
 
 with
 

@@ -20,7 +20,6 @@ import datetime as dt
 import re
 
 import duckdb
-import pytest
 
 from clinic_outcomes import warehouse
 from clinic_outcomes.quality import tables as quality_tables

@@ -125,18 +125,7 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> dic
 
 def _update_core(con: duckdb.DuckDBPyConnection, since: int) -> None:
     """Put the rows of the raw versions loaded after file `since` in place of core's rows with their keys."""
-    # The check-ins of a patient are read in the zone of the patient's latest plan: every patient a changed plan
-    # belongs to, now or before (core.plans still holds the version before), may have another zone.
-    con.execute(
-        """
-        insert into core_zone_patients
-        with changed as (select plan_id, patient_key from raw.plans where _file_id > $since)
-        select patient_key from changed
-        union
-        select patient_key from core.plans semi join changed on changed.plan_id = core.plans.plan_id
-        """,
-        {"since": since},
-    )
+    run_sql(con, "temp/core_zone_patients", {"since": since})  # the patients whose check-ins may change zone
     for name, key in CORE_KEYS.items():
         changed = f"select {key} from raw.{name} where _file_id > $since"
         if name == "pain_checkins":

@@ -52,7 +52,7 @@ from clinic_outcomes.metrics.relief import (
 )
 from clinic_outcomes.metrics.safety import adverse_events, aftercare_mix, pcp_clearance
 from clinic_outcomes.settings import Rules, Settings
-from clinic_outcomes.warehouse import apply_comments, transaction
+from clinic_outcomes.warehouse import apply_comments, run_sql, transaction
 
 # --- warehouse ------------------------------------------------------------------------------------
 
@@ -150,24 +150,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
     stores a table on one core while Polars computes the next marts.
     """
     rules = settings.rules
-    # Inside this run patients are small integers rather than 64-character keys: every
-    # join, sort and distinct count over patients is several times cheaper, and the
-    # numbers never leave the function (no mart carries a patient column).
-    con.execute(
-        """
-        create or replace temp table metrics_patient_numbers as
-        with keys as (
-            select patient_key from core.sessions
-            union select patient_key from core.pain_checkins
-            union select patient_key from core.plans
-            union select patient_key from quality.plan_completion
-        )
-        select
-            patient_key,
-            (row_number() over (order by patient_key))::uinteger as patient_no,
-        from keys
-        """
-    )
+    run_sql(con, "temp/metrics_patient_numbers")  # patients as small integers within this run
     try:
         # Every session metric counts completed sessions only (completed_sessions); the
         # others need not cross into Polars at all.

@@ -57,7 +57,9 @@ def declared_inputs(text: str) -> dict[str, tuple[str, ...]]:
 
 _COMMENT_OR_STRING = re.compile(r"--[^\n]*|'(?:[^']|'')*'")
 _READ_AFTER = re.compile(r"\b(?:from|join|using|into|update)\s+([a-z_][\w.]*)\b(?!\s*\()", re.IGNORECASE)
-_CREATED = re.compile(r"^\s*create\s+(?:or\s+replace\s+)?(?:temp\w*\s+)?(?:table|view)\s+([\w.]+)", re.IGNORECASE)
+_CREATED = re.compile(
+    r"^\s*(?:create\s+(?:or\s+replace\s+)?(?:temp\w*\s+)?(?:table|view)|insert\s+into)\s+([\w.]+)", re.IGNORECASE
+)
 _CTE = re.compile(r"\b([a-z_]\w*)\s+as\s*\(", re.IGNORECASE)
 
 
@@ -66,15 +68,17 @@ def tables_read(con: duckdb.DuckDBPyConnection, statement: str) -> set[str]:
     in 2.0: "Can only merge into base tables"; of a CREATE VIEW it reports the view alone), with the names after
     from/join/using/into/update that are neither functions, keywords nor CTEs (comments and strings removed)."""
     bare = _COMMENT_OR_STRING.sub(" ", statement)
-    created = set(_CREATED.findall(bare))  # what a create statement makes, it does not read
+    created = set(_CREATED.findall(bare))  # what a statement creates or inserts into, it does not read
     ctes = {name.lower() for name in _CTE.findall(bare)}
     keywords = {"set", "select", "values", "by"}  # merge's `update set *`, `insert by name`
     named = {name for name in _READ_AFTER.findall(bare) if name.lower() not in ctes | keywords}
-    try:
-        # "incoming_plans AS incoming": DuckDB 2.0 reports a table with its alias
-        bound = {name.split()[0] for name in con.get_table_names(statement, qualified=True)}
-    except duckdb.Error:
-        bound = set()
+    bound: set[str] = set()
+    if "$" not in bare:  # a statement with parameters does not bind without them, and a failed bind aborts the
+        try:  # transaction the statement runs in
+            # "incoming_plans AS incoming": DuckDB 2.0 reports a table with its alias
+            bound = {name.split()[0] for name in con.get_table_names(statement, qualified=True)}
+        except duckdb.Error:
+            pass
     return (bound | named) - created
 
 

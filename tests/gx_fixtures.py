@@ -2,7 +2,7 @@
 
 Tests state only the columns a case is about; every other column gets a
 plausible default. Rows reach DuckDB through Arrow, with the core types of
-sql/core/comments.toml.
+sql/comments/core.toml.
 """
 
 from __future__ import annotations

@@ -4,16 +4,20 @@ Layers (schemas): raw (latest loaded version of each record, typed and
 de-identified) -> core (what analysts query) -> quality (flags, checks) ->
 marts (outcomes), plus ops (runs, files).
 
-SQL lives in `sql/<schema>/<table>.sql`, one statement per file, named for the
-table it builds. Thresholds reach SQL as DuckDB variables set once per
-connection from Settings (`getvariable('retreatment_window_hours')`), so each
-threshold lives in one place. Table and column documentation lives in
-`sql/<schema>/comments.toml` and is applied as DuckDB COMMENTs.
+SQL lives in `sql/`, one statement per file, by kind (docs/warehouse-sql.md):
+`models/<schema>/<table>.sql` are SELECTs named for the table they build, materialised by `materialise` (a
+table, or a view when the file says `-- materialised: view`); `loading/` holds the loading DML (staging,
+merges and deletes into raw, rejected rows), `ddl/` the append-only tables, `macros/` the macros, `frames/`
+the rows each GX suite validates, `seeds/` the value sets (clinic_outcomes.seeds). Thresholds reach SQL as
+DuckDB variables set once per connection from Settings (`getvariable('retreatment_window_hours')`), so each
+threshold lives in one place. Table and column documentation lives in `sql/comments/<schema>.toml` and is
+applied as DuckDB COMMENTs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,7 +80,51 @@ def sql_text(name: str) -> str:
 
 def run_sql(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
     """Execute the one statement in `sql/<name>.sql`."""
-    con.execute(sql_text(name), params or {})
+    _execute_file(con, name, sql_text(name), params)
+
+
+def _execute_file(con: duckdb.DuckDBPyConnection, name: str, statement: str, params: dict | None) -> None:
+    """Every statement of a file under sql/ runs here (tests/test_sql_inputs.py checks its declared inputs)."""
+    con.execute(statement, params or {})
+
+
+MATERIALISATIONS = ("table", "view", "insert")
+_MATERIALISED = re.compile(r"^-- materialised: (\w+)\s*$", re.MULTILINE)
+
+
+def model_text(model: str) -> str:
+    """The SELECT of `sql/models/<schema>/<table>.sql`, e.g. model_text('core/sessions')."""
+    return sql_text(f"models/{model}")
+
+
+def materialisation(model: str) -> str:
+    """How a model is built unless told otherwise: `table`, or what its `-- materialised:` line says."""
+    found = _MATERIALISED.findall(model_text(model))
+    if len(found) > 1 or (found and found[0] not in ("table", "view")):
+        raise ValueError(f"sql/models/{model}.sql: one '-- materialised: table|view' line at most")
+    return found[0] if found else "table"
+
+
+def materialise(
+    con: duckdb.DuckDBPyConnection, model: str, *, how: str | None = None, params: dict | None = None
+) -> None:
+    """Build `<schema>.<table>` from its model `sql/models/<schema>/<table>.sql` (model = '<schema>/<table>').
+
+    how: `table` (create or replace table), `view` (create or replace view), `insert` (append the model's rows
+    to the existing table: incremental builds delete the rows they replace first); default materialisation().
+    """
+    schema, _, table = model.partition("/")
+    if not schema or not table or "/" in table:
+        raise ValueError(f"a model is '<schema>/<table>', not {model!r}")
+    how = how or materialisation(model)
+    if how not in MATERIALISATIONS:
+        raise ValueError(f"cannot materialise as {how!r} (one of {', '.join(MATERIALISATIONS)})")
+    head = {
+        "table": f"create or replace table {schema}.{table} as",
+        "view": f"create or replace view {schema}.{table} as",
+        "insert": f"insert into {schema}.{table}",
+    }[how]
+    _execute_file(con, f"models/{model}", f"{head}\n{model_text(model)}", params)
 
 
 def _quote_literal(text: str) -> str:
@@ -84,11 +132,11 @@ def _quote_literal(text: str) -> str:
 
 
 def apply_comments(con: duckdb.DuckDBPyConnection, schema: str) -> None:
-    """Apply `sql/<schema>/comments.toml` to the tables of that schema that exist.
+    """Apply `sql/comments/<schema>.toml` to the tables of that schema that exist.
 
     The file maps `"<table>"` to a table of `_table = "..."` and one entry per column.
     """
-    path = SQL_DIR / schema / "comments.toml"
+    path = SQL_DIR / "comments" / f"{schema}.toml"
     if not path.exists():
         return
     docs = tomllib.loads(path.read_text(encoding="utf-8"))

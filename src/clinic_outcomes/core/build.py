@@ -17,9 +17,9 @@ from clinic_outcomes.warehouse import (
     apply_comments,
     has_column,
     has_table,
+    materialise,
     run_sql,
     scalar,
-    sql_text,
     transaction,
 )
 
@@ -51,9 +51,9 @@ def _core_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     digest.update(str(scalar(con, "select getvariable('default_timezone')")).encode())
     for clinic_id, zone in con.execute("select clinic_id, timezone from ops.clinic_timezones order by all").fetchall():
         digest.update(f"\0{clinic_id}\0{zone}".encode())
-    for path in sorted((SQL_DIR / "core").iterdir()):
+    for path in sorted((SQL_DIR / "models" / "core").iterdir()):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    digest.update((SQL_DIR / "raw" / "patient_timezones.sql").read_bytes())  # the view check-ins are zoned by
+    digest.update((SQL_DIR / "models" / "raw" / "patient_timezones.sql").read_bytes())  # the view check-ins are zoned by
     return digest.hexdigest()
 
 
@@ -107,7 +107,7 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> dic
                 _update_core(con, since)
             else:
                 for name in ENTITIES:
-                    con.execute(f"create or replace table core.{name} as\n{sql_text(f'core/{name}')}")
+                    materialise(con, f"core/{name}", how="table")
             run_sql(con, "ddl/ops_core_build")
             con.execute("delete from ops.core_build")
             con.execute(
@@ -125,18 +125,7 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> dic
 
 def _update_core(con: duckdb.DuckDBPyConnection, since: int) -> None:
     """Put the rows of the raw versions loaded after file `since` in place of core's rows with their keys."""
-    # The check-ins of a patient are read in the zone of the patient's latest plan: every patient a changed plan
-    # belongs to, now or before (core.plans still holds the version before), may have another zone.
-    con.execute(
-        """
-        insert into core_zone_patients
-        with changed as (select plan_id, patient_key from raw.plans where _file_id > $since)
-        select patient_key from changed
-        union
-        select patient_key from core.plans semi join changed on changed.plan_id = core.plans.plan_id
-        """,
-        {"since": since},
-    )
+    run_sql(con, "temp/core_zone_patients", {"since": since})  # the patients whose check-ins may change zone
     for name, key in CORE_KEYS.items():
         changed = f"select {key} from raw.{name} where _file_id > $since"
         if name == "pain_checkins":
@@ -147,7 +136,7 @@ def _update_core(con: duckdb.DuckDBPyConnection, since: int) -> None:
             )
         else:
             con.execute(f"delete from core.{name} where {key} in ({changed})", {"since": since})
-        con.execute(f"insert into core.{name}\n{sql_text(f'core/{name}')}")
+        materialise(con, f"core/{name}", how="insert")
 
 
 def _core_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """The five export entities of exports.md: their columns and which are required.
 
-Typing, ranges and enum checks live in `sql/staging/<entity>.sql`; this module
+Typing, ranges and enum checks live in `sql/loading/staging/<entity>.sql`; this module
 only knows the column names, which the loader needs before SQL can run (to check
 a file's header and to lay every file out with the same columns).
 """

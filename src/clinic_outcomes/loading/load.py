@@ -3,9 +3,9 @@
 One night: find the drop folders (applied in folder-name order), skip every file
 whose content was loaded before (sha256 ledger), read each new file as text into
 one `incoming_<entity>` table per entity, type and check all of them at once in
-SQL (`sql/staging/`), record every rejected row with its file, line and reasons
-(`sql/quality/rejected_rows.sql`), and merge the valid rows into `raw.*`, where
-the latest version of each record wins (`sql/raw/`). `build_core` then derives
+SQL (`sql/loading/staging/`), record every rejected row with its file, line and reasons
+(`sql/loading/rejected_rows.sql`), and merge the valid rows into `raw.*`, where
+the latest version of each record wins (`sql/loading/raw/`). `build_core` then derives
 the `core.*` tables analysts query.
 
 EMR patient numbers exist only in memory, in temporary tables of the loading
@@ -29,6 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clinic_outcomes import seeds
 from clinic_outcomes.loading import keys
 from clinic_outcomes.loading.entities import ENTITIES, Entity, entity_of
 from clinic_outcomes.settings import Settings
@@ -36,6 +37,7 @@ from clinic_outcomes.warehouse import (
     SQL_DIR,
     apply_comments,
     create_schemas,
+    materialise,
     run_sql,
     scalar,
     set_variables,
@@ -146,6 +148,7 @@ def prepare(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, 
     create_schemas(con)
     set_variables(con, settings, as_of)
     con.execute("set variable run_id = $run_id", {"run_id": run_id})
+    seeds.create_macros(con)  # before sql/macros: those may read the value sets
     _create_macros(con)
     for name in _sql_files("ddl"):
         run_sql(con, f"ddl/{name}")
@@ -156,7 +159,7 @@ def prepare(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, 
         }
     )
     con.register("settings_clinic_timezones", zones)
-    run_sql(con, "ops/clinic_timezones")
+    materialise(con, "ops/clinic_timezones")
     con.unregister("settings_clinic_timezones")
     for schema in ("ops", "quality"):
         apply_comments(con, schema)
@@ -520,7 +523,7 @@ def load_exports(
     _register_patient_keys(con, secret)
     counts: dict[int, tuple[int, int]] = {}
     for name in ENTITIES:
-        run_sql(con, f"staging/{name}")
+        run_sql(con, f"loading/staging/{name}")
         # Nothing reads the night's text rows after their staging: free them before the next entity's work (at 10M
         # sessions the incoming tables alone outgrow the memory limit and every later statement spills).
         con.execute(f"drop table incoming_{name}")
@@ -529,15 +532,15 @@ def load_exports(
             f"select * exclude (_reasons, _record, _line) from staged_{name} limit 0"
         )
         if name == "needle_sites":
-            run_sql(con, "raw/needle_sites_replaced")
-            run_sql(con, "raw/needle_sites")
+            run_sql(con, "loading/raw/needle_sites_replaced")
+            run_sql(con, "loading/raw/needle_sites")
         else:
             _merge_latest(con, name)
         if name == "plans":
-            run_sql(con, "raw/patient_timezones")
+            materialise(con, "raw/patient_timezones")
         counts.update(_keep_rejected_rows_only(con, name))
     _fix_line_numbers(con, summary.files)
-    run_sql(con, "quality/rejected_rows")
+    run_sql(con, "loading/rejected_rows")
     _record_unparsed_and_rejected_files(con, summary, run_id)
     _count_per_file(con, summary, counts)
     _record_ledger(con, summary, run_id)
@@ -563,9 +566,9 @@ def load_exports(
 def _merge_latest(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Merge the night's winning versions into raw.<name>; into an empty table (the first night), insert them:
     a MERGE costs three times an insert when nothing can match."""
-    run_sql(con, f"raw/latest_incoming_{name}")
+    run_sql(con, f"loading/raw/latest_incoming_{name}")
     if scalar(con, f"select count(*) from (select 1 from raw.{name} limit 1)"):
-        run_sql(con, f"raw/{name}")
+        run_sql(con, f"loading/raw/{name}")
     else:
         con.execute(f"insert into raw.{name} by name select * from latest_incoming_{name}")
     con.execute(f"drop view latest_incoming_{name}")

@@ -10,10 +10,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import polars as pl
 
+from clinic_outcomes.seeds import value_set
+
 NEEDLING = "dry_needling"
 NOT_RECORDED = "not recorded"
-AFTERCARE_ADVICE = ("ice", "heat", "none")
-ADVERSE_EVENT_TYPES = ("soreness", "bruising", "swelling", "bleeding", "fainting", "other")
+AFTERCARE_ADVICE = value_set("aftercare")
+# The adverse-event types R6 counts: every recorded event but 'none'.
+ADVERSE_EVENT_TYPES = tuple(event for event in value_set("adverse_events") if event != "none")
 IN_RELIEF_AT = {"in_relief_24h": 24.0, "in_relief_72h": 72.0, "in_relief_7d": 7 * 24.0, "in_relief_14d": 14 * 24.0}
 MODERATE_CHANGE = 0.30
 SUBSTANTIAL_CHANGE = 0.50

@@ -3,14 +3,14 @@
 Each metric is a pure function, LazyFrame in -> LazyFrame out, so tests run it
 on hand-made rows without DuckDB. compute_marts() reads core.* and
 quality.plan_completion from DuckDB through Arrow, runs the functions and
-writes every mart back through Arrow, then documents it (sql/marts/comments.toml).
+writes every mart back through Arrow, then documents it (sql/comments/marts.toml).
 
 Internal frames keep patient_key so summaries can count distinct patients (the
 report suppresses figures from fewer than min_cell_patients patients); no mart
 carries patient_key. compute_marts swaps the keys for run-local integers first:
 joins, sorts and distinct counts over patients are then much cheaper.
 
-Where rules.md is silent (documented per column in sql/marts/comments.toml):
+Where rules.md is silent (documented per column in sql/comments/marts.toml):
 - a null condition or aftercare is its own group, 'not recorded';
 - R4: "later" means a strictly later instant; episodes without follow-up keep a
   row in marts.relief_duration (followed_up false, duration and relapsed null)
@@ -52,7 +52,7 @@ from clinic_outcomes.metrics.relief import (
 )
 from clinic_outcomes.metrics.safety import adverse_events, aftercare_mix, pcp_clearance
 from clinic_outcomes.settings import Rules, Settings
-from clinic_outcomes.warehouse import apply_comments, transaction
+from clinic_outcomes.warehouse import apply_comments, run_sql, transaction
 
 # --- warehouse ------------------------------------------------------------------------------------
 
@@ -150,24 +150,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
     stores a table on one core while Polars computes the next marts.
     """
     rules = settings.rules
-    # Inside this run patients are small integers rather than 64-character keys: every
-    # join, sort and distinct count over patients is several times cheaper, and the
-    # numbers never leave the function (no mart carries a patient column).
-    con.execute(
-        """
-        create or replace temp table metrics_patient_numbers as
-        with keys as (
-            select patient_key from core.sessions
-            union select patient_key from core.pain_checkins
-            union select patient_key from core.plans
-            union select patient_key from quality.plan_completion
-        )
-        select
-            patient_key,
-            (row_number() over (order by patient_key))::uinteger as patient_no,
-        from keys
-        """
-    )
+    run_sql(con, "temp/metrics_patient_numbers")  # patients as small integers within this run
     try:
         # Every session metric counts completed sessions only (completed_sessions); the
         # others need not cross into Polars at all.

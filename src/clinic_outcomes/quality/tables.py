@@ -36,7 +36,7 @@ class QualityBuild:
 def _fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     digest = hashlib.sha256(str(warehouse.scalar(con, "select getvariable('retreatment_window_hours')")).encode())
     for table in R1_TABLES:
-        digest.update(b"\0" + warehouse.sql_text(f"quality/{table}").encode())
+        digest.update(b"\0" + warehouse.model_text(f"quality/{table}").encode())
     return digest.hexdigest()
 
 
@@ -75,7 +75,7 @@ def build(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) ->
     mode = r1_mode(con)
     if mode != "current":
         _build_r1(con, incremental=mode == "incremental")
-    warehouse.run_sql(con, "quality/plan_completion")
+    warehouse.materialise(con, "quality/plan_completion")
     warehouse.apply_comments(con, "quality")
     return mode
 
@@ -91,12 +91,10 @@ def _build_r1(con: duckdb.DuckDBPyConnection, *, incremental: bool) -> None:
                 _touched(con, core.run_id)
                 for table in R1_TABLES:
                     con.execute(f"delete from quality.{table} where session_id in (select session_id from r1_sessions)")
-                    con.execute(f"insert into quality.{table}\n{warehouse.sql_text(f'quality/{table}')}")
+                    warehouse.materialise(con, f"quality/{table}", how="insert")
             else:
                 for table in R1_TABLES:
-                    con.execute(
-                        f"create or replace table quality.{table} as\n{warehouse.sql_text(f'quality/{table}')}"
-                    )
+                    warehouse.materialise(con, f"quality/{table}", how="table")
             warehouse.run_sql(con, "ddl/ops_quality_build")
             con.execute("delete from ops.quality_build")
             if core is not None:
@@ -119,44 +117,5 @@ def _build_r1(con: duckdb.DuckDBPyConnection, *, incremental: bool) -> None:
 def _touched(con: duckdb.DuckDBPyConnection, core_run_id: int) -> None:
     """r1_patients: the patients whose spots may have changed; r1_sessions: the sessions whose R1 rows are
     replaced (every session of those patients, and every session without a patient, which has none)."""
-    con.execute(
-        """
-        insert into r1_patients
-        with
-        written as (
-            select session_id from core.sessions where changed_in_run = $run
-            union
-            select session_id from core.needle_sites where changed_in_run = $run
-        ),
-
-        -- the spots a written session is in now
-        current_patients as (
-            select sessions.patient_key
-            from core.sessions as sessions
-            semi join written on written.session_id = sessions.session_id
-        ),
-
-        -- the spots a written session was in before: its next session there had it as previous_session_id
-        previous_patients as (
-            select sessions.patient_key
-            from core.sessions as sessions
-            semi join (
-                select checks.session_id
-                from quality.retreatment_checks as checks
-                semi join written on written.session_id = checks.previous_session_id
-            ) as next_sessions on next_sessions.session_id = sessions.session_id
-        )
-
-        select patient_key from current_patients where patient_key is not null
-        union
-        select patient_key from previous_patients where patient_key is not null
-        """,
-        {"run": core_run_id},
-    )
-    con.execute(
-        """
-        insert into r1_sessions
-        select session_id from core.sessions
-        where patient_key is null or patient_key in (select patient_key from r1_patients)
-        """
-    )
+    warehouse.run_sql(con, "temp/r1_patients", {"run": core_run_id})
+    warehouse.run_sql(con, "temp/r1_sessions")

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from clinic_outcomes.seeds import value_set
+
 
 DEFAULT_END_DATE = dt.date(2026, 11, 23)  # fixed so the demo is reproducible; run it with --as-of 2026-11-24
 
@@ -24,10 +26,10 @@ CLINICS: tuple[tuple[str, str, float], ...] = (
     ("clinic_lax", "America/Los_Angeles", 0.16),
 )
 
-ROLES = ("physical_therapist", "chiropractor", "acupuncturist", "nurse", "physician", "other")
+ROLES = value_set("clinician_roles")
 ROLE_SHARES = (0.45, 0.20, 0.15, 0.08, 0.08, 0.04)
 
-CONDITIONS = ("low_back_pain", "neck_pain", "cervicogenic_headache", "carpal_tunnel_syndrome", "shoulder_pain", "other")
+CONDITIONS = value_set("conditions")
 CONDITION_SHARES = (0.38, 0.22, 0.10, 0.08, 0.14, 0.08)
 
 # Eight spots (site, side) per condition: two disjoint pools of four per plan.
@@ -66,20 +68,23 @@ SPOTS: dict[str, tuple[tuple[str, str], ...]] = {
 SITE_TABLE = tuple(site for c in CONDITIONS for site, _ in SPOTS[c])
 SIDE_TABLE = tuple(side for c in CONDITIONS for _, side in SPOTS[c])
 
-THERAPIES = ("dry_needling", "manual_therapy", "therapeutic_exercise", "electrical_stimulation", "ultrasound", "heat_ice", "spinal_injection", "other")
+THERAPIES = value_set("therapies")
 ADJUNCT_SHARES = {  # therapy index -> share among adjunct draws
     1: 0.34, 2: 0.34, 3: 0.10, 4: 0.06, 5: 0.12, 6: 0.01, 7: 0.03,
 }
 
-AFTERCARE = ("ice", "heat", "none")
+AFTERCARE = value_set("aftercare")
 # Median relief duration in hours by aftercare advice (lognormal, sigma RELIEF_SIGMA).
 RELIEF_MEDIAN_HOURS = {"heat": 132.0, "ice": 90.0, "none": 54.0, None: 72.0}
 RELIEF_SIGMA = 0.9
 
-ADVERSE = ("none", "soreness", "bruising", "swelling", "bleeding", "fainting", "other")
+ADVERSE = value_set("adverse_events")
 ADVERSE_SHARES_NEEDLING = (0.7690, 0.15, 0.05, 0.012, 0.012, 0.002, 0.005)
 
-CHANNELS = ("sms", "app", "phone")
+CHANNELS = value_set("channels")
+SEXES = value_set("sexes")
+SESSION_STATUSES = value_set("session_statuses")
+PLAN_STATUSES = value_set("plan_statuses")
 
 RATES = {
     "second_plan": 0.15,          # patients with a second plan after the first

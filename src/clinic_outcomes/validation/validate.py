@@ -3,7 +3,7 @@
 The R1 and R2 tables it validates are built by clinic_outcomes.quality.tables (SQL only).
 
 validate() runs every suite of expectations/*.json. A suite `<name>` validates
-the rows of sql/quality/frames/<name>.sql: DuckDB computes them, they reach GX as
+the rows of sql/frames/<name>.sql: DuckDB computes them, they reach GX as
 an Arrow-backed pandas DataFrame (GX 1.x has no DuckDB engine, and its SQL
 datasource over duckdb-engine returns no rows: GX closes the connection before fetching). The R1 and R2 suites validate the very columns the
 flag tables are built from, so GX and the warehouse cannot disagree. Each
@@ -61,7 +61,7 @@ class SuiteFile:
 
     @property
     def frame_sql(self) -> str:
-        return warehouse.sql_text(f"quality/frames/{self.name}")
+        return warehouse.sql_text(f"frames/{self.name}")
 
     @property
     def regex_columns(self) -> set[str]:
@@ -120,8 +120,8 @@ def load_suites(directory: Path | None = None) -> list[SuiteFile]:
         name = document.get("name")
         if name != path.stem:
             raise ValueError(f"{path.name}: suite name {name!r} must match the file name")
-        if not (warehouse.SQL_DIR / "quality" / "frames" / f"{name}.sql").exists():
-            raise ValueError(f"{path.name}: no rows to validate: sql/quality/frames/{name}.sql is missing")
+        if not (warehouse.SQL_DIR / "frames" / f"{name}.sql").exists():
+            raise ValueError(f"{path.name}: no rows to validate: sql/frames/{name}.sql is missing")
         for index, expectation in enumerate(document.get("expectations") or []):
             severity = (expectation.get("meta") or {}).get("severity")
             if severity not in SEVERITIES:
@@ -365,7 +365,7 @@ def validate(
     from great_expectations.core.run_identifier import RunIdentifier
 
     warehouse.set_variables(con, settings, as_of)
-    warehouse.run_sql(con, "quality/expectation_results")
+    warehouse.run_sql(con, "ddl/quality_expectation_results")
     evaluated_at = dt.datetime.now(dt.timezone.utc)
     gx_run = RunIdentifier(run_name=f"run {run_id} as of {as_of.isoformat()}", run_time=evaluated_at)
 
@@ -386,7 +386,7 @@ def validate(
             rows.append(
                 row(suite.name, "rows_can_be_read", severity="critical", dimension="conformance",
                     success=False, details=f"error: {str(error).splitlines()[0]}",
-                    description=f"The rows of sql/quality/frames/{suite.name}.sql can be read.")
+                    description=f"The rows of sql/frames/{suite.name}.sql can be read.")
             )
             continue
         gx_suite = context.suites.add(_gx_suite(suite))

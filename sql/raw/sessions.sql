@@ -1,9 +1,0 @@
--- Merge one night's valid session rows into raw.sessions: the latest updated_at wins; on a tie, the later drop
--- (then the later-loaded file, then the later line of the same file).
-merge into raw.sessions as target
-using latest_incoming_sessions as incoming
-on target.session_id = incoming.session_id
-when matched
-    and (incoming.updated_at, incoming._drop, incoming._file_id) > (target.updated_at, target._drop, target._file_id)
-    then update set *
-when not matched then insert *

@@ -1,0 +1,129 @@
+"""The validation frames' local dates, in every zone, against a plain-Python reference (zoneinfo).
+
+sql/quality/frames/core_sessions.sql and core_pain_checkins.sql compare an instant's local date with a date
+(the as-of date, a plan's start) and convert to local time only the instants within a day of that date in
+UTC. This brute force runs the frames' SQL files on small core tables: every 15 minutes from 50 hours before
+to 50 hours after the date, in zones from UTC-11 to UTC+14 (half and quarter hours, DST north and south),
+on an as-of date and a plan start on daylight-saving days. Each session's clinic is in one zone and its
+plan's clinic in another, so each comparison must use its own zone.
+
+Mutants tried (each applied to the frame's SQL, tests run, reverted):
+- core_sessions `started_at < getvariable('as_of') then true` as `<= getvariable('as_of') + 1`:
+  test_started_by_as_of_is_the_local_date_in_the_sessions_clinic_zone fails (west of UTC).
+- core_sessions `>= getvariable('as_of') + 2 then false` as `+ 1`: the same test fails (east of UTC).
+- core_sessions `>= plan_starts.start_date + 1 then true` as `>= plan_starts.start_date`:
+  test_started_on_or_after_plan_start_is_the_local_date_in_the_plans_clinic_zone fails (west of UTC).
+- core_sessions `< plan_starts.start_date - 1 then false` as `< plan_starts.start_date`: the same test fails
+  (east of UTC).
+- core_sessions plan comparison in `sessions.clinic_timezone` instead of `plan_starts.clinic_timezone`:
+  the same test fails.
+- core_pain_checkins `>= getvariable('as_of') + 2 then false` as `+ 1`:
+  test_recorded_by_as_of_is_the_local_date_in_the_latest_plans_zone fails.
+- core_pain_checkins `getvariable('default_timezone')` as `'UTC'`: the same test fails (patients without
+  a plan are read in the default zone, Asia/Tokyo here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from clinic_outcomes import warehouse
+from clinic_outcomes.settings import Settings
+from tests.gx_fixtures import core_connection, rows
+
+UTC = dt.timezone.utc
+ZONES = (
+    "Pacific/Pago_Pago",
+    "America/Los_Angeles",
+    "America/St_Johns",
+    "UTC",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Asia/Tokyo",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "Pacific/Kiritimati",
+)
+AS_OF = dt.date(2026, 3, 8)  # the United States move their clocks forward that night
+PLAN_START = dt.date(2026, 3, 29)  # so does Europe
+DEFAULT_ZONE = "Asia/Tokyo"
+STEP = dt.timedelta(minutes=15)
+REACH = dt.timedelta(hours=50)
+
+
+def _around(day: dt.date) -> list[dt.datetime]:
+    midnight = dt.datetime.combine(day, dt.time(), UTC)
+    steps = int(2 * REACH / STEP)
+    return [midnight - REACH + n * STEP for n in range(steps + 1)]
+
+
+def _local(instant: dt.datetime, zone: str) -> dt.date:
+    return instant.astimezone(ZoneInfo(zone)).date()
+
+
+def _other(zone: str) -> str:
+    """A plan's clinic zone other than the session's: the zone across the list."""
+    return ZONES[len(ZONES) - 1 - ZONES.index(zone)] if zone != ZONES[len(ZONES) // 2] else "Pacific/Kiritimati"
+
+
+def _frame(con, name: str, columns: str) -> list[tuple]:
+    return rows(con, f"select {columns} from ({warehouse.sql_text(f'quality/frames/{name}')}) order by 1")
+
+
+def test_started_by_as_of_is_the_local_date_in_the_sessions_clinic_zone():
+    sessions = [
+        {"session_id": f"{zone}|{instant:%Y%m%d%H%M}", "started_at": instant, "clinic_timezone": zone}
+        for zone in ZONES
+        for instant in _around(AS_OF)
+    ]
+    con = core_connection(sessions=sessions, as_of=AS_OF)
+    got = dict(_frame(con, "core_sessions", "session_id, started_by_as_of"))
+    expected = {s["session_id"]: _local(s["started_at"], s["clinic_timezone"]) <= AS_OF for s in sessions}
+    assert got == expected
+    assert set(got.values()) == {True, False}
+
+
+def test_started_on_or_after_plan_start_is_the_local_date_in_the_plans_clinic_zone():
+    plans = [
+        {"plan_id": f"plan|{zone}", "start_date": PLAN_START, "clinic_timezone": _other(zone)} for zone in ZONES
+    ]
+    sessions = [
+        {"session_id": f"{zone}|{instant:%Y%m%d%H%M}", "plan_id": f"plan|{zone}", "started_at": instant,
+         "clinic_timezone": zone}
+        for zone in ZONES
+        for instant in _around(PLAN_START)
+    ]
+    con = core_connection(plans=plans, sessions=sessions, as_of=AS_OF)
+    got = dict(_frame(con, "core_sessions", "session_id, started_on_or_after_plan_start"))
+    expected = {
+        s["session_id"]: _local(s["started_at"], _other(s["clinic_timezone"])) >= PLAN_START for s in sessions
+    }
+    assert got == expected
+    # the session's own zone would judge some of them otherwise: the plan's zone is what is tested
+    assert any((_local(s["started_at"], s["clinic_timezone"]) >= PLAN_START) != expected[s["session_id"]]
+               for s in sessions)
+
+
+def test_recorded_by_as_of_is_the_local_date_in_the_latest_plans_zone():
+    # each patient has an older plan in UTC and a later one in the zone; the patient "none" has no plan and
+    # is read in the default zone
+    plans = []
+    for zone in ZONES:
+        plans.append({"plan_id": f"old|{zone}", "patient_key": zone, "start_date": dt.date(2025, 1, 1),
+                      "clinic_timezone": "UTC"})
+        plans.append({"plan_id": f"new|{zone}", "patient_key": zone, "start_date": dt.date(2026, 1, 1),
+                      "clinic_timezone": zone})
+    owners = {**{zone: zone for zone in ZONES}, "none": DEFAULT_ZONE}
+    checkins = [
+        {"checkin_id": f"{owner}|{instant:%Y%m%d%H%M}", "patient_key": owner, "recorded_at": instant}
+        for owner in owners
+        for instant in _around(AS_OF)
+    ]
+    con = core_connection(plans=plans, pain_checkins=checkins, settings=Settings(timezone=DEFAULT_ZONE),
+                          as_of=AS_OF)
+    got = dict(_frame(con, "core_pain_checkins", "checkin_id, recorded_by_as_of"))
+    expected = {c["checkin_id"]: _local(c["recorded_at"], owners[c["patient_key"]]) <= AS_OF for c in checkins}
+    assert got == expected
+    assert set(got.values()) == {True, False}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import polars as pl
 import pytest
 
 from clinic_outcomes.metrics.plans import plan_outcome_summary, plan_outcomes
@@ -153,10 +152,18 @@ def test_plan_condition_and_summary():
 
 
 def test_zones_in_the_data_need_not_be_listed():
+    # Berlin is ahead of UTC: 23:30 UTC the evening before the start is 00:30 on the first day there (in the
+    # window), and 23:30 UTC on the window's last day is 01:30 the day after (out of it). Read in UTC, the
+    # baseline would be 6 and the final pain 1.
     plans = completion_frame(completion("plan1", START, zone="Europe/Berlin"))
-    sessions = sessions_frame(session("s1", 0, pain_before=5, plan_id="plan1"))
+    sessions = sessions_frame(
+        session("first_day_in_berlin", -9.5, pain_before=8, plan_id="plan1"),  # 2026-03-01 23:30 UTC
+        session("middle", 240, pain_before=6, plan_id="plan1"),
+        session("day_after_in_berlin", 41 * 24 + 14.5, pain_before=1, plan_id="plan1"),  # 2026-04-12 23:30 UTC
+    )
     outcomes = plan_outcomes(plans, sessions, checkins_frame(), 2.0).collect()
-    assert outcomes["baseline_pain"].to_list() == [5]
+    assert outcomes.select("baseline_pain", "final_pain", "sessions_with_pain").rows() == [(8, 6, 2)]
     listed = plan_outcomes(plans, sessions, checkins_frame(), 2.0, zones=["Europe/Berlin"]).collect()
     assert listed.equals(outcomes)
-    assert isinstance(outcomes, pl.DataFrame)
+    # a zone missing from an explicit list has no local dates: the zones read from the data are what counted
+    assert plan_outcomes(plans, sessions, checkins_frame(), 2.0, zones=["UTC"]).collect().height == 0

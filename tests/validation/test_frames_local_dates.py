@@ -127,3 +127,20 @@ def test_recorded_by_as_of_is_the_local_date_in_the_latest_plans_zone():
     expected = {c["checkin_id"]: _local(c["recorded_at"], owners[c["patient_key"]]) <= AS_OF for c in checkins}
     assert got == expected
     assert set(got.values()) == {True, False}
+
+
+def test_the_latest_plan_is_chosen_as_the_loader_chooses_it():
+    # Two plans start the same day: the loader reads the patient's naive check-ins in the zone of the one
+    # updated last (raw.patient_timezones: start_date, then updated_at, then plan_id), so the frame must
+    # judge "recorded by the as-of date" in that zone too. Kiritimati's 00:30 on the day after as_of is
+    # still as_of in Pago Pago.
+    plans = [
+        {"plan_id": "a_updated_last", "patient_key": "p", "start_date": dt.date(2026, 1, 1),
+         "clinic_timezone": "Pacific/Kiritimati", "updated_at": dt.datetime(2026, 2, 1, tzinfo=UTC)},
+        {"plan_id": "b_updated_first", "patient_key": "p", "start_date": dt.date(2026, 1, 1),
+         "clinic_timezone": "Pacific/Pago_Pago", "updated_at": dt.datetime(2026, 1, 1, tzinfo=UTC)},
+    ]
+    instant = dt.datetime(2026, 3, 8, 10, 30, tzinfo=UTC)  # 00:30 on 03-09 in Kiritimati, 23:30 on 03-07 in Pago Pago
+    con = core_connection(plans=plans, pain_checkins=[{"checkin_id": "k", "patient_key": "p", "recorded_at": instant}],
+                          as_of=AS_OF)
+    assert _frame(con, "core_pain_checkins", "checkin_id, recorded_by_as_of") == [("k", False)]

@@ -9,16 +9,16 @@ days, with windows of 1 and 6 weeks. Each session has a plan of its own, so the 
 session fell: `sessions_in_window` (in the window or not) and `no_final_week_session` (in the final week
 or not).
 
-Mutants tried (each applied to sql/quality/plan_completion.sql, tests run, reverted):
-- the three `<= 1` as `<= 0`: test_sessions_fall_in_the_window_of_their_local_date fails (Asia/Tokyo,
-  Pacific/Kiritimati, Asia/Kolkata sessions just after local midnight of the start day are left out);
-  test_east_of_utc_the_start_day_begins_the_evening_before_in_utc fails.
+Mutants tried (each applied to sql/quality/plan_completion.sql, this module run, reverted):
+- the three `<= 1` as `<= 0` (all 15 tests of test_plan_completion.py passed with it):
+  test_sessions_fall_in_the_window_of_their_local_date and
+  test_east_of_utc_the_start_day_begins_the_evening_before_in_utc (Tokyo, Kiritimati) fail.
 - `abs(utc_date - (window_end - 7)) <= 1` dropped: the brute force fails (final-week edge, east and west).
 - `abs(utc_date - window_end) <= 1` dropped: the brute force fails (the end edge).
 - `else utc_date` as `else utc_date + 2`: the brute force fails (a session whose UTC date is two days
   before an edge moves onto it). (`+ 1` is an equivalent mutant: a date at least two days from every edge
   stays on the same side of each after one day's shift, so no test can tell it apart.)
-- `local_date < window_end` as `<=`: the brute force and both hand-made tests fail.
+- `local_date < window_end` as `<=`: the brute force fails.
 """
 
 from __future__ import annotations

@@ -7,20 +7,17 @@ to 50 hours after the date, in zones from UTC-11 to UTC+14 (half and quarter hou
 on an as-of date and a plan start on daylight-saving days. Each session's clinic is in one zone and its
 plan's clinic in another, so each comparison must use its own zone.
 
-Mutants tried (each applied to the frame's SQL, tests run, reverted):
-- core_sessions `started_at < getvariable('as_of') then true` as `<= getvariable('as_of') + 1`:
-  test_started_by_as_of_is_the_local_date_in_the_sessions_clinic_zone fails (west of UTC).
-- core_sessions `>= getvariable('as_of') + 2 then false` as `+ 1`: the same test fails (east of UTC).
-- core_sessions `>= plan_starts.start_date + 1 then true` as `>= plan_starts.start_date`:
-  test_started_on_or_after_plan_start_is_the_local_date_in_the_plans_clinic_zone fails (west of UTC).
-- core_sessions `< plan_starts.start_date - 1 then false` as `< plan_starts.start_date`: the same test fails
-  (east of UTC).
-- core_sessions plan comparison in `sessions.clinic_timezone` instead of `plan_starts.clinic_timezone`:
-  the same test fails.
-- core_pain_checkins `>= getvariable('as_of') + 2 then false` as `+ 1`:
-  test_recorded_by_as_of_is_the_local_date_in_the_latest_plans_zone fails.
-- core_pain_checkins `getvariable('default_timezone')` as `'UTC'`: the same test fails (patients without
-  a plan are read in the default zone, Asia/Tokyo here).
+Mutants tried (each applied to the frame's SQL, this module run, reverted; every one killed):
+- core_sessions `started_at < as_of then true` as `started_at <= as_of + 1 then true`, and
+  `started_at >= as_of + 2 then false` as `+ 1`: killed by
+  test_started_by_as_of_is_the_local_date_in_the_sessions_clinic_zone.
+- core_sessions `>= start_date + 1 then true` as `>= start_date`, `< start_date - 1 then false` as
+  `< start_date`, and the plan comparison in `sessions.clinic_timezone` instead of the plan's zone: killed by
+  test_started_on_or_after_plan_start_is_the_local_date_in_the_plans_clinic_zone.
+- core_pain_checkins `recorded_at >= as_of + 2 then false` as `+ 1`, and `getvariable('default_timezone')`
+  as `'UTC'`: killed by test_recorded_by_as_of_is_the_local_date_in_the_latest_plans_zone.
+- core_pain_checkins' latest plan by `(start_date, plan_id)` (as it was before this module found it): killed
+  by test_the_latest_plan_is_chosen_as_the_loader_chooses_it.
 """
 
 from __future__ import annotations

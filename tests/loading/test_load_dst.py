@@ -6,19 +6,24 @@ the change (02:30 -> 03:30 EDT); one that occurs twice in the autumn is read as 
 The reference is plain Python: zoneinfo gives both readings of a wall-clock time (fold=0 and fold=1); in a
 gap the rule takes the offset before the change, in a repeated hour the second occurrence.
 
-Mutants tried (each applied, tests run, reverted):
-- sql/core/sessions.sql `timezone(clinic_timezone, started_at_local)` read as the first occurrence
-  (`timezone(clinic_timezone, started_at_local - interval 1 hour) + interval 1 hour`):
-  test_session_times_in_a_change_follow_the_readme, test_every_quarter_hour_around_each_change_follows_the_rule
-  and test_r1_across_daylight_saving_changes_from_naive_export_times fail.
-- the same expression with the gap read at the later offset
-  (`timezone(clinic_timezone, started_at_local + interval 1 hour) - interval 1 hour`): the same three fail.
-- sql/core/pain_checkins.sql `timezone(patient_timezone, recorded_at_local)` read as the first occurrence:
-  test_checkin_times_in_a_change_follow_the_readme fails.
-- sql/quality/retreatment_checks.sql `< getvariable('retreatment_window_hours')` as `<=`:
-  test_r1_across_daylight_saving_changes_from_naive_export_times fails (exactly 72 elapsed hours flagged).
-- R1's elapsed hours as wall-clock hours (`(epoch_us(timezone('America/New_York', started_at)) - ...)`):
-  test_r1_across_daylight_saving_changes_from_naive_export_times fails.
+Mutants tried (each applied, tests run, reverted; every one killed):
+- sql/core/sessions.sql reading a repeated wall time as its first occurrence, and nothing else
+  (`timezone(zone, local) - case when timezone(zone, local) - timezone(zone, local - interval 1 hour)
+  = interval 2 hour then interval 1 hour else interval 0 hour end`): every test of
+  tests/loading/test_load_dialect.py still passed; killed here by test_session_times_in_a_change_follow_the_readme
+  (ny_repeat_start, ny_repeat, ny_repeat_end, berlin_repeat), test_every_quarter_hour_around_each_change_follows_the_rule
+  and test_r1_across_daylight_saving_changes_from_naive_export_times (and by
+  tests/core/test_incremental.py::test_the_scripted_changes_happened).
+- the same expression reading a gap time at the later offset, and nothing else (`- interval 1 hour` when the
+  local time does not survive the round trip): killed by the gap cases of
+  test_session_times_in_a_change_follow_the_readme (New York, Berlin, Lord Howe, Santiago), the quarter-hour
+  sweep and the R1 test.
+- cruder forms of both (`timezone(zone, local - interval 1 hour) + interval 1 hour`, and `+`/`-` swapped):
+  killed by test_session_times_in_a_change_follow_the_readme.
+- sql/core/pain_checkins.sql reading the first occurrence (the crude form): killed by
+  test_checkin_times_in_a_change_follow_the_readme (k_ny_repeat).
+- sql/quality/retreatment_checks.sql `< retreatment_window_hours` as `<=`, and elapsed hours as New York
+  wall-clock hours: killed by test_r1_across_daylight_saving_changes_from_naive_export_times.
 """
 
 from __future__ import annotations

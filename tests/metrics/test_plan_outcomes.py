@@ -167,3 +167,12 @@ def test_zones_in_the_data_need_not_be_listed():
     assert listed.equals(outcomes)
     # a zone missing from an explicit list has no local dates: the zones read from the data are what counted
     assert plan_outcomes(plans, sessions, checkins_frame(), 2.0, zones=["UTC"]).collect().height == 0
+
+
+# Mutants tried (2026-12-07; each applied to src/clinic_outcomes/metrics/plans.py, this module run, reverted):
+# - baseline `.sort_by(by_time).first()` as `.last()`: killed by
+#   test_baseline_is_the_first_rated_session_and_final_the_latest_observation.
+# - the session's `source_rank` 1 as -1 (check-ins win ties): killed by test_on_a_tie_in_time_the_sessions_pain_before_wins.
+# - the window `closed="left"` as `"both"`: killed by test_only_the_window_the_plans_sessions_and_the_patients_checkins_count.
+# - zones ignored (frames.local_date taking the UTC date): killed by test_zones_in_the_data_need_not_be_listed;
+#   the test's previous version passed with it.

@@ -1,4 +1,14 @@
-"""Shared test setup: offline Prefect with a home of its own, one test harness per session."""
+"""Shared test setup: offline Prefect with a home of its own, and Hypothesis profiles.
+
+Hypothesis profiles (HYPOTHESIS_PROFILE selects one; `ci` is the default):
+- `ci`: derandomized (the same examples on every run and every machine), no example database (nothing read
+  from or written to .hypothesis/), no deadline (a shared 2-core machine makes timings meaningless), and
+  100 examples for tests that do not set their own count.
+- `deep`: for a local hunt, `HYPOTHESIS_PROFILE=deep uv run pytest tests/...`: random examples, 20x as many
+  (hypothesis_profiles.scaled), the local example database so a failure found is replayed first.
+Tests that set `max_examples` themselves keep that count under `ci`; those that use
+hypothesis_profiles.scaled(n) get n under `ci` and 20 n under `deep`.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +27,6 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("CLINIC_OUTCOMES_KEY", None)
 
-import pytest  # noqa: E402
+import hypothesis_profiles  # noqa: E402
 
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    """A temporary Prefect API for flow tests (started once; ~8 s)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
+hypothesis_profiles.load_from_environment()

@@ -24,9 +24,11 @@ plans as (
 ),
 
 patient_zones as (
+    -- the latest plan as raw.patient_timezones (which the loader reads check-ins with) picks it:
+    -- start_date, then updated_at, then plan_id
     select
         patient_key,
-        arg_max(clinic_timezone, (start_date, plan_id)) as timezone,
+        arg_max(clinic_timezone, (start_date, updated_at, plan_id)) as timezone,
     from plans
     group by patient_key
 ),

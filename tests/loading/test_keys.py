@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import stat
 
@@ -76,9 +74,38 @@ def test_a_key_file_readable_or_writable_by_others_is_refused(tmp_path, no_env_k
         keys.load_key(warehouse)
 
 
-def test_patient_key_is_hmac_sha256_hex(tmp_path):
+# RFC 4231 HMAC-SHA256 test vectors whose data is text (a patient number is text; cases 3 and 4 hold bytes
+# that are not UTF-8): (case, key, data, HMAC-SHA256 hex). Case 5's output is truncated to 128 bits.
+RFC_4231 = [
+    ("1", b"\x0b" * 20, "Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+    ("2", b"Jefe", "what do ya want for nothing?",
+     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+    ("5", b"\x0c" * 20, "Test With Truncation", "a3b6167473100ee06e0c796c2955552b"),
+    ("6", b"\xaa" * 131, "Test Using Larger Than Block-Size Key - Hash Key First",
+     "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+    ("7", b"\xaa" * 131,
+     "This is a test using a larger than block-size key and a larger than block-size data. The key needs to be "
+     "hashed before being used by the HMAC algorithm.",
+     "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"),
+]
+
+
+@pytest.mark.parametrize(("case", "key", "data", "expected"), RFC_4231, ids=[f"rfc4231-{c[0]}" for c in RFC_4231])
+def test_patient_key_and_its_sql_give_the_rfc_4231_hmac_sha256(case, key, data, expected):
+    # Mutants tried (keys.py; each applied, tests run, reverted): the inner and outer pads swapped in
+    # hmac_params, 0x36 as 0x35, a long key not hashed first (`> _BLOCK` as `> 200`), the key padded to 63
+    # bytes: each fails here.
+    import duckdb
+
+    assert keys.patient_key(key, data).startswith(expected)
+    (sql_key,) = duckdb.connect().execute(f"select {keys.patient_key_sql('$data')}",
+                                           {"data": data, **keys.hmac_params(key)}).fetchall()[0]
+    assert sql_key.startswith(expected)
+    assert len(sql_key) == 64
+
+
+def test_patient_keys_differ_by_secret_and_by_patient():
     secret = b"0123456789abcdef-secret"
-    assert keys.patient_key(secret, "MRN-001") == hmac.new(secret, b"MRN-001", hashlib.sha256).hexdigest()
     assert keys.patient_key(secret, "MRN-001") != keys.patient_key(b"another-secret-0123", "MRN-001")
     assert keys.patient_key(secret, "MRN-001") != keys.patient_key(secret, "MRN-002")
 

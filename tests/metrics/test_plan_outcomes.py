@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import polars as pl
 import pytest
 
 from clinic_outcomes.metrics.plans import plan_outcome_summary, plan_outcomes
@@ -153,10 +152,27 @@ def test_plan_condition_and_summary():
 
 
 def test_zones_in_the_data_need_not_be_listed():
+    # Berlin is ahead of UTC: 23:30 UTC the evening before the start is 00:30 on the first day there (in the
+    # window), and 23:30 UTC on the window's last day is 01:30 the day after (out of it). Read in UTC, the
+    # baseline would be 6 and the final pain 1.
     plans = completion_frame(completion("plan1", START, zone="Europe/Berlin"))
-    sessions = sessions_frame(session("s1", 0, pain_before=5, plan_id="plan1"))
+    sessions = sessions_frame(
+        session("first_day_in_berlin", -9.5, pain_before=8, plan_id="plan1"),  # 2026-03-01 23:30 UTC
+        session("middle", 240, pain_before=6, plan_id="plan1"),
+        session("day_after_in_berlin", 41 * 24 + 14.5, pain_before=1, plan_id="plan1"),  # 2026-04-12 23:30 UTC
+    )
     outcomes = plan_outcomes(plans, sessions, checkins_frame(), 2.0).collect()
-    assert outcomes["baseline_pain"].to_list() == [5]
+    assert outcomes.select("baseline_pain", "final_pain", "sessions_with_pain").rows() == [(8, 6, 2)]
     listed = plan_outcomes(plans, sessions, checkins_frame(), 2.0, zones=["Europe/Berlin"]).collect()
     assert listed.equals(outcomes)
-    assert isinstance(outcomes, pl.DataFrame)
+    # a zone missing from an explicit list has no local dates: the zones read from the data are what counted
+    assert plan_outcomes(plans, sessions, checkins_frame(), 2.0, zones=["UTC"]).collect().height == 0
+
+
+# Mutants tried (2026-12-07; each applied to src/clinic_outcomes/metrics/plans.py, this module run, reverted):
+# - baseline `.sort_by(by_time).first()` as `.last()`: killed by
+#   test_baseline_is_the_first_rated_session_and_final_the_latest_observation.
+# - the session's `source_rank` 1 as -1 (check-ins win ties): killed by test_on_a_tie_in_time_the_sessions_pain_before_wins.
+# - the window `closed="left"` as `"both"`: killed by test_only_the_window_the_plans_sessions_and_the_patients_checkins_count.
+# - zones ignored (frames.local_date taking the UTC date): killed by test_zones_in_the_data_need_not_be_listed;
+#   the test's previous version passed with it.

@@ -243,3 +243,11 @@ def test_matches_the_rules_written_the_slow_way(raw_sessions, raw_checkins, mcid
     random.Random(seed).shuffle(given_checkins)
     expected = reference_episodes(given_sessions, given_checkins, mcid, FOLLOWUP_DAYS)
     assert outcomes(given_sessions, given_checkins, mcid=mcid) == expected
+
+
+# Mutants tried (2026-12-07; each applied to src/clinic_outcomes/metrics/, tests run, reverted):
+# - relapse `pain > level` as `>=` (relief.py): killed by test_relapse_at_a_checkin.
+# - the follow-up cap `days=followup_days` as `followup_days + 1` (relief.py): killed by
+#   test_censored_at_the_42_day_cap_inclusive.
+# - the median's `survival <= 0.5` as `< 0.5` (survival.py): killed by
+#   tests/metrics/test_survival.py::test_median_when_survival_is_exactly_one_half.

@@ -76,3 +76,8 @@ def test_pcp_clearance_of_plans_started_by_the_as_of_date():
         ("clinic", "clinic_a", 2, 1, 1, 0.5),
         ("clinic", "clinic_b", 3, 2, 2, pytest.approx(2 / 3)),
     ]
+
+
+# Mutants tried (2026-12-07; each applied to src/clinic_outcomes/metrics/safety.py, this module run, reverted):
+# - `events * 100.0 / needling_sessions` as `* 10.0`: killed by test_adverse_events_per_100_needling_sessions_with_zero_rows.
+# - plans started `start_date <= as_of` as `<`: killed by test_pcp_clearance_of_plans_started_by_the_as_of_date.

@@ -221,3 +221,9 @@ def test_compute_marts_leaves_the_previous_marts_when_a_mart_fails(monkeypatch):
         compute_marts(con, settings, dt.date(2026, 5, 1))
     assert con.sql("select session_id from marts.session_relief order by 1").fetchall() == [("s1",)]
     assert con.sql("select count(*) from marts.relief_comparison").fetchall()[0][0] > 0
+
+
+# Mutants tried (2026-12-07; src/clinic_outcomes/metrics/relief.py, applied, tests run, reverted):
+# - `meaningful_relief = relief_points >= mcid` as `>`: killed by test_relief_points_pct_and_meaningful.
+# - `relief_pct` when `pain_before != 0` as `> 1`: survived this module; killed by
+#   tests/metrics/test_session_relief_edges.py (pain_before 1).

@@ -198,3 +198,12 @@ def test_a_session_moved_by_a_later_drop_is_judged_at_its_new_date():
     assert rows(con, "select completion, reasons from quality.plan_completion") == [
         ("incomplete", ["no_final_week_session"]),
     ]
+
+
+# Mutants tried (2026-12-07; each applied to sql/quality/plan_completion.sql, tests run, reverted):
+# - `as_of < window_end` (in_progress) as `<=`: killed by test_a_still_running_plan_is_in_progress_until_its_window_ends.
+# - `sessions_in_window < planned_sessions` as `<=`: killed by test_each_reason_alone.
+# - `local_date >= final_week_start` as `>`: killed by test_each_reason_alone.
+# - the three `<= 1` of the local-date shortcut as `<= 0`: survived every test here (UTC and Los Angeles
+#   only); killed by tests/quality/test_plan_completion_zones.py (east of UTC), with the other shortcut
+#   mutants listed there.

@@ -311,3 +311,15 @@ def test_r1_matches_a_pairwise_oracle(drawn, window_hours):
     build_quality(con, Settings(rules=Rules(retreatment_window_hours=window_hours)))
     assert set(flags(con)) == oracle(sessions, window_hours)
     con.close()
+
+
+# Mutants tried (2026-12-07; each applied to sql/quality/retreatment_checks.sql, this module run, reverted):
+# - `hours_since_previous < retreatment_window_hours` as `<=`: killed by
+#   test_exactly_72_hours_is_allowed_and_a_minute_less_is_flagged (and, from naive export times across DST,
+#   tests/loading/test_load_dst.py::test_r1_across_daylight_saving_changes_from_naive_export_times).
+# - `hours_since_previous >= 0` as `> 0`: killed by test_ties_in_started_at_are_ordered_by_session_id_and_flagged_at_zero_hours.
+# - `order by started_at, session_id` as `... session_id desc`: killed by the same tie test.
+# - `partition by patient_key, site, side` as `partition by patient_key, site`: killed by
+#   test_same_site_on_the_other_side_or_of_another_patient_is_another_spot.
+# - elapsed hours as New York wall-clock hours: killed by test_load_dst.py's R1 test (this module builds
+#   its instants in Python, so only the loader test reads naive times).

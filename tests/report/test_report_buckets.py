@@ -60,3 +60,9 @@ def test_bucket_date_buckets_like_the_local_date():
         params=params,
     ).fetchall()
     assert utc != exact
+
+
+# Mutants tried (2026-12-07; src/clinic_outcomes/report/render.py REPORT_TABLES_SQL, applied, this test run,
+# reverted; every one killed by test_bucket_date_buckets_like_the_local_date): the `<= 1` of $first_day and
+# $as_of as `<= 0`; of `$as_of - PERIOD_DAYS` as `<= 0`; of `$as_of - 2 * PERIOD_DAYS` as `<= 0`; the
+# month-start condition as `false`; `or day(utc_date + 1) = 1` dropped.

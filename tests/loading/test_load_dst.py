@@ -7,7 +7,7 @@ The reference is plain Python: zoneinfo gives both readings of a wall-clock time
 gap the rule takes the offset before the change, in a repeated hour the second occurrence.
 
 Mutants tried (each applied, tests run, reverted; every one killed):
-- sql/core/sessions.sql reading a repeated wall time as its first occurrence, and nothing else
+- sql/models/core/sessions.sql reading a repeated wall time as its first occurrence, and nothing else
   (`timezone(zone, local) - case when timezone(zone, local) - timezone(zone, local - interval 1 hour)
   = interval 2 hour then interval 1 hour else interval 0 hour end`): every test of
   tests/loading/test_load_dialect.py still passed; killed here by test_session_times_in_a_change_follow_the_readme
@@ -20,9 +20,9 @@ Mutants tried (each applied, tests run, reverted; every one killed):
   sweep and the R1 test.
 - cruder forms of both (`timezone(zone, local - interval 1 hour) + interval 1 hour`, and `+`/`-` swapped):
   killed by test_session_times_in_a_change_follow_the_readme.
-- sql/core/pain_checkins.sql reading the first occurrence (the crude form): killed by
+- sql/models/core/pain_checkins.sql reading the first occurrence (the crude form): killed by
   test_checkin_times_in_a_change_follow_the_readme (k_ny_repeat).
-- sql/quality/retreatment_checks.sql `< retreatment_window_hours` as `<=`, and elapsed hours as New York
+- sql/models/quality/retreatment_checks.sql `< retreatment_window_hours` as `<=`, and elapsed hours as New York
   wall-clock hours: killed by test_r1_across_daylight_saving_changes_from_naive_export_times.
 """
 

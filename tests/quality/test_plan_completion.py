@@ -200,7 +200,7 @@ def test_a_session_moved_by_a_later_drop_is_judged_at_its_new_date():
     ]
 
 
-# Mutants tried (2026-12-07; each applied to sql/quality/plan_completion.sql, tests run, reverted):
+# Mutants tried (2026-12-07; each applied to sql/models/quality/plan_completion.sql, tests run, reverted):
 # - `as_of < window_end` (in_progress) as `<=`: killed by test_a_still_running_plan_is_in_progress_until_its_window_ends.
 # - `sessions_in_window < planned_sessions` as `<=`: killed by test_each_reason_alone.
 # - `local_date >= final_week_start` as `>`: killed by test_each_reason_alone.

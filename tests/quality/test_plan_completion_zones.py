@@ -1,6 +1,6 @@
 """R2 in every zone: a session counts in a plan's window by its local date in the plan's clinic's zone.
 
-sql/quality/plan_completion.sql converts to local time only the sessions whose UTC date is within a day of
+sql/models/quality/plan_completion.sql converts to local time only the sessions whose UTC date is within a day of
 a window edge (start, final week, end) and takes the UTC date elsewhere. This brute force checks that
 shortcut against a plain-Python reference (zoneinfo) in zones from UTC-11 to UTC+14, with half- and
 quarter-hour offsets and daylight saving in both hemispheres: every 15 minutes from 50 hours before to 50
@@ -9,7 +9,7 @@ days, with windows of 1 and 6 weeks. Each session has a plan of its own, so the 
 session fell: `sessions_in_window` (in the window or not) and `no_final_week_session` (in the final week
 or not).
 
-Mutants tried (each applied to sql/quality/plan_completion.sql, this module run, reverted):
+Mutants tried (each applied to sql/models/quality/plan_completion.sql, this module run, reverted):
 - the three `<= 1` as `<= 0` (all 15 tests of test_plan_completion.py passed with it):
   test_sessions_fall_in_the_window_of_their_local_date and
   test_east_of_utc_the_start_day_begins_the_evening_before_in_utc (Tokyo, Kiritimati) fail.

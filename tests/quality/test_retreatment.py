@@ -313,7 +313,7 @@ def test_r1_matches_a_pairwise_oracle(drawn, window_hours):
     con.close()
 
 
-# Mutants tried (2026-12-07; each applied to sql/quality/retreatment_checks.sql, this module run, reverted):
+# Mutants tried (2026-12-07; each applied to sql/models/quality/retreatment_checks.sql, this module run, reverted):
 # - `hours_since_previous < retreatment_window_hours` as `<=`: killed by
 #   test_exactly_72_hours_is_allowed_and_a_minute_less_is_flagged (and, from naive export times across DST,
 #   tests/loading/test_load_dst.py::test_r1_across_daylight_saving_changes_from_naive_export_times).

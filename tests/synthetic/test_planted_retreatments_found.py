@@ -2,7 +2,7 @@
 the network was drawn, against quality.retreatment_flags after the real loader read the files it wrote.
 
 Mutants tried (each applied, tests run, reverted):
-- sql/quality/retreatment_checks.sql `< getvariable('retreatment_window_hours')` as `<=`: the spot pairs
+- sql/models/quality/retreatment_checks.sql `< getvariable('retreatment_window_hours')` as `<=`: the spot pairs
   planted at exactly 72 h become flags; killed by test_planted_retreatments_are_the_flags_r1_finds and
   test_spots_needled_again_at_exactly_72_hours_are_checked_and_not_flagged.
 - `hours_since_previous >= 0` as `> 0`: survives here (the generator plants no two needling sessions of a

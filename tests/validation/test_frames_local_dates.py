@@ -1,6 +1,6 @@
 """The validation frames' local dates, in every zone, against a plain-Python reference (zoneinfo).
 
-sql/quality/frames/core_sessions.sql and core_pain_checkins.sql compare an instant's local date with a date
+sql/frames/core_sessions.sql and core_pain_checkins.sql compare an instant's local date with a date
 (the as-of date, a plan's start) and convert to local time only the instants within a day of that date in
 UTC. This brute force runs the frames' SQL files on small core tables: every 15 minutes from 50 hours before
 to 50 hours after the date, in zones from UTC-11 to UTC+14 (half and quarter hours, DST north and south),
@@ -66,7 +66,7 @@ def _other(zone: str) -> str:
 
 
 def _frame(con, name: str, columns: str) -> list[tuple]:
-    return rows(con, f"select {columns} from ({warehouse.sql_text(f'quality/frames/{name}')}) order by 1")
+    return rows(con, f"select {columns} from ({warehouse.sql_text(f'frames/{name}')}) order by 1")
 
 
 def test_started_by_as_of_is_the_local_date_in_the_sessions_clinic_zone():

@@ -149,7 +149,7 @@ select * from final order by row_id
 def measure_rows(con: duckdb.DuckDBPyConnection, mcid: float) -> dict[str, pl.DataFrame]:
     """The rows each model is fitted on: patient_key, clinic_id, clinician_id, baseline_pain, terms, y."""
     plans = pl.from_arrow(con.sql(PLAN_ROWS_SQL).to_arrow_table())
-    sessions = pl.from_arrow(con.execute(SESSION_ROWS_SQL, {"mcid": mcid}).to_arrow_table())
+    sessions = pl.from_arrow(con.sql(SESSION_ROWS_SQL, params={"mcid": mcid}).to_arrow_table())
     keep = ["row_id", "patient_key", "clinic_id", "clinician_id", "baseline_pain", *CATEGORICAL_TERMS]
     return {
         "plan_achieved_mcid": plans.filter(pl.col("baseline_pain") >= mcid)

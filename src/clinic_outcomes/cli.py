@@ -109,7 +109,7 @@ def cmd_demo(args) -> int:
     summary = generate(exports, patients=args.patients, days=args.days, seed=args.seed)
     config = args.config or summary.settings_path
     end_date = summary.end_date
-    print(f"generated {summary.sessions} sessions of {summary.patients} patients in {summary.drops} daily drops under {exports}")
+    print(f"generated {summary.sessions} sessions of {summary.patients} patients in {summary.drops} drops under {exports}")
     result = nightly(
         exports=str(exports),
         warehouse=str(base / "warehouse.duckdb"),

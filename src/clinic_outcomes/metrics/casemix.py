@@ -304,7 +304,7 @@ def unit_results(measure: str, rows: pl.DataFrame, fit: Fit, min_patients: int) 
         )
         units = sums.join(clustered, on=column).filter(pl.col("patients") >= min_patients)
         g, n = pl.col("patients").cast(pl.Float64), pl.col("n").cast(pl.Float64)
-        deff = pl.lit(1.0)
+        deff = 1 + rho * (pl.col("m_squared") / n - 1)
         units = units.with_columns(
             difference=pl.col("observed") - pl.col("expected"),
             se=(g / (g - 1) * pl.col("cluster_ss")).sqrt() / n,

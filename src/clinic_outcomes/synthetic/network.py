@@ -37,13 +37,13 @@ CHRONICITY_SHARES = (0.32, 0.25, 0.38, 0.05)
 # network's lowest, its outcomes for that case mix ordinary. Another does better than its case mix predicts.
 HARD_CASE_MIX_CLINIC = "clinic_den"
 HARD_CHRONICITY_SHARES = (0.08, 0.14, 0.75, 0.03)
-HARD_BASELINE_MEAN = 5.0
+HARD_BASELINE_MEAN = 5.2
 BASELINE_MEAN, BASELINE_SD = 6.3, 1.3
 EDGE_CLINIC = "clinic_sea"
 # Share of plans whose pain responds to treatment, by chronicity (then not recorded); the edge clinic adds EDGE_RESPONDERS.
-RESPONDER_SHARES = (0.82, 0.68, 0.50, 0.65)
+RESPONDER_SHARES = (0.85, 0.68, 0.40, 0.65)
 EDGE_RESPONDERS = 0.22
-CHRONIC_LESS_RELIEF = 0.35  # chance a chronic plan's needling session relieves one point less
+CHRONIC_LESS_RELIEF = 0.6  # chance a chronic plan's needling session relieves one point less
 EDGE_MORE_RELIEF = 0.45     # chance an edge-clinic needling session relieves one point more
 LEGACY_DROPS = 9  # the first nightly drops come from an older export version, without plans.chronicity
 
@@ -378,7 +378,9 @@ def _plans(rng: np.random.Generator, world: _World, patients: int, case_rng: np.
     responds = np.asarray(RESPONDER_SHARES)[chronicity] + np.where(edge, EDGE_RESPONDERS, 0.0)
     responder = case_rng.random(m) < responds
     slope_high = np.where(edge, 0.95, 0.8)
-    plan["slope"] = np.where(responder, case_rng.uniform(0.35, slope_high, m), case_rng.uniform(0.0, 0.15, m))  # points per week
+    # Points per week, in proportion to the baseline: more pain leaves more to lose.
+    slope = np.where(responder, case_rng.uniform(0.35, slope_high, m), case_rng.uniform(0.0, 0.15, m))
+    plan["slope"] = slope * plan["baseline"] / BASELINE_MEAN
     plan["clinician"] = world.pick_clinician(rng, plan["clinic"])
     # Spot pools: a random order of the condition's eight spots; pool 0 = first four, pool 1 = last four.
     plan["spot_order"] = np.argsort(rng.random((m, 8)), axis=1)

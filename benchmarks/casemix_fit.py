@@ -28,7 +28,7 @@ def rows(n: int, seed: int, binary: bool) -> pl.DataFrame:
     chronic = rng.random(n) < 0.4
     eta = -0.8 + 0.15 * baseline - 0.9 * chronic + 0.3 * (clinic == 3)
     y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float) if binary else eta * 2 + rng.normal(0, 1.5, n)
-    pick = lambda values: pl.Series(np.array(values, dtype=object)[rng.integers(0, len(values), n)])  # noqa: E731
+    pick = lambda values: pl.Series(values, dtype=pl.String).gather(rng.integers(0, len(values), n))  # noqa: E731
     return pl.DataFrame({
         "row_id": np.arange(n),
         "patient_key": pl.Series(patient).cast(pl.String),

@@ -190,7 +190,8 @@ def _plan_counts(plan, s, final_status, world: _World, end_day: int) -> dict[str
     return {
         "plans_abandoned": int((course == 1).sum()),
         "plans_discharged_early": int((course == 2).sum()),
-        "plans_cancelled": int((course == 3).sum()),
+        # a cancellation after the last drop is not in the exports: such a plan is still active there
+        "plans_cancelled": int(((course == 3) & (final_status == 2)).sum()),
         "plans_needling_only": int((plan["mix"] == 1).sum()),
         "plans_without_needling": int((plan["mix"] == 2).sum()),
         "plans_in_progress_at_as_of": int(in_progress.sum()),

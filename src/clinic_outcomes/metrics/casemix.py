@@ -194,40 +194,33 @@ def _level_plan(values: pl.Series, y: np.ndarray, patients: np.ndarray, binary: 
 
 def fit_measure(measure: str, rows: pl.DataFrame, min_patients: int) -> Fit | None:
     """Fit one measure's model on `rows` (see the module docstring); None when it cannot be fitted."""
-    import statsmodels.api as sm
-
     binary = measure in BINARY_MEASURES
     y = rows["y"].to_numpy().astype(float)
     if rows.height == 0 or (binary and (y.min() == y.max())):
         return None
     groups = rows["patient_key"].rank("dense").to_numpy().astype(np.int64)
-    names, columns = ["intercept", "baseline_pain"], [np.ones(rows.height), rows["baseline_pain"].to_numpy()]
+    names, dummies = ["intercept", "baseline_pain"], []
     coefficient_rows: list[dict] = []
+    mapped = {}
     for term in CATEGORICAL_TERMS:
         values = rows[term].fill_null(NOT_RECORDED)
         reference, kept, collapsed, counts = _level_plan(values, y, groups, binary, min_patients)
+        mapped[term] = values.replace(list(collapsed), [reference] * len(collapsed)) if collapsed else values
         coefficient_rows.append({"term": f"{term}[{reference}]", "rows": counts[reference], "note": "reference level"})
-        for level in kept:
-            names.append(f"{term}[{level}]")
-            columns.append((values == level).to_numpy().astype(float))
+        names.extend(f"{term}[{level}]" for level in kept)
+        dummies.extend((term, level) for level in kept)
         coefficient_rows.extend({"term": f"{term}[{level}]", "rows": counts[level], "note": None} for level in kept)
         for level, reason in sorted(collapsed.items()):
             coefficient_rows.append({"term": f"{term}[{level}]", "rows": counts[level], "note": reason})
     if rows.height <= len(names):
         return None
-    x = np.column_stack(columns)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # separation is guarded above and flagged below
-        try:
-            if binary:
-                result = sm.GLM(y, x, family=sm.families.Binomial()).fit(
-                    cov_type="cluster", cov_kwds={"groups": groups}
-                )
-            else:
-                result = sm.OLS(y, x).fit(cov_type="cluster", cov_kwds={"groups": groups})
-        except (np.linalg.LinAlgError, ValueError) as error:
-            log.warning("R8 %s: the case-mix model could not be fitted (%s)", measure, error)
-            return None
+    design = pl.DataFrame({"baseline_pain": rows["baseline_pain"], **mapped, "y": y, "patient": groups})
+    try:
+        params, std_errors, fitted, scale = _fit_clustered(design, dummies, binary)
+    except (np.linalg.LinAlgError, ValueError) as error:
+        log.warning("R8 %s: the case-mix model could not be fitted (%s)", measure, error)
+        return None
+    result = _Result(params, std_errors)
     estimates = dict(zip(names, np.asarray(result.params, dtype=float)))
     errors = dict(zip(names, np.asarray(result.bse, dtype=float)))
     published = [
@@ -242,12 +235,71 @@ def fit_measure(measure: str, rows: pl.DataFrame, min_patients: int) -> Fit | No
         row["std_error"] = float(errors[row["term"]]) if fitted_term else None
         if fitted_term and row["term"] != "intercept" and abs(row["estimate"]) > SEPARATION_LIMIT:
             row["note"] = f"possible separation: |estimate| > {SEPARATION_LIMIT:g}"
-    fitted = np.asarray(result.predict(x), dtype=float)
     return Fit(
         coefficients=pl.DataFrame(published, schema=COEFFICIENT_SCHEMA).select(list(COEFFICIENT_SCHEMA)),
         fitted=fitted,
-        residual_variance=None if binary else float(result.scale),
+        residual_variance=scale,
     )
+
+
+@dataclass
+class _Result:
+    params: np.ndarray
+    bse: np.ndarray
+
+
+def _fit_clustered(design: pl.DataFrame, dummies: list[tuple[str, str]], binary: bool):
+    """(coefficients, cluster-robust SEs, fitted value per row, residual variance or None) of one model.
+
+    Every term is categorical apart from baseline pain (11 values), so the rows fall into a few thousand
+    covariate patterns at most. statsmodels fits the model on the patterns (GLM binomial with the rows as
+    variance weights, or WLS on pattern means): the same maximum-likelihood / least-squares estimates as on
+    the rows, at a cost that no longer grows with them. The cluster-robust covariance is statsmodels' CRV1
+    sandwich, written out: B M B * G/(G-1) * (N-1)/(N-K), B the inverse of the information (X'WX), M the
+    sum over patients of the outer product of their summed scores x_i (y_i - yhat_i) (tests compare it
+    with statsmodels fitted on the rows themselves).
+    """
+    import statsmodels.api as sm
+
+    keys = ["baseline_pain", *CATEGORICAL_TERMS]
+    patterns = design.group_by(keys).agg(pl.len().alias("n"), pl.col("y").sum().alias("sum_y")).sort(keys)
+    patterns = patterns.with_row_index("pattern")
+
+    def matrix(frame: pl.DataFrame) -> np.ndarray:
+        columns = [np.ones(frame.height), frame["baseline_pain"].to_numpy().astype(float)]
+        columns += [(frame[term] == level).to_numpy().astype(float) for term, level in dummies]
+        return np.column_stack(columns)
+
+    x = matrix(patterns)
+    n = patterns["n"].to_numpy().astype(float)
+    mean_y = patterns["sum_y"].to_numpy() / n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # separation is guarded before and flagged after
+        if binary:
+            result = sm.GLM(mean_y, x, family=sm.families.Binomial(), var_weights=n).fit()
+        else:
+            result = sm.WLS(mean_y, x, weights=n).fit()
+    params = np.asarray(result.params, dtype=float)
+    pattern_fit = np.asarray(result.predict(x), dtype=float)
+    if not np.all(np.isfinite(params)):
+        raise ValueError("non-finite coefficients")
+    rows = design.join(patterns.select(*keys, "pattern"), on=keys, how="left", maintain_order="left")
+    fitted = pattern_fit[rows["pattern"].to_numpy()]
+    residual = design["y"].to_numpy() - fitted
+    weight = n * pattern_fit * (1 - pattern_fit) if binary else n
+    bread = np.linalg.inv(x.T @ (x * weight[:, None]))
+    scored = design.select(
+        "patient", pl.Series("r", residual), (pl.Series("r", residual) * pl.col("baseline_pain")).alias("rb"),
+        *[pl.when(pl.col(term) == level).then(pl.Series("r", residual)).otherwise(0.0).alias(f"d{k}")
+          for k, (term, level) in enumerate(dummies)],
+    )
+    scores = scored.group_by("patient").sum().drop("patient").to_numpy()
+    groups, nobs, k_params = scores.shape[0], design.height, x.shape[1]
+    meat = scores.T @ scores
+    correction = groups / (groups - 1) * (nobs - 1) / (nobs - k_params) if groups > 1 else np.nan
+    cov = correction * bread @ meat @ bread
+    scale = None if binary else float(residual @ residual / (nobs - k_params))
+    return params, np.sqrt(np.diag(cov)), fitted, scale
 
 
 def within_patient_correlation(residuals: np.ndarray, variances: np.ndarray, groups: np.ndarray) -> float:

@@ -66,7 +66,7 @@ TABLES: dict[str, dict[str, str]] = {
     "core.needle_sites": {"session_id": "varchar", "site": "varchar", "side": "varchar", "needles": "integer"},
     "core.plans": {
         "plan_id": "varchar", "patient_key": "varchar", "clinic_id": "varchar", "start_date": "date",
-        "planned_weeks": "integer", "planned_sessions": "integer", "pcp_cleared": "boolean", "chronicity": "varchar", "status": "varchar",
+        "planned_weeks": "integer", "planned_sessions": "integer", "pcp_cleared": "boolean", "status": "varchar",
         "updated_at": "timestamptz", "clinic_timezone": "varchar",
     },
     "core.pain_checkins": {

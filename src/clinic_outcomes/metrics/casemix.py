@@ -293,7 +293,7 @@ def _fit_clustered(design: pl.DataFrame, dummies: list[tuple[str, str]], binary:
         *[pl.when(pl.col(term) == level).then(pl.Series("r", residual)).otherwise(0.0).alias(f"d{k}")
           for k, (term, level) in enumerate(dummies)],
     )
-    scores = scored.group_by("patient").sum().drop("patient").to_numpy()
+    scores = scored.group_by("patient").sum().sort("patient").drop("patient").to_numpy()  # a stable order of sums
     groups, nobs, k_params = scores.shape[0], design.height, x.shape[1]
     meat = scores.T @ scores
     correction = groups / (groups - 1) * (nobs - 1) / (nobs - k_params) if groups > 1 else np.nan

@@ -1,10 +1,11 @@
 """The generator's case mix (R8) and its steady 18-month history (issue 17).
 
-Mutants tried (each made a test below fail):
+Mutants tried (each applied alone; 4 of 4 killed, the last two only after the thresholds were tightened):
 - HARD_CHRONICITY_SHARES = CHRONICITY_SHARES: test_clinics_get_different_case_mixes;
+- _initial_export keeping every version: test_the_initial_export_holds_one_version_per_record;
 - LEGACY_DROPS = 0: test_older_drops_lack_the_chronicity_column;
-- plan starts back to 80% early / 20% late: test_plan_starts_and_sessions_are_steady_over_the_months;
-- _initial_export keeping every version: test_the_initial_export_holds_one_version_per_record.
+- plan starts back to 80% early / 20% in the last window: test_plan_starts_and_sessions_are_steady_over_the_months
+  (over 18 months that is a surge at the end, not a drop: the last months must be like the rest either way).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def test_older_drops_lack_the_chronicity_column(demo):
     first_nightly = (demo.end_date - dt.timedelta(days=DAILY_DROPS - 1))
     assert without == [(first_nightly + dt.timedelta(days=d)).isoformat() for d in range(LEGACY_DROPS)
                        if any((demo.out / (first_nightly + dt.timedelta(days=d)).isoformat()).glob("plans.*"))]
-    assert len(without) >= LEGACY_DROPS - 2
+    assert len(without) >= 7  # most of the first nine nightly drops carry a plans file
 
 
 def test_clinics_get_different_case_mixes(plans):
@@ -115,13 +116,13 @@ def test_plan_starts_and_sessions_are_steady_over_the_months(demo, plans):
     assert len(counts) >= 16
     mean = sum(counts) / len(counts)
     assert min(counts) > 0.35 * mean  # random months vary (seed 7: 24 to 73 starts), none is emptied
-    assert sum(counts[-3:]) / 3 > 0.85 * mean  # the last months are no emptier than the rest (issue 17)
+    assert 0.8 * mean < sum(counts[-3:]) / 3 < 1.25 * mean  # the last months are like the rest (issue 17)
     sessions = pl.concat([read(p).select("session_id", "started_at") for p in entity_files(demo.out, "sessions")])
     by_month = sessions.unique("session_id").group_by(pl.col("started_at").str.slice(0, 7).alias("month")).len().sort("month")
     months = by_month.filter((pl.col("month") > demo.first_date.isoformat()[:7]) & (pl.col("month") < demo.end_date.isoformat()[:7]))
     # from the third month on (after the ramp-up of the first plans' courses) the volume is steady to the end
     steady = months["len"].to_list()[2:]
-    assert sum(steady[-3:]) / 3 > 0.85 * sum(steady) / len(steady)
+    assert 0.85 < (sum(steady[-3:]) / 3) / (sum(steady) / len(steady)) < 1.2
     assert min(steady) > 0.5 * max(steady)
 
 

@@ -190,9 +190,10 @@ _DDL = {
     "core.pain_checkins": "checkin_id varchar, patient_key varchar, recorded_at timestamptz, pain integer, channel varchar",
     "core.plans": """
         plan_id varchar, patient_key varchar, clinic_id varchar, start_date date, planned_weeks integer,
-        planned_sessions integer, pcp_cleared boolean, status varchar, updated_at timestamptz,
+        planned_sessions integer, pcp_cleared boolean, chronicity varchar, status varchar, updated_at timestamptz,
         clinic_timezone varchar
     """,
+    "core.patients": "patient_key varchar, sex varchar, age_band varchar, updated_at timestamptz",
     "quality.plan_completion": """
         plan_id varchar, patient_key varchar, clinic_id varchar, clinic_timezone varchar, start_date date,
         planned_weeks integer, window_end date, completion varchar, reasons varchar[], sessions_in_window integer

@@ -49,6 +49,7 @@ GX_SEEDS = {
     ("core_pain_checkins", "channel"): "channels",
     ("core_patients", "sex"): "sexes",
     ("core_plans", "status"): "plan_statuses",
+    ("core_plans", "chronicity"): "chronicity",
     ("plan_completion", "completion"): "completion_values",
 }
 
@@ -63,6 +64,7 @@ STAGING_ENUMS = [
     ("needle_sites", "side", "sides"),
     ("pain_checkins", "channel", "channels"),
     ("plans", "status", "plan_statuses"),
+    ("plans", "chronicity", "chronicity"),
     ("patients", "sex", "sexes"),
 ]
 ROW_OF = {"sessions": session, "needle_sites": site, "pain_checkins": checkin, "plans": plan, "patients": patient}

@@ -25,6 +25,7 @@ final as (
         plans.start_date,
         plans.planned_weeks,
         plans.planned_sessions,
+        plans.chronicity,
         plans.status,
         plans.updated_at,
         plans.clinic_timezone,

@@ -6,7 +6,7 @@
 --   staged_pain_checkins: checkin_id, patient_key, recorded_at_instant, recorded_at_local, pain, channel, _drop,
 --     _file_id, _line, _reasons, _record
 --   staged_patients: patient_key, sex, age_band, updated_at, _drop, _file_id, _line, _reasons, _record
---   staged_plans: plan_id, patient_key, clinic_id, start_date, planned_weeks, planned_sessions, pcp_cleared, status,
+--   staged_plans: plan_id, patient_key, clinic_id, start_date, planned_weeks, planned_sessions, pcp_cleared, chronicity, status,
 --     updated_at, _drop, _file_id, _line, _reasons, _record
 --   staged_sessions: session_id, patient_key, plan_id, clinic_id, clinician_id, clinician_role, started_at_instant,
 --     started_at_local, status, therapies, condition, pain_before, pain_after, aftercare, adverse_event, updated_at,

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from clinic_outcomes.synthetic.network import DEMO_DAYS, DEMO_PATIENTS
+
 # Offline by default: no telemetry, before anything imports Prefect.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -32,8 +34,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = with_config(sub.add_parser("demo", help="generate a synthetic clinic network and run the nightly pipeline on it"))
     demo.add_argument("--dir", type=Path, default=Path("demo"), help="where to put exports, warehouse and reports (default ./demo)")
-    demo.add_argument("--patients", type=int, default=400)
-    demo.add_argument("--days", type=int, default=90)
+    demo.add_argument("--patients", type=int, default=DEMO_PATIENTS)
+    demo.add_argument("--days", type=int, default=DEMO_DAYS)
     demo.add_argument("--seed", type=int, default=7)
 
     run = with_config(sub.add_parser("run", help="one nightly run: load new drops, validate, compute, publish"))
@@ -58,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
     generate = sub.add_parser("generate", help="write a synthetic export (one drop per day)")
     generate.add_argument("--out", type=Path, required=True)
-    generate.add_argument("--patients", type=int, default=400)
-    generate.add_argument("--days", type=int, default=90)
+    generate.add_argument("--patients", type=int, default=DEMO_PATIENTS)
+    generate.add_argument("--days", type=int, default=DEMO_DAYS)
     generate.add_argument("--seed", type=int, default=7)
     generate.add_argument("--dirty", action="store_true", help="plant a known share of malformed rows and files")
     return parser
@@ -107,7 +109,7 @@ def cmd_demo(args) -> int:
     summary = generate(exports, patients=args.patients, days=args.days, seed=args.seed)
     config = args.config or summary.settings_path
     end_date = summary.end_date
-    print(f"generated {summary.sessions} sessions of {summary.patients} patients in {summary.drops} daily drops under {exports}")
+    print(f"generated {summary.sessions} sessions of {summary.patients} patients in {summary.drops} drops under {exports}")
     result = nightly(
         exports=str(exports),
         warehouse=str(base / "warehouse.duckdb"),

@@ -104,6 +104,7 @@ def test_compute_marts_writes_every_mart_documented_and_without_patient_keys():
     assert set(written) == set(tables) == {
         "session_relief", "session_relief_summary", "relief_duration", "relief_summary", "relief_curves",
         "relief_comparison", "plan_outcomes", "plan_outcome_summary", "adverse_events", "aftercare_mix", "pcp_clearance",
+        "casemix_coefficients", "adjusted_outcomes",  # R8 (metrics/casemix.py)
     }
     for table, rows in written.items():
         assert con.execute(f"select count(*) from marts.{table}").fetchall()[0][0] == rows

@@ -48,6 +48,8 @@ checked as (
             reason_int('planned_weeks', planned_weeks, 1, 52),
             reason_int('planned_sessions', planned_sessions, 1, null),
             reason_bool('pcp_cleared', pcp_cleared),
+            -- optional, and absent from older exports (the loader then reads it as null)
+            reason_enum('chronicity', chronicity, seed_chronicity()),
             reason_missing('status', status),
             reason_enum('status', status, seed_plan_statuses()),
             reason_missing('updated_at', updated_at),
@@ -65,6 +67,7 @@ final as (
         try_cast(trimmed(checked.planned_weeks) as integer) as planned_weeks,
         try_cast(trimmed(checked.planned_sessions) as integer) as planned_sessions,
         parse_bool(checked.pcp_cleared) as pcp_cleared,
+        lower(trimmed(checked.chronicity)) as chronicity,
         lower(trimmed(checked.status)) as status,
         coalesce(checked.updated_at_instant, timezone(checked.clinic_timezone, checked.updated_at_local)) as updated_at,
         checked._drop as _drop,
@@ -79,6 +82,7 @@ final as (
             planned_weeks := checked.planned_weeks,
             planned_sessions := checked.planned_sessions,
             pcp_cleared := checked.pcp_cleared,
+            chronicity := checked.chronicity,
             status := checked.status,
             updated_at := checked.updated_at
         )) end as _record,

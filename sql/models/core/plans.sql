@@ -15,6 +15,7 @@ final as (
         source.planned_weeks,
         source.planned_sessions,
         source.pcp_cleared,
+        source.chronicity,
         source.status,
         source.updated_at,
         coalesce(clinic_zone.timezone, getvariable('default_timezone')) as clinic_timezone,

@@ -35,7 +35,7 @@ ENTITIES: dict[str, Entity] = {
     for e in (
         _entity(
             "plans",
-            "plan_id patient_id clinic_id start_date planned_weeks planned_sessions pcp_cleared status updated_at",
+            "plan_id patient_id clinic_id start_date planned_weeks planned_sessions pcp_cleared chronicity status updated_at",
             "plan_id patient_id clinic_id start_date status updated_at",
         ),
         _entity(

@@ -531,6 +531,7 @@ def load_exports(
             f"create table if not exists raw.{name} as "
             f"select * exclude (_reasons, _record, _line) from staged_{name} limit 0"
         )
+        _add_new_columns(con, name)
         if name == "needle_sites":
             run_sql(con, "loading/raw/needle_sites_replaced")
             run_sql(con, "loading/raw/needle_sites")
@@ -561,6 +562,19 @@ def load_exports(
             f" (file rejected: {result.reason})" if result.status == "rejected" else "",
         )
     return summary
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Give raw.<name> of a warehouse built before a column joined the entity (plans.chronicity) that column,
+    null in its older rows, in the staged rows' column order: MERGE's `update set *` matches by position."""
+    staged = con.execute(f"describe (select * exclude (_reasons, _record, _line) from staged_{name})").fetchall()
+    kept = {r[0] for r in con.execute(f"describe raw.{name}").fetchall()}
+    if {column for column, *_ in staged} <= kept:
+        return
+    columns = ", ".join(
+        f'"{column}"' if column in kept else f'null::{data_type} as "{column}"' for column, data_type, *_ in staged
+    )
+    con.execute(f"create or replace table raw.{name} as select {columns} from raw.{name}")
 
 
 def _merge_latest(con: duckdb.DuckDBPyConnection, name: str) -> None:

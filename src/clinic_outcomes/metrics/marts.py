@@ -40,6 +40,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import duckdb
 import polars as pl
 
+from clinic_outcomes.metrics.casemix import CASEMIX_TABLES, casemix_marts
 from clinic_outcomes.metrics.frames import MART_TABLES
 from clinic_outcomes.metrics.plans import plan_outcome_summary, plan_outcomes
 from clinic_outcomes.metrics.relief import (
@@ -207,5 +208,8 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
             comparison = relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect()
             write("relief_comparison", comparison)
         rows = {table: future.result() for table, future in written.items()}
+        # R8 reads marts.plan_outcomes, written above in this transaction (metrics/casemix.py).
+        for table, frame in zip(CASEMIX_TABLES, casemix_marts(con, rules.mcid_points, rules.min_cell_patients)):
+            rows[table] = _write(con, table, frame)
         apply_comments(con, "marts")
-    return {table: rows[table] for table in MART_TABLES}
+    return {table: rows[table] for table in (*MART_TABLES, *CASEMIX_TABLES)}

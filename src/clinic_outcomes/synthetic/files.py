@@ -16,8 +16,10 @@ import polars as pl
 
 from clinic_outcomes.synthetic.network import (
     BOOL_STYLES,
+    DAILY_DROPS,
     ENTITY_COLUMNS,
     ENUM_COLUMNS,
+    LEGACY_DROPS,
     PlantedFile,
     PlantedRow,
     THERAPIES,
@@ -137,6 +139,8 @@ def _write_drops(out: Path, frames: dict[str, pl.DataFrame], first_date: dt.date
     for d in range(days):
         drop = (first_date + dt.timedelta(days=d)).isoformat()
         folder = out / drop
+        if d < days - DAILY_DROPS - 1 and all(by_entity[name].get((d,)) is None for name in entities):
+            continue  # folded into the initial export (generate._initial_export)
         folder.mkdir()
         for e_i, name in enumerate(entities):
             df = by_entity[name].get((d,))
@@ -147,6 +151,8 @@ def _write_drops(out: Path, frames: dict[str, pl.DataFrame], first_date: dt.date
             style = styles[k]
             if style.shuffle:
                 df = df.select([df.columns[i] for i in orders[k]])
+            if name == "plans" and 0 <= d - max(0, days - DAILY_DROPS) < LEGACY_DROPS:
+                df = df.drop("chronicity")  # an older export: the column did not exist yet
             if dirt is not None:
                 style = dirt.override_style(name, d, style)
             if style.fmt == "parquet":

@@ -43,10 +43,14 @@ from clinic_outcomes.synthetic.network import (
     ADVERSE,
     AFTERCARE,
     CHANNELS,
+    CHRONICITY,
     CLINICS,
     CONDITIONS,
     DAY,
+    DAILY_DROPS,
     DEFAULT_END_DATE,
+    DEMO_DAYS,
+    DEMO_PATIENTS,
     EPOCH,
     FAKE_NAMES,
     FAKE_PHONES,
@@ -83,8 +87,8 @@ from clinic_outcomes.synthetic.network import (
 def generate(
     out: Path,
     *,
-    patients: int = 400,
-    days: int = 90,
+    patients: int = DEMO_PATIENTS,
+    days: int = DEMO_DAYS,
     seed: int = 7,
     dirty: bool = False,
     end_date: dt.date | None = None,
@@ -98,16 +102,18 @@ def generate(
     first_day = (first_date - EPOCH).days
     end_day = (end_date - EPOCH).days
     rng = np.random.default_rng([seed, 0])
+    case_rng = np.random.default_rng([seed, 4])  # the case mix (R8); streams 1-3 style and dirty the files
 
     world = _network(rng, patients, first_day, days)
-    plan = _plans(rng, world, patients)
+    plan = _plans(rng, world, patients, case_rng)
     s = _order_by_patient_time(_sessions(rng, world, plan))
     sites, planted = _needle_spots(rng, s, plan)
-    pain = _pain(rng, s, plan, patients)
+    pain = _pain(rng, s, plan, patients, case_rng)
     chk = _checkins(rng, world, s, pain, plan, patients, end_day)
 
     frames, planted_versions, final_plan_status = _entity_frames(rng, world, plan, s, sites, pain, chk, patients, end_day)
     planted.update(planted_versions)
+    frames = _initial_export(frames, days)
     planted.update(_plan_counts(plan, s, final_plan_status, world, end_day))
     planted.update(_session_counts(s, pain))
     planted["checkins_no_checkin_patients"] = int(patients - len(np.unique(chk["patient"])))
@@ -128,7 +134,7 @@ def generate(
         dirty=dirty,
         first_date=first_date,
         end_date=end_date,
-        drops=days,
+        drops=days if days - DAILY_DROPS <= 1 else DAILY_DROPS + 1,
         files=files,
         clinics=len(CLINICS),
         clinicians=len(world.clinician_role),
@@ -142,6 +148,29 @@ def generate(
         malformed_rows=tuple(bad_rows),
         malformed_files=tuple(bad_files),
     )
+
+
+RECORD_KEYS = {"sessions": "session_id", "plans": "plan_id", "pain_checkins": "checkin_id", "patients": "patient_id"}
+
+
+def _initial_export(frames: dict[str, pl.DataFrame], days: int) -> dict[str, pl.DataFrame]:
+    """Fold the versions of drops older than the last DAILY_DROPS days into one initial export, sent the day
+    before the first nightly drop, with one version per record: the one with the latest updated_at (needle
+    sites: a session's latest list). A long history then costs one drop, not one per day. The summary's
+    counts of re-sent versions still count those folded away."""
+    cut = days - DAILY_DROPS
+    if cut <= 1:
+        return frames
+    out = {}
+    for name, frame in frames.items():
+        old = frame.filter(pl.col("_drop") < cut)
+        if name == "needle_sites":
+            old = old.filter(pl.col("_drop") == pl.col("_drop").max().over("session_id"))
+        else:
+            old = old.sort("_order", "_drop", maintain_order=True).unique(RECORD_KEYS[name], keep="last", maintain_order=True)
+        old = old.with_columns(pl.lit(cut - 1).cast(frame.schema["_drop"]).alias("_drop"))
+        out[name] = pl.concat([old, frame.filter(pl.col("_drop") >= cut)])
+    return out
 
 
 def _settings_toml() -> str:
@@ -164,7 +193,8 @@ def _plan_counts(plan, s, final_status, world: _World, end_day: int) -> dict[str
     return {
         "plans_abandoned": int((course == 1).sum()),
         "plans_discharged_early": int((course == 2).sum()),
-        "plans_cancelled": int((course == 3).sum()),
+        # a cancellation after the last drop is not in the exports: such a plan is still active there
+        "plans_cancelled": int(((course == 3) & (final_status == 2)).sum()),
         "plans_needling_only": int((plan["mix"] == 1).sum()),
         "plans_without_needling": int((plan["mix"] == 2).sum()),
         "plans_in_progress_at_as_of": int(in_progress.sum()),
@@ -271,6 +301,7 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
         "planned_weeks": _nullable_int(plan["given_weeks"][ver_plan], plan["given_weeks"][ver_plan] > 0),
         "planned_sessions": _nullable_int(plan["planned_sessions"][ver_plan], plan["planned_sessions"][ver_plan] > 0),
         "pcp_cleared": pcp.gather(ver_plan),
+        "chronicity": _lookup(CHRONICITY, plan["chronicity"][ver_plan]),
         "status": _lookup(PLAN_STATUSES, ver_status),
         "updated_at": _format_ts(ver_local, ver_zone, _ts_styles(rng, len(ver_plan))),
         "_drop": ver_local // DAY - first_day,

@@ -14,6 +14,12 @@ from clinic_outcomes.seeds import value_set
 
 
 DEFAULT_END_DATE = dt.date(2026, 11, 23)  # fixed so the demo is reproducible; run it with --as-of 2026-11-24
+# The demo's network: 18 months of steady history (plans start evenly over the whole span).
+DEMO_DAYS = 548
+DEMO_PATIENTS = 900
+# Drops are nightly over the last DAILY_DROPS days; history older than that comes as one initial export
+# (the day before the first nightly drop) holding each record's latest version, as when a clinic joins.
+DAILY_DROPS = 90
 
 CLINICS: tuple[tuple[str, str, float], ...] = (
     # (clinic_id, IANA zone, share of patients)
@@ -25,6 +31,23 @@ CLINICS: tuple[tuple[str, str, float], ...] = (
     ("clinic_sea", "America/Los_Angeles", 0.10),
     ("clinic_lax", "America/Los_Angeles", 0.16),
 )
+
+# Case mix (R8). Chronicity of a plan: acute, subacute, chronic, not recorded (-1).
+CHRONICITY = value_set("chronicity")
+CHRONICITY_SHARES = (0.32, 0.25, 0.38, 0.05)
+# One clinic treats a hard case mix (mostly chronic pain, lower baseline pain): its raw outcomes are the
+# network's lowest, its outcomes for that case mix ordinary. Another does better than its case mix predicts.
+HARD_CASE_MIX_CLINIC = "clinic_den"
+HARD_CHRONICITY_SHARES = (0.08, 0.14, 0.75, 0.03)
+HARD_BASELINE_MEAN = 5.2
+BASELINE_MEAN, BASELINE_SD = 6.3, 1.3
+EDGE_CLINIC = "clinic_sea"
+# Share of plans whose pain responds to treatment, by chronicity (then not recorded); the edge clinic adds EDGE_RESPONDERS.
+RESPONDER_SHARES = (0.85, 0.68, 0.40, 0.65)
+EDGE_RESPONDERS = 0.22
+CHRONIC_LESS_RELIEF = 0.6  # chance a chronic plan's needling session relieves one point less
+EDGE_MORE_RELIEF = 0.45     # chance an edge-clinic needling session relieves one point more
+LEGACY_DROPS = 9  # the first nightly drops come from an older export version, without plans.chronicity
 
 ROLES = value_set("clinician_roles")
 ROLE_SHARES = (0.45, 0.20, 0.15, 0.08, 0.08, 0.04)
@@ -128,11 +151,11 @@ FAKE_POSTAL_CODES = tuple(f"000{x:02d}" for x in range(100))  # no US ZIP code s
 ENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "sessions": ("session_id", "patient_id", "plan_id", "clinic_id", "clinician_id", "clinician_role", "started_at", "status", "therapies", "condition", "pain_before", "pain_after", "aftercare", "adverse_event", "updated_at"),
     "needle_sites": ("session_id", "site", "side", "needles"),
-    "plans": ("plan_id", "patient_id", "clinic_id", "start_date", "planned_weeks", "planned_sessions", "pcp_cleared", "status", "updated_at"),
+    "plans": ("plan_id", "patient_id", "clinic_id", "start_date", "planned_weeks", "planned_sessions", "pcp_cleared", "chronicity", "status", "updated_at"),
     "pain_checkins": ("checkin_id", "patient_id", "recorded_at", "pain", "channel"),
     "patients": ("patient_id", "full_name", "date_of_birth", "sex", "phone", "postal_code", "updated_at"),
 }
-ENUM_COLUMNS = {"clinician_role", "status", "condition", "aftercare", "adverse_event", "side", "channel", "sex"}
+ENUM_COLUMNS = {"chronicity", "clinician_role", "status", "condition", "aftercare", "adverse_event", "side", "channel", "sex"}
 BOOL_STYLES = (("true", "false"), ("yes", "no"), ("1", "0"), ("TRUE", "FALSE"), ("Yes", "No"))
 
 EPOCH = dt.date(1970, 1, 1)
@@ -304,7 +327,8 @@ def _network(rng: np.random.Generator, patients: int, first_day: int, days: int)
     )
 
 
-def _plans(rng: np.random.Generator, world: _World, patients: int) -> dict[str, np.ndarray]:
+def _plans(rng: np.random.Generator, world: _World, patients: int, case_rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Plans; `case_rng` draws the case mix (chronicity, baseline, response), apart from every other draw."""
     days = world.days
     second = rng.random(patients) < RATES["second_plan"]
     n = patients + int(second.sum())
@@ -317,14 +341,9 @@ def _plans(rng: np.random.Generator, world: _World, patients: int) -> dict[str, 
     weeks = np.where(given_weeks == 0, 6, given_weeks)
     window = weeks * 7
 
-    # First plans: most start early enough to finish inside the period; a fifth start late (in progress).
-    late = rng.random(n) < 0.2
-    early_span = np.maximum(days - window, 1)
-    start = np.where(
-        late,
-        np.maximum(days - window, 0) + (rng.random(n) * np.minimum(window, days)).astype(np.int64),
-        (rng.random(n) * early_span).astype(np.int64),
-    )
+    # First plans start evenly over the whole span, so every month of the history is alike (those in its last
+    # weeks are still in progress at the end); no month is emptied by plans crowded into the early weeks.
+    start = (rng.random(n) * days).astype(np.int64)
     # Second plans start 7-30 days after the first plan's window.
     first_end = start[patient[is_second]] + window[patient[is_second]]
     start[is_second] = first_end + rng.integers(7, 31, int(is_second.sum()))
@@ -354,9 +373,19 @@ def _plans(rng: np.random.Generator, world: _World, patients: int) -> dict[str, 
     plan["planned_sessions"] = np.where(rng.random(m) < 0.3, np.floor(0.8 * plan["weeks"] * plan["freq"]).astype(np.int64), 0)
     plan["pcp_cleared"] = _choice(rng, m, (0.88, 0.08, 0.04))  # true, false, null
     plan["preferred_min"] = SESSION_START_MIN + 15 * rng.integers(0, (SESSION_START_MAX - 60 - SESSION_START_MIN) // 15 + 1, m)
-    plan["baseline"] = np.clip(rng.normal(6.3, 1.3, m), 3, 9.4)
-    responder = rng.random(m) < 0.65
-    plan["slope"] = np.where(responder, rng.uniform(0.35, 0.8, m), rng.uniform(0.0, 0.15, m))  # points per week
+    clinic_ids = [c for c, _, _ in CLINICS]
+    hard = plan["clinic"] == clinic_ids.index(HARD_CASE_MIX_CLINIC)
+    edge = plan["clinic"] == clinic_ids.index(EDGE_CLINIC)
+    chronicity = np.where(hard, _choice(case_rng, m, HARD_CHRONICITY_SHARES), _choice(case_rng, m, CHRONICITY_SHARES))
+    plan["chronicity"] = np.where(chronicity == 3, -1, chronicity)
+    plan["edge"] = edge
+    plan["baseline"] = np.clip(case_rng.normal(np.where(hard, HARD_BASELINE_MEAN, BASELINE_MEAN), BASELINE_SD), 2, 9.4)
+    responds = np.asarray(RESPONDER_SHARES)[chronicity] + np.where(edge, EDGE_RESPONDERS, 0.0)
+    responder = case_rng.random(m) < responds
+    slope_high = np.where(edge, 0.95, 0.8)
+    # Points per week, in proportion to the baseline: more pain leaves more to lose.
+    slope = np.where(responder, case_rng.uniform(0.35, slope_high, m), case_rng.uniform(0.0, 0.15, m))
+    plan["slope"] = slope * plan["baseline"] / BASELINE_MEAN
     plan["clinician"] = world.pick_clinician(rng, plan["clinic"])
     # Spot pools: a random order of the condition's eight spots; pool 0 = first four, pool 1 = last four.
     plan["spot_order"] = np.argsort(rng.random((m, 8)), axis=1)
@@ -463,7 +492,7 @@ def _carry_forward(values: np.ndarray) -> np.ndarray:
     return values[idx]
 
 
-def _pain(rng: np.random.Generator, s: dict[str, np.ndarray], plan: dict[str, np.ndarray], n_patients: int) -> dict[str, np.ndarray]:
+def _pain(rng: np.random.Generator, s: dict[str, np.ndarray], plan: dict[str, np.ndarray], n_patients: int, case_rng: np.random.Generator) -> dict[str, np.ndarray]:
     """pain_before / pain_after per session, walking each patient's sessions in time order.
 
     A needling session lowers pain by `relief` points; the relief lasts a drawn duration,
@@ -477,6 +506,10 @@ def _pain(rng: np.random.Generator, s: dict[str, np.ndarray], plan: dict[str, np
     noise = _choice(rng, n, (0.25, 0.5, 0.25)) - 1
     underlying = np.clip(np.rint(np.maximum(plan["baseline"][p] - plan["slope"][p] * weeks_in, 1.0)) + noise, 0, 10).astype(np.int64)
     relief = _choice(rng, n, (0.10, 0.20, 0.30, 0.25, 0.10, 0.05))  # points, 0-5: ~70% reach the MCID of 2
+    # Case mix: chronic pain relieves less; the edge clinic's needling relieves more.
+    relief -= (plan["chronicity"][p] == 2) & (case_rng.random(n) < CHRONIC_LESS_RELIEF)
+    relief += plan["edge"][p] & (case_rng.random(n) < EDGE_MORE_RELIEF)
+    relief = np.clip(relief, 0, 5)
     minor_relief = (rng.random(n) < 0.3).astype(np.int64)
     drift = (rng.random(n) < 0.3).astype(np.int64)
 

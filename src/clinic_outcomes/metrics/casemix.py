@@ -1,0 +1,395 @@
+"""R8: outcomes of clinics and clinicians adjusted for case mix (indirect standardisation).
+
+Three models are fitted each night on the whole network, from case mix only (no clinic or clinician term):
+
+- plan_achieved_mcid: logistic, over evaluated plans with an outcome (marts.plan_outcomes) whose baseline
+  is at least the MCID;
+- plan_change_points: ordinary least squares, over every plan of marts.plan_outcomes;
+- session_meaningful_relief: logistic, over needling sessions (completed, therapies include dry_needling) with
+  both pain ratings whose pain_before is at least the MCID (R3: the sessions that could show relief).
+
+Terms: baseline pain (linear, 0-10; a plan's is R5's baseline, a session's its pain_before) and condition,
+age band, sex and chronicity as categories. A plan's condition is marts.plan_outcomes' (its first session by
+time that has one), its age band and sex its patient's (core.patients), its chronicity core.plans'; a
+session's condition is its own, its chronicity its plan's. A null is the level 'not recorded'. Each term's
+most common level is the reference (ties: the first by name). Coefficient standard errors are
+cluster-robust with the patient as cluster (statsmodels' CRV1, with its small-sample correction).
+
+A unit's observed value is the mean of its rows' outcomes, its expected value the mean of their fitted
+values, the difference observed - expected; its 95% interval is difference +- 1.96 SE with the
+cluster-robust SE of casemix.md section 4: sqrt(G/(G-1) * sum_g (sum_{i in g} (y_i - yhat_i))^2) / n over
+the unit's G patients.
+
+Where rules.md and the notes are silent, chosen here:
+- Sparse levels. A level with fewer than MIN_LEVEL_ROWS rows or fewer than min_cell_patients patients, or (for
+  a yes/no measure) whose rows all have the same outcome, cannot be estimated (its coefficient runs off to
+  infinity: separation) and is collapsed into its term's reference level before fitting. It is still listed
+  in marts.casemix_coefficients, estimate 0 and a note saying so. A coefficient that still exceeds
+  SEPARATION_LIMIT in absolute value (quasi-separation through the other terms) is published with a note.
+- Unseen levels cannot occur: the models predict the very rows they were fitted on, through the same level
+  mapping (no formula, so no patsy level errors).
+- A plan's clinician is the clinician of most of its completed sessions (ties: the one who saw it first,
+  then the smaller id).
+- Funnel. Units are placed on the difference scale, around 0 (the network's observed minus expected, which
+  is exactly 0 for a model with an intercept); `network_value` is the network's observed value, so a plot
+  may show network_value + difference around network_value. The limits for a unit are
+  +- z * s, z = 1.959964 (95%) and 3.090232 (99.8%), with s the unit's SE under the model: sqrt(V * deff) / n,
+  V = sum p(1-p) of its rows (yes/no) or n * sigma^2 (change points; sigma^2 the residual variance), and
+  deff = 1 + rho * (sum_g m_g^2 / n - 1) the design effect of its m_g rows per patient, rho the network's
+  within-patient correlation of standardised residuals (moment estimate, clipped to [0, 1]). Without the
+  design effect a clinic whose patients have ten sessions each would leave the funnel by chance. A point
+  exactly on a limit is inside. No over-dispersion adjustment (casemix.md section 3) is applied.
+- Published units: at least min_cell_patients distinct patients among the measure's rows (R7: the patients
+  of the denominator). A measure whose model cannot be fitted (no rows, no variation, fewer rows than terms)
+  publishes nothing for that measure that night.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from clinic_outcomes.metrics.frames import NOT_RECORDED
+
+log = logging.getLogger(__name__)
+
+CASEMIX_TABLES = ("casemix_coefficients", "adjusted_outcomes")
+MEASURES = ("plan_achieved_mcid", "plan_change_points", "session_meaningful_relief")
+BINARY_MEASURES = frozenset({"plan_achieved_mcid", "session_meaningful_relief"})
+CATEGORICAL_TERMS = ("condition", "age_band", "sex", "chronicity")
+LEVELS = ("clinic", "clinician")
+MIN_LEVEL_ROWS = 30
+SEPARATION_LIMIT = 10.0
+Z_95 = 1.959963984540054  # normal quantile 0.975
+Z_998 = 3.090232306167813  # normal quantile 0.999
+
+COEFFICIENT_SCHEMA = {
+    "measure": pl.String, "term": pl.String, "estimate": pl.Float64, "std_error": pl.Float64,
+    "rows": pl.Int64, "note": pl.String,
+}
+ADJUSTED_SCHEMA = {
+    "level": pl.String, "unit_id": pl.String, "measure": pl.String, "n": pl.Int64, "patients": pl.Int64,
+    "observed": pl.Float64, "expected": pl.Float64, "difference": pl.Float64, "ci_low": pl.Float64,
+    "ci_high": pl.Float64, "network_value": pl.Float64, "limit_95": pl.Float64, "limit_998": pl.Float64,
+    "funnel": pl.String,
+}
+
+# The rows of each measure: patient_key, clinic_id, clinician_id, baseline_pain, the categorical terms, y.
+_PATIENTS = """
+    select patient_key, arg_max(sex, updated_at) as sex, arg_max(age_band, updated_at) as age_band,
+    from core.patients group by patient_key
+"""
+PLAN_ROWS_SQL = f"""
+with
+plan_clinicians as (
+    select plan_id, arg_min(clinician_id, (-sessions, first_started, clinician_id)) as clinician_id,
+    from (
+        select plan_id, clinician_id, count(*) as sessions, min(started_at) as first_started,
+        from core.sessions
+        where status = 'completed' and plan_id is not null
+        group by plan_id, clinician_id
+    )
+    group by plan_id
+),
+patients as ({_PATIENTS}),
+final as (
+    select
+        outcomes.plan_id as row_id,
+        plans.patient_key,
+        plans.clinic_id,
+        plan_clinicians.clinician_id,
+        outcomes.baseline_pain::double as baseline_pain,
+        outcomes.condition,
+        patients.age_band,
+        patients.sex,
+        plans.chronicity,
+        outcomes.change_points::double as change_points,
+        outcomes.achieved_mcid,
+    from marts.plan_outcomes as outcomes
+    inner join core.plans as plans on plans.plan_id = outcomes.plan_id
+    left join plan_clinicians on plan_clinicians.plan_id = outcomes.plan_id
+    left join patients on patients.patient_key = plans.patient_key
+    where outcomes.baseline_pain is not null and outcomes.change_points is not null
+)
+select * from final order by row_id
+"""
+SESSION_ROWS_SQL = f"""
+with
+patients as ({_PATIENTS}),
+final as (
+    select
+        sessions.session_id as row_id,
+        sessions.patient_key,
+        sessions.clinic_id,
+        sessions.clinician_id,
+        sessions.pain_before::double as baseline_pain,
+        sessions.condition,
+        patients.age_band,
+        patients.sex,
+        plans.chronicity,
+        sessions.pain_before - sessions.pain_after >= $mcid as meaningful_relief,
+    from core.sessions as sessions
+    left join core.plans as plans on plans.plan_id = sessions.plan_id
+    left join patients on patients.patient_key = sessions.patient_key
+    where sessions.status = 'completed'
+        and list_contains(sessions.therapies, 'dry_needling')
+        and sessions.pain_before is not null
+        and sessions.pain_after is not null
+        and sessions.pain_before >= $mcid
+)
+select * from final order by row_id
+"""
+
+
+def measure_rows(con: duckdb.DuckDBPyConnection, mcid: float) -> dict[str, pl.DataFrame]:
+    """The rows each model is fitted on: patient_key, clinic_id, clinician_id, baseline_pain, terms, y."""
+    plans = pl.from_arrow(con.sql(PLAN_ROWS_SQL).to_arrow_table())
+    sessions = pl.from_arrow(con.sql(SESSION_ROWS_SQL, params={"mcid": mcid}).to_arrow_table())
+    keep = ["row_id", "patient_key", "clinic_id", "clinician_id", "baseline_pain", *CATEGORICAL_TERMS]
+    return {
+        "plan_achieved_mcid": plans.filter(pl.col("baseline_pain") >= mcid)
+        .select(*keep, pl.col("achieved_mcid").cast(pl.Float64).alias("y")),
+        "plan_change_points": plans.select(*keep, pl.col("change_points").alias("y")),
+        "session_meaningful_relief": sessions.select(*keep, pl.col("meaningful_relief").cast(pl.Float64).alias("y")),
+    }
+
+
+@dataclass
+class Fit:
+    """One fitted measure: its coefficient rows and, per input row, the fitted value."""
+    coefficients: pl.DataFrame
+    fitted: np.ndarray
+    residual_variance: float | None  # OLS: the residual variance (scale); None for a yes/no measure
+
+
+def _level_plan(values: pl.Series, y: np.ndarray, patients: np.ndarray, binary: bool, min_patients: int):
+    """(reference level, levels kept as columns, {collapsed level: reason}, rows per level) of one term."""
+    frame = pl.DataFrame({"level": values, "y": y, "patient": patients})
+    stats = frame.group_by("level").agg(
+        pl.len().alias("rows"),
+        pl.col("patient").n_unique().alias("patients"),
+        pl.col("y").min().alias("y_min"),
+        pl.col("y").max().alias("y_max"),
+    ).sort(["rows", "level"], descending=[True, False])
+    reference = stats["level"][0]
+    kept, collapsed = [], {}
+    for row in stats.iter_rows(named=True):
+        if row["level"] == reference:
+            continue
+        if row["rows"] < MIN_LEVEL_ROWS or row["patients"] < min_patients:
+            collapsed[row["level"]] = (
+                f"collapsed into the reference level: fewer than {MIN_LEVEL_ROWS} rows or {min_patients} patients"
+            )
+        elif binary and row["y_min"] == row["y_max"]:
+            collapsed[row["level"]] = "collapsed into the reference level: every row has the same outcome (separation)"
+        else:
+            kept.append(row["level"])
+    return reference, sorted(kept), collapsed, dict(zip(stats["level"], stats["rows"]))
+
+
+def fit_measure(measure: str, rows: pl.DataFrame, min_patients: int) -> Fit | None:
+    """Fit one measure's model on `rows` (see the module docstring); None when it cannot be fitted."""
+    binary = measure in BINARY_MEASURES
+    y = rows["y"].to_numpy().astype(float)
+    if rows.height == 0 or (binary and (y.min() == y.max())):
+        return None
+    groups = rows["patient_key"].rank("dense").to_numpy().astype(np.int64)
+    names, dummies = ["intercept", "baseline_pain"], []
+    coefficient_rows: list[dict] = []
+    mapped = {}
+    for term in CATEGORICAL_TERMS:
+        values = rows[term].fill_null(NOT_RECORDED)
+        reference, kept, collapsed, counts = _level_plan(values, y, groups, binary, min_patients)
+        mapped[term] = values.replace(list(collapsed), [reference] * len(collapsed)) if collapsed else values
+        coefficient_rows.append({"term": f"{term}[{reference}]", "rows": counts[reference], "note": "reference level"})
+        names.extend(f"{term}[{level}]" for level in kept)
+        dummies.extend((term, level) for level in kept)
+        coefficient_rows.extend({"term": f"{term}[{level}]", "rows": counts[level], "note": None} for level in kept)
+        for level, reason in sorted(collapsed.items()):
+            coefficient_rows.append({"term": f"{term}[{level}]", "rows": counts[level], "note": reason})
+    if rows.height <= len(names):
+        return None
+    design = pl.DataFrame({"baseline_pain": rows["baseline_pain"], **mapped, "y": y, "patient": groups})
+    try:
+        params, std_errors, fitted, scale = _fit_clustered(design, dummies, binary)
+    except (np.linalg.LinAlgError, ValueError) as error:
+        log.warning("R8 %s: the case-mix model could not be fitted (%s)", measure, error)
+        return None
+    result = _Result(params, std_errors)
+    estimates = dict(zip(names, np.asarray(result.params, dtype=float)))
+    errors = dict(zip(names, np.asarray(result.bse, dtype=float)))
+    published = [
+        {"term": "intercept", "rows": rows.height, "note": None},
+        {"term": "baseline_pain", "rows": rows.height, "note": None},
+        *coefficient_rows,
+    ]
+    for row in published:
+        fitted_term = row["term"] in estimates
+        row["measure"] = measure
+        row["estimate"] = float(estimates[row["term"]]) if fitted_term else 0.0
+        row["std_error"] = float(errors[row["term"]]) if fitted_term else None
+        if fitted_term and row["term"] != "intercept" and abs(row["estimate"]) > SEPARATION_LIMIT:
+            row["note"] = f"possible separation: |estimate| > {SEPARATION_LIMIT:g}"
+    return Fit(
+        coefficients=pl.DataFrame(published, schema=COEFFICIENT_SCHEMA).select(list(COEFFICIENT_SCHEMA)),
+        fitted=fitted,
+        residual_variance=scale,
+    )
+
+
+@dataclass
+class _Result:
+    params: np.ndarray
+    bse: np.ndarray
+
+
+def _fit_clustered(design: pl.DataFrame, dummies: list[tuple[str, str]], binary: bool):
+    """(coefficients, cluster-robust SEs, fitted value per row, residual variance or None) of one model.
+
+    Every term is categorical apart from baseline pain (11 values), so the rows fall into a few thousand
+    covariate patterns at most. statsmodels fits the model on the patterns (GLM binomial with the rows as
+    variance weights, or WLS on pattern means): the same maximum-likelihood / least-squares estimates as on
+    the rows, at a cost that no longer grows with them. The cluster-robust covariance is statsmodels' CRV1
+    sandwich, written out: B M B * G/(G-1) * (N-1)/(N-K), B the inverse of the information (X'WX), M the
+    sum over patients of the outer product of their summed scores x_i (y_i - yhat_i) (tests compare it
+    with statsmodels fitted on the rows themselves).
+    """
+    import statsmodels.api as sm
+
+    keys = ["baseline_pain", *CATEGORICAL_TERMS]
+    patterns = design.group_by(keys).agg(pl.len().alias("n"), pl.col("y").sum().alias("sum_y")).sort(keys)
+    patterns = patterns.with_row_index("pattern")
+
+    def matrix(frame: pl.DataFrame) -> np.ndarray:
+        columns = [np.ones(frame.height), frame["baseline_pain"].to_numpy().astype(float)]
+        columns += [(frame[term] == level).to_numpy().astype(float) for term, level in dummies]
+        return np.column_stack(columns)
+
+    x = matrix(patterns)
+    n = patterns["n"].to_numpy().astype(float)
+    mean_y = patterns["sum_y"].to_numpy() / n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # separation is guarded before and flagged after
+        if binary:
+            result = sm.GLM(mean_y, x, family=sm.families.Binomial(), var_weights=n).fit()
+        else:
+            result = sm.WLS(mean_y, x, weights=n).fit()
+    params = np.asarray(result.params, dtype=float)
+    pattern_fit = np.asarray(result.predict(x), dtype=float)
+    if not np.all(np.isfinite(params)):
+        raise ValueError("non-finite coefficients")
+    rows = design.join(patterns.select(*keys, "pattern"), on=keys, how="left", maintain_order="left")
+    fitted = pattern_fit[rows["pattern"].to_numpy()]
+    residual = design["y"].to_numpy() - fitted
+    weight = n * pattern_fit * (1 - pattern_fit) if binary else n
+    bread = np.linalg.inv(x.T @ (x * weight[:, None]))
+    scored = design.select(
+        "patient", pl.Series("r", residual), (pl.Series("r", residual) * pl.col("baseline_pain")).alias("rb"),
+        *[pl.when(pl.col(term) == level).then(pl.Series("r", residual)).otherwise(0.0).alias(f"d{k}")
+          for k, (term, level) in enumerate(dummies)],
+    )
+    scores = scored.group_by("patient").sum().sort("patient").drop("patient").to_numpy()  # a stable order of sums
+    groups, nobs, k_params = scores.shape[0], design.height, x.shape[1]
+    meat = scores.T @ scores
+    correction = groups / (groups - 1) * (nobs - 1) / (nobs - k_params) if groups > 1 else np.nan
+    cov = correction * bread @ meat @ bread
+    scale = None if binary else float(residual @ residual / (nobs - k_params))
+    return params, np.sqrt(np.diag(cov)), fitted, scale
+
+
+def within_patient_correlation(residuals: np.ndarray, variances: np.ndarray, groups: np.ndarray) -> float:
+    """Moment estimate of the correlation of two standardised residuals of one patient, clipped to [0, 1]."""
+    e = residuals / np.sqrt(variances)
+    frame = pl.DataFrame({"g": groups, "e": e}).group_by("g").agg(
+        (pl.col("e").sum() ** 2 - (pl.col("e") ** 2).sum()).alias("cross"),
+        (pl.len() * (pl.len() - 1)).alias("pairs"),
+    )
+    pairs = frame["pairs"].sum()
+    if not pairs:
+        return 0.0
+    return float(min(1.0, max(0.0, frame["cross"].sum() / pairs)))
+
+
+def funnel_position(difference: float, limit_95: float, limit_998: float) -> str:
+    """Where a unit's difference falls around 0; a point exactly on a limit is inside it."""
+    if difference > limit_998:
+        return "above_998"
+    if difference < -limit_998:
+        return "below_998"
+    if difference > limit_95:
+        return "above_95"
+    if difference < -limit_95:
+        return "below_95"
+    return "inside"
+
+
+def unit_results(measure: str, rows: pl.DataFrame, fit: Fit, min_patients: int) -> pl.DataFrame:
+    """Observed, expected, difference, interval and funnel position per clinic and clinician of one measure."""
+    y = rows["y"].to_numpy().astype(float)
+    residual = y - fit.fitted
+    variance = fit.fitted * (1 - fit.fitted) if fit.residual_variance is None else np.full(len(y), fit.residual_variance)
+    frame = rows.select("patient_key", "clinic_id", "clinician_id").with_columns(
+        y=pl.Series(y), fitted=pl.Series(fit.fitted), residual=pl.Series(residual), variance=pl.Series(variance)
+    )
+    rho = within_patient_correlation(residual, np.maximum(variance, 1e-12), rows["patient_key"].rank("dense").to_numpy())
+    network_value = float(y.mean())
+    parts = []
+    for level, column in (("clinic", "clinic_id"), ("clinician", "clinician_id")):
+        per_patient = frame.filter(pl.col(column).is_not_null()).group_by(column, "patient_key").agg(
+            pl.len().alias("m"), pl.col("residual").sum().alias("residual_sum"),
+        )
+        clustered = per_patient.group_by(column).agg(
+            pl.len().alias("patients"),
+            (pl.col("m") ** 2).sum().alias("m_squared"),
+            (pl.col("residual_sum") ** 2).sum().alias("cluster_ss"),
+        )
+        sums = frame.filter(pl.col(column).is_not_null()).group_by(column).agg(
+            pl.len().alias("n"),
+            pl.col("y").mean().alias("observed"),
+            pl.col("fitted").mean().alias("expected"),
+            pl.col("variance").sum().alias("v"),
+        )
+        units = sums.join(clustered, on=column).filter(pl.col("patients") >= min_patients)
+        g, n = pl.col("patients").cast(pl.Float64), pl.col("n").cast(pl.Float64)
+        deff = 1 + rho * (pl.col("m_squared") / n - 1)
+        units = units.with_columns(
+            difference=pl.col("observed") - pl.col("expected"),
+            se=(g / (g - 1) * pl.col("cluster_ss")).sqrt() / n,
+            model_se=(pl.col("v") * deff).sqrt() / n,
+        ).with_columns(
+            ci_low=pl.col("difference") - Z_95 * pl.col("se"),
+            ci_high=pl.col("difference") + Z_95 * pl.col("se"),
+            limit_95=Z_95 * pl.col("model_se"),
+            limit_998=Z_998 * pl.col("model_se"),
+        )
+        units = units.with_columns(
+            funnel=pl.struct("difference", "limit_95", "limit_998").map_elements(
+                lambda r: funnel_position(r["difference"], r["limit_95"], r["limit_998"]), return_dtype=pl.String
+            ),
+            level=pl.lit(level),
+            unit_id=pl.col(column),
+            measure=pl.lit(measure),
+            network_value=pl.lit(network_value),
+        )
+        parts.append(units.select(list(ADJUSTED_SCHEMA)))
+    return pl.concat(parts).cast(ADJUSTED_SCHEMA).sort("level", "unit_id")
+
+
+def casemix_marts(
+    con: duckdb.DuckDBPyConnection, mcid: float, min_patients: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(marts.casemix_coefficients, marts.adjusted_outcomes) from core.* and marts.plan_outcomes on `con`."""
+    coefficients = [pl.DataFrame(schema=COEFFICIENT_SCHEMA)]
+    adjusted = [pl.DataFrame(schema=ADJUSTED_SCHEMA)]
+    for measure, rows in measure_rows(con, mcid).items():
+        fit = fit_measure(measure, rows, min_patients)
+        if fit is None:
+            continue
+        coefficients.append(fit.coefficients)
+        adjusted.append(unit_results(measure, rows, fit, min_patients))
+    return pl.concat(coefficients), pl.concat(adjusted).sort("measure", "level", "unit_id")

@@ -1,0 +1,135 @@
+"""The generator's case mix (R8) and its steady 18-month history (issue 17).
+
+Mutants tried (each applied alone; 4 of 4 killed, the last two only after the thresholds were tightened):
+- HARD_CHRONICITY_SHARES = CHRONICITY_SHARES: test_clinics_get_different_case_mixes;
+- _initial_export keeping every version: test_the_initial_export_holds_one_version_per_record;
+- LEGACY_DROPS = 0: test_older_drops_lack_the_chronicity_column;
+- plan starts back to 80% early / 20% in the last window: test_plan_starts_and_sessions_are_steady_over_the_months
+  (over 18 months that is a surge at the end, not a drop: the last months must be like the rest either way).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from clinic_outcomes.synthetic.generate import generate
+from clinic_outcomes.synthetic.network import DAILY_DROPS, DEMO_DAYS, DEMO_PATIENTS, EDGE_CLINIC, HARD_CASE_MIX_CLINIC, LEGACY_DROPS
+
+
+def read(path) -> pl.DataFrame:
+    """An export file as text columns with lower-case header names."""
+    if path.name.endswith(".parquet"):
+        frame = pl.from_arrow(pq.read_table(path))
+    else:
+        data = path.read_bytes()
+        data = gzip.decompress(data) if path.name.endswith(".gz") else data
+        frame = pl.read_csv(io.BytesIO(data.removeprefix(b"\xef\xbb\xbf")), infer_schema=False)
+    frame = frame.rename({c: c.strip().lower() for c in frame.columns})
+    return frame.select(pl.all().cast(pl.String))
+
+
+def entity_files(out, entity):
+    return sorted(p for p in out.glob(f"*/{entity}.*"))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return generate(out, patients=DEMO_PATIENTS, days=DEMO_DAYS, seed=7)
+
+
+@pytest.fixture(scope="module")
+def plans(demo) -> pl.DataFrame:
+    frames = [read(p).with_columns(pl.lit(p.parent.name).alias("drop")) for p in entity_files(demo.out, "plans")]
+    latest = pl.concat(frames, how="diagonal").sort("drop").unique("plan_id", keep="last")
+    return latest.with_columns(pl.col("chronicity").str.to_lowercase())  # enums come in any case
+
+
+def test_the_demo_spans_18_months_in_91_drops(demo):
+    folders = sorted(p.name for p in demo.out.iterdir() if p.is_dir())
+    assert demo.drops == len(folders) == DAILY_DROPS + 1
+    first_nightly = demo.end_date - dt.timedelta(days=DAILY_DROPS - 1)
+    assert folders[0] == (first_nightly - dt.timedelta(days=1)).isoformat()
+    assert folders[1:] == [(first_nightly + dt.timedelta(days=d)).isoformat() for d in range(DAILY_DROPS)]
+    assert demo.first_date == demo.end_date - dt.timedelta(days=DEMO_DAYS - 1)
+    assert DEMO_DAYS >= 547  # 18 months
+
+
+def test_the_initial_export_holds_one_version_per_record(demo):
+    initial = sorted(p for p in demo.out.iterdir() if p.is_dir())[0]
+    for entity, key in (("sessions", "session_id"), ("plans", "plan_id"), ("patients", "patient_id"),
+                        ("pain_checkins", "checkin_id")):
+        (path,) = list(initial.glob(f"{entity}.*"))
+        frame = read(path)
+        assert frame[key].n_unique() == frame.height > 0, entity
+    (path,) = list(initial.glob("needle_sites.*"))
+    sites = read(path)
+    assert sites.select("session_id", "site", "side").n_unique() == sites.height
+
+
+def test_older_drops_lack_the_chronicity_column(demo):
+    files = entity_files(demo.out, "plans")
+    without = [p.parent.name for p in files if "chronicity" not in read(p).columns]
+    first_nightly = (demo.end_date - dt.timedelta(days=DAILY_DROPS - 1))
+    assert without == [(first_nightly + dt.timedelta(days=d)).isoformat() for d in range(LEGACY_DROPS)
+                       if any((demo.out / (first_nightly + dt.timedelta(days=d)).isoformat()).glob("plans.*"))]
+    assert len(without) >= 7  # most of the first nine nightly drops carry a plans file
+
+
+def test_clinics_get_different_case_mixes(plans):
+    mix = plans.group_by("clinic_id").agg(
+        (pl.col("chronicity") == "chronic").mean().alias("chronic"),
+        pl.col("chronicity").is_null().mean().alias("not_recorded"),
+        pl.len().alias("plans"),
+    )
+    chronic = dict(zip(mix["clinic_id"], mix["chronic"]))
+    assert chronic[HARD_CASE_MIX_CLINIC] > 0.6
+    assert all(0.25 < share < 0.5 for clinic, share in chronic.items() if clinic != HARD_CASE_MIX_CLINIC)
+    assert set(plans["chronicity"].drop_nulls().unique()) == {"acute", "subacute", "chronic"}
+    assert 0.02 < plans["chronicity"].is_null().mean() < 0.15  # 5% not recorded, plus the older drops'
+
+
+def test_the_hard_clinic_starts_with_less_pain_and_the_edge_clinic_improves_more(demo):
+    sessions = pl.concat([read(p) for p in entity_files(demo.out, "sessions")], how="diagonal")
+    sessions = sessions.unique("session_id", keep="last").filter(pl.col("pain_before").is_not_null())
+    first = sessions.sort("started_at").group_by("plan_id").agg(pl.col("clinic_id").first(), pl.col("pain_before").first().cast(pl.Int64))
+    baseline = dict(first.group_by("clinic_id").agg(pl.col("pain_before").mean()).iter_rows())
+    assert baseline[HARD_CASE_MIX_CLINIC] < min(v for k, v in baseline.items() if k != HARD_CASE_MIX_CLINIC) - 0.6
+    relief = sessions.filter(pl.col("pain_after").is_not_null() & pl.col("therapies").str.to_lowercase().str.contains("dry_needling"))
+    relief = relief.with_columns((pl.col("pain_before").cast(pl.Int64) - pl.col("pain_after").cast(pl.Int64)).alias("r"))
+    mean_relief = dict(relief.group_by("clinic_id").agg(pl.col("r").mean()).iter_rows())
+    assert mean_relief[EDGE_CLINIC] == max(mean_relief.values())
+    assert mean_relief[HARD_CASE_MIX_CLINIC] == min(mean_relief.values())
+
+
+def test_plan_starts_and_sessions_are_steady_over_the_months(demo, plans):
+    """Issue 17: no artificial drop in the last months (it showed 'Needling sessions ▼ 644')."""
+    starts = plans.with_columns(pl.col("start_date").str.slice(0, 7).alias("month")).group_by("month").len()
+    full_months = starts.filter((pl.col("month") > demo.first_date.isoformat()[:7]) & (pl.col("month") < demo.end_date.isoformat()[:7]))
+    counts = full_months.sort("month")["len"].to_list()
+    assert len(counts) >= 16
+    mean = sum(counts) / len(counts)
+    assert min(counts) > 0.35 * mean  # random months vary (seed 7: 24 to 73 starts), none is emptied
+    assert 0.8 * mean < sum(counts[-3:]) / 3 < 1.25 * mean  # the last months are like the rest (issue 17)
+    sessions = pl.concat([read(p).select("session_id", "started_at") for p in entity_files(demo.out, "sessions")])
+    by_month = sessions.unique("session_id").group_by(pl.col("started_at").str.slice(0, 7).alias("month")).len().sort("month")
+    months = by_month.filter((pl.col("month") > demo.first_date.isoformat()[:7]) & (pl.col("month") < demo.end_date.isoformat()[:7]))
+    # from the third month on (after the ramp-up of the first plans' courses) the volume is steady to the end
+    steady = months["len"].to_list()[2:]
+    assert 0.85 < (sum(steady[-3:]) / 3) / (sum(steady) / len(steady)) < 1.2
+    assert min(steady) > 0.5 * max(steady)
+
+
+def test_the_same_seed_gives_the_same_case_mix(tmp_path):
+    a = generate(tmp_path / "a", patients=80, days=200, seed=5)
+    b = generate(tmp_path / "b", patients=80, days=200, seed=5)
+    for path in sorted((tmp_path / "a").rglob("*")):
+        if path.is_file():
+            assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
+    assert a.planted == b.planted and a.drops == b.drops == DAILY_DROPS + 1

@@ -1,6 +1,6 @@
 -- Type one night's plan rows and give each row its rejection reasons (null: the row loads).
 -- inputs (temp tables and views Python or an earlier file fills; tests/test_sql_inputs.py checks them):
---   incoming_plans: plan_id, patient_id, clinic_id, start_date, planned_weeks, planned_sessions, pcp_cleared,
+--   incoming_plans: plan_id, patient_id, clinic_id, start_date, planned_weeks, planned_sessions, pcp_cleared, chronicity,
 --     status, updated_at, _drop, _file_id, _line
 --   patient_keys: patient_id, patient_key
 create or replace temp table staged_plans as

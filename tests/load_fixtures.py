@@ -35,6 +35,7 @@ VALID: dict[str, dict[str, str]] = {
         "planned_weeks": "6",
         "planned_sessions": "6",
         "pcp_cleared": "true",
+        "chronicity": "",  # optional (older exports lack the column): null unless a test sets it
         "status": "active",
         "updated_at": "2026-10-01T08:00:00Z",
     },

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from load_fixtures import VALID, csv_text, load_all, plan, rejected, rows, write_drop
 
-COLUMNS_WITH = [*VALID["plans"], "chronicity"]
+COLUMNS_WITH = [*VALID["plans"]]  # chronicity among them
 
 
 def _plan(plan_id: str, chronicity: str | None, **values: str | None) -> dict:
@@ -55,8 +55,10 @@ def test_an_unknown_chronicity_rejects_the_row_with_a_reason_naming_column_and_v
 
 def test_a_file_without_the_column_loads_with_chronicity_not_recorded(tmp_path):
     exports = tmp_path / "exports"
-    write_drop(exports, "2026-11-01", "plans", [plan(plan_id="pl_old")])  # VALID has no chronicity column
-    write_drop(exports, "2026-11-01", "plans", pa.Table.from_pylist([plan(plan_id="pl_pq")]), ext="parquet")
+    old = [c for c in VALID["plans"] if c != "chronicity"]  # an older export: no chronicity column
+    write_drop(exports, "2026-11-01", "plans", csv_text([plan(plan_id="pl_old")], old))
+    write_drop(exports, "2026-11-01", "plans",
+               pa.Table.from_pylist([{c: plan(plan_id="pl_pq")[c] for c in old}]), ext="parquet")
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     summary = load_all(con, exports)
     assert rows(con, "select plan_id, chronicity from core.plans order by plan_id") == [

@@ -2,7 +2,7 @@
 -- (then the later-loaded file, then the later line of the same file).
 -- inputs (temp tables and views Python or an earlier file fills; tests/test_sql_inputs.py checks them):
 --   latest_incoming_plans: plan_id, patient_key, clinic_id, start_date, planned_weeks, planned_sessions,
---     pcp_cleared, status, updated_at, _drop, _file_id
+--     pcp_cleared, chronicity, status, updated_at, _drop, _file_id
 merge into raw.plans as target
 using latest_incoming_plans as incoming
 on target.plan_id = incoming.plan_id

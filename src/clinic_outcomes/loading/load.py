@@ -17,11 +17,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import gzip
-import hashlib
 import logging
 import sys
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +28,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clinic_outcomes.loading import keys
-from clinic_outcomes.loading.entities import ENTITIES, Entity, entity_of
+from clinic_outcomes.loading.discovery import (  # noqa: F401 (ExportFile, file_sha256: part of this module's API)
+    Discovery,
+    ExportFile,
+    discover,
+    file_sha256,
+    files_sha256,
+)
+from clinic_outcomes.loading.entities import ENTITIES, Entity
 from clinic_outcomes.settings import Settings
 from clinic_outcomes.warehouse import (
     SQL_DIR,
@@ -42,21 +47,6 @@ from clinic_outcomes.warehouse import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ExportFile:
-    path: Path
-    relpath: str  # relative to the exports folder, e.g. "2026-11-22/sessions.csv"
-    drop: str
-    entity: str
-    file_format: str  # csv, csv.gz or parquet
-
-
-@dataclass
-class Discovery:
-    files: list[ExportFile] = field(default_factory=list)
-    ignored: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
 
 
 @dataclass
@@ -95,46 +85,18 @@ class FileRejected(Exception):
     """A whole file cannot be loaded; the message is the recorded reason."""
 
 
-def discover(exports_dir: Path) -> Discovery:
-    """Every export file of every drop folder, in the order they are applied."""
-    if not exports_dir.is_dir():
-        raise FileNotFoundError(f"exports folder {exports_dir} does not exist")
-    found = Discovery()
-    entity_order = {name: i for i, name in enumerate(ENTITIES)}
-    for path in sorted(p for p in exports_dir.iterdir() if p.is_file()):
-        found.ignored.append((path.name, "not inside a drop folder (exports/<drop>/<entity>.csv)"))
-    for drop_dir in sorted(p for p in exports_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        in_drop: list[ExportFile] = []
-        for path in sorted(drop_dir.rglob("*")):
-            if path.is_dir():
-                continue
-            relpath = path.relative_to(exports_dir).as_posix()
-            recognised = entity_of(path.name) if path.parent == drop_dir else None
-            if recognised is None:
-                found.ignored.append((relpath, "not an export file (sessions, needle_sites, plans, pain_checkins or patients as .csv, .csv.gz or .parquet)"))
-                continue
-            entity, file_format = recognised
-            in_drop.append(ExportFile(path, relpath, drop_dir.name, entity, file_format))
-        in_drop.sort(key=lambda f: (entity_order[f.entity], f.path.name))
-        found.files.extend(in_drop)
-    return found
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def files_sha256(paths: list[Path]) -> list[str]:
-    """file_sha256 of each path, in order, two files at a time: hashlib releases the GIL while it hashes, and an
-    incremental night hashes every file of the exports folder again to check the ledger."""
-    if len(paths) < 2:
-        return [file_sha256(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256") as pool:
-        return list(pool.map(file_sha256, paths))
+def _digests(paths: list[Path]) -> list[str | OSError]:
+    """The sha256 of each file, or the error that kept it from being read (one bad file never fails the night)."""
+    try:
+        return list(files_sha256(paths))
+    except OSError:
+        out: list[str | OSError] = []
+        for path in paths:
+            try:
+                out.append(file_sha256(path))
+            except OSError as exc:
+                out.append(exc)
+        return out
 
 
 def _sql_files(folder: str) -> list[str]:
@@ -290,6 +252,8 @@ def _read_files(con: duckdb.DuckDBPyConnection, results: list["FileResult"]) -> 
     """Read every new file: one statement per entity and format; a statement that fails is retried file by file."""
     groups: dict[tuple[str, str], list[tuple[FileResult, Header]]] = {}
     for result in results:
+        if result.status == "rejected":  # at discovery or while hashing: never opened here
+            continue
         entity = ENTITIES[result.file.entity]
         try:
             header = read_header(result.file)
@@ -495,7 +459,19 @@ def load_exports(
     known = {row[0] for row in con.execute("select sha256 from ops.loaded_files").fetchall()}
     _create_incoming_tables(con)
     next_id = _next_file_id(con)
-    for file, digest in zip(found.files, files_sha256([f.path for f in found.files])):
+    readable = [f for f in found.files if f.problem is None]
+    digests = dict(zip((f.relpath for f in readable), _digests([f.path for f in readable])))
+    for file in found.files:
+        digest = digests.get(file.relpath)
+        if file.problem is not None or isinstance(digest, OSError):
+            # Never read (not a regular file), or it could not be read for its hash: rejected whole, every night
+            # it is still there. sha256 stays empty: no content was read.
+            problem = file.problem or f"file cannot be read: {type(digest).__name__}: {digest.strerror or digest}"
+            result = FileResult(file=file, file_id=next_id, sha256="", status="rejected", reason=problem)
+            log.warning("rejected file %s: %s", file.relpath, problem)
+            summary.files.append(result)
+            next_id += 1
+            continue
         if digest in known:
             summary.already_loaded.append(file.relpath)
             continue

@@ -29,7 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clinic_outcomes.loading import keys, physical
+from clinic_outcomes.loading import checks, keys, physical
 from clinic_outcomes.loading.discovery import (  # noqa: F401 (ExportFile, file_sha256: part of this module's API)
     Discovery,
     ExportFile,
@@ -539,6 +539,8 @@ def _load_files(
     counts: dict[int, tuple[int, int]] = {}
     for name in ENTITIES:
         run_sql(con, f"staging/{name}")
+        checks.flag_duplicates_in_file(con, name)
+        checks.escape_records(con, name)
         # Nothing reads the night's text rows after their staging: free them before the next entity's work (at 10M
         # sessions the incoming tables alone outgrow the memory limit and every later statement spills).
         con.execute(f"drop table incoming_{name}")

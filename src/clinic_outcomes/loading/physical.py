@@ -13,9 +13,9 @@ keeps its physical line number; the over-long records are returned (line,
 size) to be recorded as rejected. Their text is never kept: memory stays
 bounded by 1 MiB per record however long the line.
 
-Record boundaries in the copy follow the quote parity of each line: a record
-ends at a line end where its double quotes are balanced (exact for RFC 4180
-quoting, where a quote inside a quoted field is doubled). Choices where the
+Record boundaries in the copy follow Python's csv quoting rules (a quote opens
+a quoted field only at a field's start; `""` inside one is a quote), scanned
+quote by quote and comma by comma only on lines that hold a quote. Choices where the
 spec is silent: a row's length counts its bytes with its line ends; CRLF
 inside a quoted field becomes LF in the copy (only free-text values can hold a
 line break: identifiers with one are rejected).
@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 LIMIT = 1 << 20  # a row (record) longer than this many bytes is rejected
-_BLOCK = 1 << 20  # prescan block: a line longer than a block is seen across blocks, never inside one
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,8 @@ def prescan(path: Path, file_format: str) -> Prescan | None:
     carry_cr = False  # the previous block ended with CR (a CRLF split across blocks)
     try:
         with _open_bytes(path, file_format) as fh:
-            for block in iter(lambda: fh.read(_BLOCK), b""):
+            # Blocks of LIMIT bytes: a line inside one block is shorter than LIMIT; a longer one spans blocks.
+            for block in iter(lambda: fh.read(LIMIT), b""):
                 newlines += block.count(b"\n")
                 crlf += block.count(b"\r\n") + (1 if carry_cr and block.startswith(b"\n") else 0)
                 carry_cr = block.endswith(b"\r")
@@ -81,23 +81,68 @@ def prescan(path: Path, file_format: str) -> Prescan | None:
     return Prescan(lines=lines, mixed_line_ends=0 < crlf < newlines, long_line=long_line)
 
 
-def _lines(fh: BinaryIO) -> Iterator[tuple[bytes | None, int, int]]:
-    """(text without its line end, or None when longer than LIMIT; size in bytes; double quotes) per line."""
+class _QuoteState:
+    """Where a record stands in CSV quoting, fed a line in pieces: Python's csv rules (doublequote, not strict):
+    a quote opens a quoted field only at the start of a field; inside one, `""` is a quote and a single quote
+    closes it; after it, and in an unquoted field, every character up to the next comma is literal."""
+
+    def __init__(self) -> None:
+        self.state = "start"  # start | field | quoted | quoted_quote
+
+    def feed(self, data: bytes) -> None:
+        i, n = 0, len(data)
+        while i < n:
+            if self.state in ("start", "field") and data.find(b'"', i) < 0:
+                # No quote left: only where the last field starts matters (most lines end here at once).
+                self.state = "start" if data.endswith(b",") else "field"
+                return
+            if self.state == "start":
+                if data[i] == 34:  # '"'
+                    self.state, i = "quoted", i + 1
+                else:
+                    self.state = "field"
+            elif self.state == "field":
+                k = data.find(b",", i)
+                i, self.state = (n, "field") if k < 0 else (k + 1, "start")
+            elif self.state == "quoted":
+                j = data.find(b'"', i)
+                i, self.state = (n, "quoted") if j < 0 else (j + 1, "quoted_quote")
+            elif data[i] == 34:  # quoted_quote: an escaped quote
+                self.state, i = "quoted", i + 1
+            else:
+                self.state = "field"
+
+    def end_line(self) -> bool:
+        """True when the line end is inside a quoted field (the record goes on), else the record ends here."""
+        if self.state == "quoted_quote":
+            self.state = "field"
+        if self.state == "quoted":
+            return True
+        self.state = "start"
+        return False
+
+
+def _lines(fh: BinaryIO) -> Iterator[tuple[bytes | None, int, bool]]:
+    """(text without its line end, or None when longer than LIMIT; size in bytes; whether the record goes on past
+    this line end) per physical line; memory bounded by LIMIT however long the line."""
+    quotes = _QuoteState()
     while True:
         piece = fh.readline(LIMIT + 1)
         if not piece:
             return
-        size, quotes, text = len(piece), piece.count(b'"'), piece
+        size, text = len(piece), piece
+        quotes.feed(piece.rstrip(b"\r\n") if piece.endswith(b"\n") else piece)
         while not piece.endswith(b"\n"):
             piece = fh.readline(LIMIT + 1)
             if not piece:
                 break
-            size, quotes, text = size + len(piece), quotes + piece.count(b'"'), None
+            size, text = size + len(piece), None
+            quotes.feed(piece.rstrip(b"\r\n") if piece.endswith(b"\n") else piece)
         if text is not None and size > LIMIT:
             text = None
         if text is not None:
             text = text[:-2] if text.endswith(b"\r\n") else text[:-1] if text.endswith(b"\n") else text
-        yield text, size, quotes
+        yield text, size, quotes.end_line()
 
 
 def normalised_copy(path: Path, file_format: str, dest: Path) -> list[tuple[int, int]]:
@@ -108,7 +153,7 @@ def normalised_copy(path: Path, file_format: str, dest: Path) -> list[tuple[int,
         line_no = 0
         record: list[bytes] = []
         spans = size = start = 0
-        oversize = in_quotes = False
+        oversize = False
 
         def flush() -> None:
             nonlocal record, spans, size, oversize
@@ -119,7 +164,7 @@ def normalised_copy(path: Path, file_format: str, dest: Path) -> list[tuple[int,
                 out.write(b"\n".join(record) + b"\n")
             record, spans, size, oversize = [], 0, 0, False
 
-        for text, line_size, quotes in _lines(src):
+        for text, line_size, continues in _lines(src):
             line_no += 1
             if spans == 0:
                 start = line_no
@@ -130,8 +175,7 @@ def normalised_copy(path: Path, file_format: str, dest: Path) -> list[tuple[int,
                 record.append(text)
             else:
                 record = []
-            in_quotes ^= quotes % 2 == 1
-            if not in_quotes:
+            if not continues:
                 flush()
         if spans:
             flush()  # an unterminated quoted field runs to the end of the file: the reader rejects it
@@ -142,14 +186,12 @@ def count_records(path: Path, file_format: str) -> int | None:
     """Non-blank data records by quote parity (as normalised_copy splits them), for files Python's csv module
     cannot read (a field over its limit); None if the file cannot be read."""
     records = 0
-    in_quotes = False
     started = False  # the current record has a non-blank line
     try:
         with _open_bytes(path, file_format) as fh:
-            for text, _, quotes in _lines(fh):
+            for text, _, continues in _lines(fh):
                 started = started or text is None or text.strip(b"\r") != b""
-                in_quotes ^= quotes % 2 == 1
-                if not in_quotes:
+                if not continues:
                     records += started
                     started = False
             records += started

@@ -63,13 +63,13 @@ def test_the_night_publishes_in_bounded_time(night):
 
 def test_the_pipe_and_the_dead_link_are_rejected_whole(night):
     site, _, _, drop, _ = night
-    assert fh.query(site.warehouse, f"""
+    assert fh.query(site.warehouse, """
         select path, status, rows_read from ops.loaded_files where run_id = 2 and status = 'rejected' order by path
     """) == [
         (f"{drop}/NEEDLE_SITES.Csv", "rejected", 0),
         (f"{drop}/PLANS.csv", "rejected", 0),
     ]
-    assert fh.query(site.warehouse, f"""
+    assert fh.query(site.warehouse, """
         select source_file, reason from quality.rejected_rows where run_id = 2 and line_number is null order by 1
     """) == [
         (f"{drop}/NEEDLE_SITES.Csv",

@@ -53,7 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--timezone", help="zone of the schedule and of clinics the settings do not name")
     serve.add_argument("--name", default="nightly", help="deployment name (default nightly)")
 
-    query = with_config(sub.add_parser("query", help="ad-hoc read-only SQL against the warehouse"))
+    query = with_config(sub.add_parser(
+        "query",
+        help="ad-hoc read-only SQL against the warehouse",
+        description="Run one SQL query on the warehouse. It reads the warehouse and nothing else (no other file, no "
+        "environment, no network, no extension install) and writes nothing anywhere. In CSV output, a text cell "
+        "starting with =, +, -, @, a tab or a carriage return is written with a leading ' so that a spreadsheet "
+        "shows it instead of running it as a formula.",
+    ))
     query.add_argument("--warehouse", type=Path, required=True)
     query.add_argument("sql")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -128,14 +135,16 @@ def cmd_demo(args) -> int:
 def cmd_query(args) -> int:
     import duckdb
 
+    from clinic_outcomes.loading.keys import KEY_ENV
     from clinic_outcomes.query import QueryError, format_result, run_query
 
+    os.environ.pop(KEY_ENV, None)  # the patient-key secret is never in a query's reach
     try:
         table = run_query(args.warehouse, args.sql)
     except QueryError as exc:
         return _fail(str(exc))
     except duckdb.Error as exc:
-        return _fail(str(exc).splitlines()[0])
+        return _fail(str(exc).strip())  # DuckDB's whole message: hints and the caret line included
     sys.stdout.write(format_result(table, args.format))
     return 0
 

@@ -347,8 +347,11 @@ def test_line_numbers_count_blank_lines(night):
 
 def test_line_numbers_count_line_breaks_inside_quoted_fields(night):
     con, *_ = night
+    # A site code with a line break is itself rejected (a control character in an identifier), at its first line.
     assert [r for r in rejected(con) if r[0].startswith(MULTILINE_FIELD)] == [
-        (f"{MULTILINE_FIELD}/needle_sites.csv", 4, "needles: '0' is out of range 1 or more")
+        (f"{MULTILINE_FIELD}/needle_sites.csv", 2,
+         "site: 'upper<U+000A>trapezius' holds a control or bidirectional-formatting character (U+000A)"),
+        (f"{MULTILINE_FIELD}/needle_sites.csv", 4, "needles: '0' is out of range 1 or more"),
     ]
 
 
@@ -378,7 +381,8 @@ def test_a_file_outside_any_drop_folder_is_reported(tmp_path):
 def test_physical_line_numbers_in_a_gzipped_file_with_a_bom_crlf_blank_lines_and_multi_line_fields(night):
     con, *_ = night
     assert [(line, reason) for path, line, reason in rejected(con) if path.startswith(MESSY_GZIP)] == [
-        (4, "needles: '0' is out of range 1 or more"),
+        (4, "site: 'upper<U+000D><U+000A>trapezius' holds a control or bidirectional-formatting character (U+000D); "
+            "needles: '0' is out of range 1 or more"),
         (6, "line cannot be split into the header's columns (too many columns: Expected Number of Columns: 4 Found: 5)"),
         (7, "side: 'both' is not one of left, right, midline"),
     ]

@@ -27,7 +27,9 @@ checked as (
         -- every reason of the row, '; '-separated (concat_ws skips the checks that pass); null: the row loads
         nullif(concat_ws('; ',
             reason_missing('session_id', session_id),
+            reason_control('session_id', session_id, false),
             reason_missing('site', site),
+            reason_control('site', site, false),
             reason_missing('side', side),
             reason_enum('side', side, seed_sides()),
             reason_int('needles', needles, 1, null)

@@ -33,7 +33,9 @@ checked as (
         -- every reason of the row, '; '-separated (concat_ws skips the checks that pass); null: the row loads
         nullif(concat_ws('; ',
             reason_missing('checkin_id', checkin_id),
+            reason_control('checkin_id', checkin_id, false),
             reason_missing('patient_id', patient_id),
+            reason_control('patient_id', patient_id, true),
             reason_missing('recorded_at', recorded_at),
             reason_timestamp_parsed('recorded_at', recorded_at, recorded_at_instant, recorded_at_local),
             reason_missing('pain', pain),

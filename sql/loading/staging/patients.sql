@@ -51,6 +51,7 @@ checked as (
         -- every reason of the row, '; '-separated (concat_ws skips the checks that pass); null: the row loads
         nullif(concat_ws('; ',
             reason_missing('patient_id', patient_id),
+            reason_control('patient_id', patient_id, true),
             reason_date('date_of_birth', date_of_birth, true),
             reason_enum('sex', sex, seed_sexes()),
             reason_missing('updated_at', updated_at),

@@ -41,8 +41,11 @@ checked as (
         -- every reason of the row, '; '-separated (concat_ws skips the checks that pass); null: the row loads
         nullif(concat_ws('; ',
             reason_missing('plan_id', plan_id),
+            reason_control('plan_id', plan_id, false),
             reason_missing('patient_id', patient_id),
+            reason_control('patient_id', patient_id, true),
             reason_missing('clinic_id', clinic_id),
+            reason_control('clinic_id', clinic_id, false),
             reason_missing('start_date', start_date),
             reason_date('start_date', start_date, false),
             reason_int('planned_weeks', planned_weeks, 1, 52),

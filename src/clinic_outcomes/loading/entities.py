@@ -66,11 +66,13 @@ FILE_SUFFIXES = (".csv.gz", ".csv", ".parquet")
 
 
 def entity_of(filename: str) -> tuple[str, str] | None:
-    """(entity, format) for an export file name, or None for a file that is not one."""
+    """(entity, format) for an export file name, or None for a file that is not one.
+
+    Base name and extension match case-insensitively (exports.md): `Sessions.csv`, `PLANS.Csv.GZ`."""
     lower = filename.lower()
     for suffix in FILE_SUFFIXES:
         if lower.endswith(suffix):
-            base = filename[: -len(suffix)]
+            base = lower[: -len(suffix)]
             if base in ENTITIES:
                 return base, suffix.lstrip(".")
     return None

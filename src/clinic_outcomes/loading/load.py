@@ -14,14 +14,12 @@ connection; the warehouse holds their keyed hash (patient_key).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import gzip
-import hashlib
 import logging
+import shutil
 import sys
+import tempfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +28,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clinic_outcomes import seeds
-from clinic_outcomes.loading import keys
-from clinic_outcomes.loading.entities import ENTITIES, Entity, entity_of
+from clinic_outcomes.loading import checks, keys, physical
+from clinic_outcomes.loading.discovery import (  # noqa: F401 (ExportFile, file_sha256: part of this module's API)
+    Discovery,
+    ExportFile,
+    discover,
+    file_sha256,
+    files_sha256,
+)
+from clinic_outcomes.loading.entities import ENTITIES, Entity
+from clinic_outcomes.loading.headers import FileRejected, Header, _normalised_columns, check_header, read_header
 from clinic_outcomes.settings import Settings
 from clinic_outcomes.warehouse import (
     SQL_DIR,
@@ -46,21 +52,6 @@ from clinic_outcomes.warehouse import (
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ExportFile:
-    path: Path
-    relpath: str  # relative to the exports folder, e.g. "2026-11-22/sessions.csv"
-    drop: str
-    entity: str
-    file_format: str  # csv, csv.gz or parquet
-
-
-@dataclass
-class Discovery:
-    files: list[ExportFile] = field(default_factory=list)
-    ignored: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
-
-
 @dataclass
 class FileResult:
     file: ExportFile
@@ -72,6 +63,22 @@ class FileResult:
     rows_loaded: int = 0
     rows_rejected: int = 0
     ignored_columns: list[str] = field(default_factory=list)
+    read_path: Path | None = None  # a normalised copy (physical.normalised_copy) read instead of the file
+    prescan: physical.Prescan | None = None
+    lines: tuple[list[int], list[int]] | None = None  # physical.physical_lines of what was read, once computed
+
+    @property
+    def path_read(self) -> Path:
+        return self.read_path or self.file.path
+
+    @property
+    def format_read(self) -> str:
+        return "csv" if self.read_path else self.file.file_format
+
+    def physical(self) -> tuple[list[int], list[int]] | None:
+        if self.lines is None:
+            self.lines = physical.physical_lines(self.path_read, self.format_read)
+        return self.lines
 
 
 @dataclass
@@ -93,50 +100,18 @@ class LoadSummary:
         return sum(1 for f in self.files if f.status == "rejected")
 
 
-class FileRejected(Exception):
-    """A whole file cannot be loaded; the message is the recorded reason."""
-
-
-def discover(exports_dir: Path) -> Discovery:
-    """Every export file of every drop folder, in the order they are applied."""
-    if not exports_dir.is_dir():
-        raise FileNotFoundError(f"exports folder {exports_dir} does not exist")
-    found = Discovery()
-    entity_order = {name: i for i, name in enumerate(ENTITIES)}
-    for path in sorted(p for p in exports_dir.iterdir() if p.is_file()):
-        found.ignored.append((path.name, "not inside a drop folder (exports/<drop>/<entity>.csv)"))
-    for drop_dir in sorted(p for p in exports_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        in_drop: list[ExportFile] = []
-        for path in sorted(drop_dir.rglob("*")):
-            if path.is_dir():
-                continue
-            relpath = path.relative_to(exports_dir).as_posix()
-            recognised = entity_of(path.name) if path.parent == drop_dir else None
-            if recognised is None:
-                found.ignored.append((relpath, "not an export file (sessions, needle_sites, plans, pain_checkins or patients as .csv, .csv.gz or .parquet)"))
-                continue
-            entity, file_format = recognised
-            in_drop.append(ExportFile(path, relpath, drop_dir.name, entity, file_format))
-        in_drop.sort(key=lambda f: (entity_order[f.entity], f.path.name))
-        found.files.extend(in_drop)
-    return found
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def files_sha256(paths: list[Path]) -> list[str]:
-    """file_sha256 of each path, in order, two files at a time: hashlib releases the GIL while it hashes, and an
-    incremental night hashes every file of the exports folder again to check the ledger."""
-    if len(paths) < 2:
-        return [file_sha256(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256") as pool:
-        return list(pool.map(file_sha256, paths))
+def _digests(paths: list[Path]) -> list[str | OSError]:
+    """The sha256 of each file, or the error that kept it from being read (one bad file never fails the night)."""
+    try:
+        return list(files_sha256(paths))
+    except OSError:
+        out: list[str | OSError] = []
+        for path in paths:
+            try:
+                out.append(file_sha256(path))
+            except OSError as exc:
+                out.append(exc)
+        return out
 
 
 def _sql_files(folder: str) -> list[str]:
@@ -188,60 +163,16 @@ def _quote_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-@dataclass(frozen=True)
-class Header:
-    """A file's own column names (and, for parquet, their Arrow types)."""
-
-    columns: tuple[str, ...]
-    types: tuple[str, ...] = ()
-
-
-def read_header(file: ExportFile) -> Header:
-    """The file's header, read cheaply in Python so that DuckDB need not sniff each file."""
-    try:
-        if file.file_format == "parquet":
-            schema = pq.read_schema(file.path)
-            return Header(tuple(schema.names), tuple(str(t) for t in schema.types))
-        opener = gzip.open if file.file_format == "csv.gz" else open
-        with opener(file.path, "rt", encoding="utf-8-sig", newline="") as fh:
-            first = next(csv.reader(fh), None)
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error, pa.ArrowException) as exc:
-        raise FileRejected(f"file cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-    if not first:
-        raise FileRejected("file is empty: no header row")
-    return Header(tuple(first))
-
-
-def _normalised_columns(columns: tuple[str, ...]) -> dict[str, str]:
-    """Spec name -> the file's own column name (header names match case-insensitively, trimmed)."""
-    mapping: dict[str, str] = {}
-    for original in columns:
-        name = original.strip().lower()
-        if name in mapping:
-            raise FileRejected(f"column {name!r} appears twice in the header")
-        mapping[name] = original
-    return mapping
-
-
-def check_header(header: Header, entity: Entity) -> list[str]:
-    """Refuse a header without every required column; return the unknown columns (ignored)."""
-    by_name = _normalised_columns(header.columns)
-    missing = [c for c in entity.columns if c in entity.required and c not in by_name]
-    if missing:
-        raise FileRejected(f"missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    return [by_name[c] for c in by_name if c not in entity.columns]
-
-
-def _scan(files: list[ExportFile], header: Header) -> str:
+def _scan(results: list["FileResult"], header: Header) -> str:
     """One scan over files of one format that share a header (DuckDB reads several files in parallel)."""
-    paths = "[" + ", ".join(_quote_str(str(f.path)) for f in files) + "]"
-    if files[0].file_format == "parquet":
+    paths = "[" + ", ".join(_quote_str(str(r.path_read)) for r in results) + "]"
+    if results[0].file.file_format == "parquet":
         return f"read_parquet({paths}, file_row_number = true)"
     columns = "{" + ", ".join(f"{_quote_str(c)}: 'VARCHAR'" for c in header.columns) + "}"
     # Header given, so no sniffing; strict: a line with the wrong number of fields is rejected, not padded.
     return (
         f"read_csv({paths}, header = true, auto_detect = false, columns = {columns}, delim = ',', "
-        "quote = '\"', escape = '\"', strict_mode = true, store_rejects = true)"
+        f"quote = '\"', escape = '\"', strict_mode = true, store_rejects = true, max_line_size = {physical.LIMIT})"
     )
 
 
@@ -268,7 +199,7 @@ def _files_select(entity: Entity, results: list["FileResult"], header: Header) -
     return (
         f"select {', '.join(selected)}, {drops}[file_index::bigint + 1] as _drop, "
         f"{file_ids}[file_index::bigint + 1]::integer as _file_id, "
-        f"{line} as _line from {_scan([r.file for r in results], header)}"
+        f"{line} as _line from {_scan(results, header)}"
     )
 
 
@@ -289,14 +220,38 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0][:300]
 
 
-def _read_files(con: duckdb.DuckDBPyConnection, results: list["FileResult"]) -> None:
+def _prepare_csv(con: duckdb.DuckDBPyConnection, result: "FileResult", scratch: Path) -> None:
+    """Scan a CSV file's lines; read a file with mixed line ends or an over-long line from a normalised copy, and
+    record each record over 1 MiB as rejected at its line (its text is not kept)."""
+    result.prescan = physical.prescan(result.file.path, result.file.file_format)
+    if result.prescan is None:
+        raise FileRejected("file cannot be read: its bytes cannot be scanned (a corrupt compressed stream?)")
+    if not result.prescan.needs_copy:
+        return
+    result.read_path = scratch / f"{result.file_id}.csv"
+    try:
+        long = physical.normalised_copy(result.file.path, result.file.file_format, result.read_path)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileRejected(f"file cannot be read: {type(exc).__name__}: {_first_line(exc)}") from None
+    if long:
+        con.executemany(
+            "insert into incoming_unparsed values (?, ?, ?, true)",
+            [(result.file_id, line, f"row longer than 1 MiB ({size} bytes); its text is not kept") for line, size in long],
+        )
+
+
+def _read_files(con: duckdb.DuckDBPyConnection, results: list["FileResult"], scratch: Path) -> None:
     """Read every new file: one statement per entity and format; a statement that fails is retried file by file."""
     groups: dict[tuple[str, str], list[tuple[FileResult, Header]]] = {}
     for result in results:
+        if result.status == "rejected":  # at discovery or while hashing: never opened here
+            continue
         entity = ENTITIES[result.file.entity]
         try:
             header = read_header(result.file)
             result.ignored_columns = check_header(header, entity)
+            if result.file.file_format != "parquet":
+                _prepare_csv(con, result, scratch)
         except FileRejected as rejected:
             _reject_file(con, result, str(rejected))
             continue
@@ -321,6 +276,7 @@ def _read_files(con: duckdb.DuckDBPyConnection, results: list["FileResult"]) -> 
 
 def _reject_file(con: duckdb.DuckDBPyConnection, result: "FileResult", reason: str) -> None:
     result.status, result.reason = "rejected", reason
+    con.execute("delete from incoming_unparsed where file_id = $f", {"f": result.file_id})
     result.rows_read = _count_rows_if_readable(con, result.file)
     result.rows_rejected = result.rows_read
     log.warning("rejected file %s: %s", result.file.relpath, reason)
@@ -335,7 +291,7 @@ def _collect_unparsed_lines(con: duckdb.DuckDBPyConnection, results: list["FileR
     """
     if not scalar(con, "select count(*) from duckdb_tables() where table_name = 'reject_errors'"):
         return
-    by_path = {str(r.file.path): r for r in results}
+    by_path = {str(r.path_read): r for r in results}
     unparsed = con.execute(
         """
         select scans.file_path, errors.line, min(errors.error_type)::varchar, min(errors.error_message)
@@ -364,33 +320,8 @@ def _collect_unparsed_lines(con: duckdb.DuckDBPyConnection, results: list["FileR
             }
         ),
     )
-    con.execute("insert into incoming_unparsed select * from unparsed_arrow")
+    con.execute("insert into incoming_unparsed select *, false from unparsed_arrow")
     con.unregister("unparsed_arrow")
-
-
-def physical_lines(file: ExportFile) -> tuple[list[int], list[int]] | None:
-    """Start lines of the file's records: (those with the header's number of fields, the others).
-
-    The CSV reader numbers records, not lines: blank lines and line breaks inside
-    quoted fields make the two differ. Only rejected rows ever show a line number,
-    so this pass runs only for files with a rejection. None when Python cannot read
-    the file the same way (the reader's own numbers then stand).
-    """
-    opener = gzip.open if file.file_format == "csv.gz" else open
-    good: list[int] = []
-    bad: list[int] = []
-    try:
-        with opener(file.path, "rt", encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            width = len(next(reader))
-            previous = reader.line_num
-            for row in reader:
-                start, previous = previous + 1, reader.line_num
-                if row:  # the reader skips blank lines; so does this count
-                    (good if len(row) == width else bad).append(start)
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error, StopIteration):
-        return None
-    return good, bad
 
 
 def _fix_line_numbers(con: duckdb.DuckDBPyConnection, results: list["FileResult"]) -> None:
@@ -406,17 +337,18 @@ def _fix_line_numbers(con: duckdb.DuckDBPyConnection, results: list["FileResult"
     for result in results:
         if result.file_id not in with_rejects or result.file.file_format == "parquet":
             continue
-        lines = physical_lines(result.file)
+        lines = result.physical()
         if lines is None:
             continue
         good, bad = lines
         reported = con.execute(
-            "select line, reason from incoming_unparsed where file_id = $f order by line", {"f": result.file_id}
+            "select line, reason from incoming_unparsed where file_id = $f and not physical order by line",
+            {"f": result.file_id},
         ).fetchall()
         if bad and len(reported) == len(bad):  # the same records, in the same order: take the physical lines
-            con.execute("delete from incoming_unparsed where file_id = $f", {"f": result.file_id})
+            con.execute("delete from incoming_unparsed where file_id = $f and not physical", {"f": result.file_id})
             con.executemany(
-                "insert into incoming_unparsed values (?, ?, ?)",
+                "insert into incoming_unparsed values (?, ?, ?, true)",
                 [(result.file_id, line, reason) for line, (_, reason) in zip(bad, reported)],
             )
         good_map["file_id"] += [result.file_id] * len(good)
@@ -445,6 +377,8 @@ def _fix_line_numbers(con: duckdb.DuckDBPyConnection, results: list["FileResult"
 
 def _unparsed_reason(error_type: str, message: str | None) -> str:
     kind = (error_type or "").lower().replace("_", " ")
+    if error_type == "LINE SIZE OVER MAXIMUM":
+        return "row longer than 1 MiB; its text is not kept"
     if error_type in ("TOO MANY COLUMNS", "MISSING COLUMNS") and message:
         return f"line cannot be split into the header's columns ({kind}: {message})"
     return f"line cannot be parsed as CSV ({kind})"
@@ -457,7 +391,10 @@ def _create_incoming_tables(con: duckdb.DuckDBPyConnection) -> None:
             f"create or replace temp table incoming_{entity.name} "
             f"({columns}, _drop varchar, _file_id integer, _line bigint)"
         )
-    con.execute("create or replace temp table incoming_unparsed (file_id integer, line bigint, reason varchar)")
+    # physical: the line is already the file's physical line (else the reader's record number, fixed later)
+    con.execute(
+        "create or replace temp table incoming_unparsed (file_id integer, line bigint, reason varchar, physical boolean)"
+    )
 
 
 def _register_patient_keys(con: duckdb.DuckDBPyConnection, secret: bytes) -> None:
@@ -498,14 +435,46 @@ def load_exports(
     known = {row[0] for row in con.execute("select sha256 from ops.loaded_files").fetchall()}
     _create_incoming_tables(con)
     next_id = _next_file_id(con)
-    for file, digest in zip(found.files, files_sha256([f.path for f in found.files])):
+    readable = [f for f in found.files if f.problem is None]
+    digests = dict(zip((f.relpath for f in readable), _digests([f.path for f in readable])))
+    for file in found.files:
+        digest = digests.get(file.relpath)
+        if file.problem is not None or isinstance(digest, OSError):
+            # Never read (not a regular file), or it could not be read for its hash: rejected whole, every night
+            # it is still there. sha256 stays empty: no content was read.
+            problem = file.problem or f"file cannot be read: {type(digest).__name__}: {digest.strerror or digest}"
+            result = FileResult(file=file, file_id=next_id, sha256="", status="rejected", reason=problem)
+            log.warning("rejected file %s: %s", file.relpath, problem)
+            summary.files.append(result)
+            next_id += 1
+            continue
         if digest in known:
             summary.already_loaded.append(file.relpath)
             continue
         known.add(digest)  # the same content twice in one night is loaded once
         summary.files.append(FileResult(file=file, file_id=next_id, sha256=digest))
         next_id += 1
-    _read_files(con, summary.files)
+    scratch = Path(tempfile.mkdtemp(prefix="clinic-outcomes-load-"))  # normalised copies; removed below
+    try:
+        _load_files(con, summary, scratch, secret, run_id)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for result in summary.files:
+        log.info(
+            "%s: %d rows read, %d loaded, %d rejected%s",
+            result.file.relpath,
+            result.rows_read,
+            result.rows_loaded,
+            result.rows_rejected,
+            f" (file rejected: {result.reason})" if result.status == "rejected" else "",
+        )
+    return summary
+
+
+def _load_files(
+    con: duckdb.DuckDBPyConnection, summary: LoadSummary, scratch: Path, secret: bytes, run_id: int
+) -> None:
+    _read_files(con, summary.files, scratch)
     for result in summary.files:
         if result.ignored_columns:
             log.info("%s: ignored unknown columns %s", result.file.relpath, ", ".join(result.ignored_columns))
@@ -524,6 +493,8 @@ def load_exports(
     counts: dict[int, tuple[int, int]] = {}
     for name in ENTITIES:
         run_sql(con, f"loading/staging/{name}")
+        checks.flag_duplicates_in_file(con, name)
+        checks.escape_records(con, name)
         # Nothing reads the night's text rows after their staging: free them before the next entity's work (at 10M
         # sessions the incoming tables alone outgrow the memory limit and every later statement spills).
         con.execute(f"drop table incoming_{name}")
@@ -540,6 +511,7 @@ def load_exports(
         if name == "plans":
             materialise(con, "raw/patient_timezones")
         counts.update(_keep_rejected_rows_only(con, name))
+    _record_lost_rows(con, summary.files, counts)
     _fix_line_numbers(con, summary.files)
     run_sql(con, "loading/rejected_rows")
     _record_unparsed_and_rejected_files(con, summary, run_id)
@@ -552,16 +524,34 @@ def load_exports(
         con.execute(f"drop table if exists incoming_{name}")
         con.execute(f"drop table if exists staged_{name}")
     con.execute("drop table if exists patient_keys")
-    for result in summary.files:
-        log.info(
-            "%s: %d rows read, %d loaded, %d rejected%s",
-            result.file.relpath,
-            result.rows_read,
-            result.rows_loaded,
-            result.rows_rejected,
-            f" (file rejected: {result.reason})" if result.status == "rejected" else "",
-        )
-    return summary
+
+
+def _record_lost_rows(
+    con: duckdb.DuckDBPyConnection, results: list[FileResult], counts: dict[int, tuple[int, int]]
+) -> None:
+    """Cross-check each CSV file's reader counts with its physical records; record every row the reader lost.
+
+    Cheap when the file has one record per line (the reader's rows + the header = the lines); otherwise the
+    file's records are counted in Python (physical.physical_lines) and any the reader did not return are recorded
+    as rejected rows without a line number (which one was lost cannot be told)."""
+    unparsed = dict(con.execute("select file_id, count(*) from incoming_unparsed where not physical group by file_id").fetchall())
+    blanked = dict(con.execute("select file_id, count(*) from incoming_unparsed where physical group by file_id").fetchall())
+    lost_rows = []
+    for result in results:
+        if result.status == "rejected" or result.prescan is None:
+            continue
+        returned = sum(counts.get(result.file_id, (0, 0))) + unparsed.get(result.file_id, 0)
+        if result.prescan.lines == returned + 1 and not blanked.get(result.file_id):
+            continue
+        lines = result.physical()
+        records = len(lines[0]) + len(lines[1]) if lines else physical.count_records(result.path_read, result.format_read)
+        if records is not None and records > returned:
+            reason = (f"row lost by the CSV reader: the file holds {records} records, the reader returned {returned}; "
+                      "which line it was cannot be told")
+            lost_rows += [(result.file_id, None, reason, True)] * (records - returned)
+            log.warning("%s: the CSV reader lost %d of %d records", result.file.relpath, records - returned, records)
+    if lost_rows:
+        con.executemany("insert into incoming_unparsed values (?, ?, ?, ?)", lost_rows)
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection, name: str) -> None:

@@ -2,12 +2,22 @@
 
 lifelines is the reference: curves, confidence bands, medians with their CI,
 survival at fixed times and the multivariate log-rank p-value must agree to 1e-9
-on random data, ties and censoring included.
+on random data, ties and censoring included. The median is the exception: R4
+compares S with 0.5 exactly, so its reference is the first time the product of
+fractions (Fraction) is <= 1/2; lifelines' float can miss an exact 1/2.
+
+Mutants tried (survival.exact_side_of_half / curve_summary), each caught:
+- no exact correction (the map_batches returns the float): test_median_when_survival_is_exactly_one_half_in_fractions,
+  test_exact_median_on_random_all_relapse_data, and the hypothesis test against the Fraction reference;
+- the exact 1/2 case dropped (`twice == denominator` never taken, 1/2 put above 0.5): the two tests above
+  and test_median_when_survival_is_exactly_one_half;
+- (equivalent, not caught: multiplying rows without events too, since (n - 0) / n = 1.)
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import polars as pl
@@ -35,6 +45,20 @@ def close(ours: float | None, reference: float | None) -> bool:
     if ours is None or reference is None:
         return ours is None and reference is None
     return abs(ours - reference) <= TOLERANCE
+
+
+def exact_median(durations, events) -> float | None:
+    """The first time the product of (n - d) / n over event times is <= 1/2, in Fractions."""
+    durations = [float(value) for value in durations]
+    events = [bool(value) for value in events]
+    survival = Fraction(1)
+    for time in sorted(set(durations)):
+        at_risk = sum(1 for value in durations if value >= time)
+        deaths = sum(1 for value, event in zip(durations, events) if value == time and event)
+        survival *= Fraction(at_risk - deaths, at_risk)
+        if survival <= Fraction(1, 2):
+            return time
+    return None
 
 
 def reference_fit(durations, events) -> KaplanMeierFitter:
@@ -73,6 +97,33 @@ def test_median_when_survival_is_exactly_one_half():
     assert summary["median_hours"][0] == 4.0
 
 
+def test_median_when_survival_is_exactly_one_half_in_fractions():
+    # rules.md R4: S(2) = 5/6 x 3/5 = 1/2 exactly; exp(log 5/6 + log 3/5) = 0.5000000000000001 says 5 h.
+    episodes = pl.LazyFrame({"duration_hours": [1.0, 2.0, 2.0, 5.0, 5.0, 5.0], "relapsed": [True] * 6})
+    curve = kaplan_meier(episodes, [])
+    assert curve.filter(pl.col("hours") == 2.0).collect()["survival"].item() == 0.5
+    summary = curve_summary(curve, [], {"at_2h": 2.0}).collect()
+    assert summary["median_hours"][0] == 2.0
+    assert summary["at_2h"][0] == 0.5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_median_on_random_all_relapse_data(seed):
+    # Many small samples with ties: several hit 1/2 exactly, where floats may land on either side.
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(200):
+        n = int(rng.integers(2, 13))
+        durations = rng.integers(1, 6, n).astype(float)
+        events = rng.random(n) < 0.8
+        frame = pl.LazyFrame({"duration_hours": durations, "relapsed": events})
+        ours = curve_summary(kaplan_meier(frame, []), [], {}).collect()["median_hours"][0]
+        reference = exact_median(durations, events)
+        assert ours == reference
+        hits += kaplan_meier(frame, []).filter(pl.col("survival") == 0.5).collect().height > 0
+    assert hits > 10
+
+
 durations = st.lists(
     st.tuples(
         # few distinct values -> many ties; fractions of an hour as relief durations are
@@ -105,7 +156,7 @@ def test_curve_band_median_and_survival_match_lifelines(rows):
 
         row = summary.filter(pl.col("aftercare") == group).row(0, named=True)
         median_band = median_survival_times(band)
-        assert close(row["median_hours"], as_null(kmf.median_survival_time_))
+        assert close(row["median_hours"], exact_median(subset["duration_hours"], subset["relapsed"]))
         assert close(row["median_ci_low"], as_null(median_band.iloc[0, 0]))
         assert close(row["median_ci_high"], as_null(median_band.iloc[0, 1]))
         for name, hours in checkpoints.items():
@@ -162,7 +213,7 @@ def test_relief_summary_matches_lifelines_per_group(seed):
             assert row["patients"] == followed["patient_key"].n_unique()
             kmf = reference_fit(followed["duration_hours"], followed["relapsed"])
             median_band = median_survival_times(kmf.confidence_interval_)
-            assert close(row["median_hours"], as_null(kmf.median_survival_time_))
+            assert close(row["median_hours"], exact_median(followed["duration_hours"], followed["relapsed"]))
             assert close(row["median_ci_low"], as_null(median_band.iloc[0, 0]))
             assert close(row["median_ci_high"], as_null(median_band.iloc[0, 1]))
             for name, hours in IN_RELIEF_AT.items():

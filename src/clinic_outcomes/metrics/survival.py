@@ -18,10 +18,20 @@ The arithmetic follows lifelines step by step (S = exp(cumulative sum of
 log(1 - d/n)), log/exp through numpy) so the two agree to rounding; the tests
 compare them on random data. lifelines is a dev dependency only: nothing here
 imports it.
+
+One exception to following lifelines: the comparison with one half (rules.md R4) is exact. S(t) is
+the product of the fractions (n - d) / n, and exp(sum of logs) can land a hair above 0.5 when the
+product is exactly 1/2 (durations 1, 2, 2, 5, 5, 5 h: 5/6 x 3/5 = 1/2, and the float says 0.5000000000000001,
+so lifelines puts the median at 5 h instead of 2 h). Wherever the float lies within 1e-9 of 0.5, the
+product is recomputed in integers and the float is set on the same side of 0.5 as the exact value
+(exactly 0.5 when it is 1/2). Every later comparison of `survival` with 0.5, here or in the marts, is
+then exact. Elsewhere the float and the exact value are far apart from 0.5 compared with the rounding
+(a sum of n logs is off by about n x 1e-16).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -42,6 +52,73 @@ def _numpy(ufunc: np.ufunc, expr: pl.Expr) -> pl.Expr:
             return pl.Series(series.name, ufunc(series.cast(pl.Float64).to_numpy()))
 
     return expr.map_batches(apply, return_dtype=pl.Float64)
+
+
+HALF = 0.5
+# Floats of S within this of one half are decided in exact arithmetic (rounding errors are ~1e-12 at most).
+_NEAR_HALF = 1e-9
+
+
+def _product(values: Sequence[int]) -> int:
+    """The product of many integers by a balanced tree (big-integer products stay fast)."""
+    values = list(values)
+    if not values:
+        return 1
+    while len(values) > 1:
+        paired = [values[i] * values[i + 1] for i in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            paired.append(values[-1])
+        values = paired
+    return values[0]
+
+
+def exact_side_of_half(group: np.ndarray, at_risk: np.ndarray, events: np.ndarray, survival: np.ndarray) -> np.ndarray:
+    """`survival` with every value near 0.5 put on the side of 0.5 where the exact product lies.
+
+    Rows are one curve per `group`, in time order. S at a row is the product over the group's rows up to it of
+    (at_risk - events) / at_risk; S <= 1/2 exactly when 2 x prod(at_risk - events) <= prod(at_risk).
+    """
+    survival = np.array(survival, dtype=np.float64, copy=True)
+    near = np.flatnonzero(np.abs(survival - HALF) <= _NEAR_HALF)
+    if near.size == 0:
+        return survival
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    group_start = starts[np.searchsorted(starts, near, side="right") - 1]
+    below = np.nextafter(HALF, 0.0)
+    above = np.nextafter(HALF, 1.0)
+    # Walk each group's near rows in order, extending one running product (numerator, denominator).
+    current_start, upto, numerator, denominator = -1, -1, 1, 1
+    for row, start in zip(near.tolist(), group_start.tolist()):
+        if start != current_start:
+            current_start, upto, numerator, denominator = start, start - 1, 1, 1
+        span = slice(upto + 1, row + 1)
+        stepped = events[span] > 0
+        numerator *= _product((at_risk[span][stepped] - events[span][stepped]).tolist())
+        denominator *= _product(at_risk[span][stepped].tolist())
+        common = math.gcd(numerator, denominator)
+        numerator, denominator = numerator // common, denominator // common
+        upto = row
+        twice = 2 * numerator
+        if twice == denominator:
+            survival[row] = HALF
+        elif twice < denominator:
+            survival[row] = min(survival[row], below)
+        else:
+            survival[row] = max(survival[row], above)
+    return survival
+
+
+def _exact_near_half(columns: pl.Series) -> pl.Series:
+    frame = columns.struct.unnest()
+    return pl.Series(
+        "survival",
+        exact_side_of_half(
+            frame["_group"].to_numpy(),
+            frame["at_risk"].cast(pl.Int64).to_numpy(),
+            frame["events"].cast(pl.Int64).to_numpy(),
+            frame["survival"].to_numpy(),
+        ),
+    )
 
 
 def kaplan_meier(
@@ -108,6 +185,11 @@ def kaplan_meier(
         greenwood=grouped(pl.col("greenwood_step").cum_sum()),
     ).with_columns(
         survival=_numpy(np.exp, pl.col("log_survival")),
+    ).with_columns(
+        # Rows are in (_group, _time) order here, as the exact product needs them.
+        survival=pl.struct("_group", "at_risk", "events", "survival").map_batches(
+            _exact_near_half, return_dtype=pl.Float64
+        ),
     ).with_columns(
         log_s=_numpy(np.log, pl.col("survival")),
         sqrt_greenwood=_numpy(np.sqrt, pl.col("greenwood")),

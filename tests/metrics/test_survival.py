@@ -11,6 +11,9 @@ Mutants tried (survival.exact_side_of_half / curve_summary), each caught:
   test_exact_median_on_random_all_relapse_data, and the hypothesis test against the Fraction reference;
 - the exact 1/2 case dropped (`twice == denominator` never taken, 1/2 put above 0.5): the two tests above
   and test_median_when_survival_is_exactly_one_half;
+- shares at 24h..14d: `duration_hours >= t` -> `> t` for patients still followed, and `>= min_cell_patients`
+  -> `>`: test_share_is_withheld_below_min_cell_patients_still_followed (the first also the lifelines
+  comparison per group, seed 2);
 - (equivalent, not caught: multiplying rows without events too, since (n - 0) / n = 1.)
 """
 
@@ -175,6 +178,9 @@ def test_logrank_p_value_matches_lifelines(rows):
         assert close(ours, float(reference))
 
 
+MIN_CELL = 11
+
+
 def random_episodes(seed: int, n: int = 400) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     followed_up = rng.random(n) < 0.9
@@ -199,9 +205,9 @@ def random_episodes(seed: int, n: int = 400) -> pl.DataFrame:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_relief_summary_matches_lifelines_per_group(seed):
     episodes = random_episodes(seed)
-    summary = relief_summary(episodes.lazy()).collect()
+    summary = relief_summary(episodes.lazy(), min_cell_patients=MIN_CELL).collect()
     columns = {"all": None, "condition": "condition", "clinic": "clinic_id", "aftercare": "aftercare"}
-    checked = 0
+    checked, outcomes = 0, set()
     for group_by, column in columns.items():
         for row in summary.filter(pl.col("group_by") == group_by).iter_rows(named=True):
             members = episodes if column is None else episodes.filter(
@@ -217,9 +223,35 @@ def test_relief_summary_matches_lifelines_per_group(seed):
             assert close(row["median_ci_low"], as_null(median_band.iloc[0, 0]))
             assert close(row["median_ci_high"], as_null(median_band.iloc[0, 1]))
             for name, hours in IN_RELIEF_AT.items():
-                assert close(row[name], float(kmf.survival_function_at_times(hours).iloc[0]))
+                followed_then = followed.filter(pl.col("duration_hours") >= hours)["patient_key"].n_unique()
+                shown = followed_then >= MIN_CELL
+                reference = float(kmf.survival_function_at_times(hours).iloc[0]) if shown else None
+                assert close(row[name], reference)
+                outcomes.add(shown)
             checked += 1
+    assert outcomes == {True, False}  # both shown and withheld shares were checked
     assert checked == 1 + 3 + 3 + 4  # all; condition incl. not recorded; clinics; aftercare incl. not recorded
+
+
+def test_share_is_withheld_below_min_cell_patients_still_followed():
+    # 11 patients followed past 24 h (one of them twice), 10 past 72 h: the 24 h share shows, the 72 h does not.
+    durations = [30.0] * 10 + [100.0] * 10 + [24.0, 24.0, 5.0]
+    patients = [f"p{i}" for i in range(10)] + [f"p{i}" for i in range(10)] + ["p10", "p10", "p11"]
+    episodes = pl.LazyFrame({
+        "session_id": [f"s{i}" for i in range(len(durations))],
+        "patient_key": patients,
+        "clinic_id": "c1", "clinician_role": "nurse", "condition": "neck_pain", "aftercare": "ice",
+        "followed_up": True,
+        "relapsed": [True] * len(durations),
+        "duration_hours": durations,
+    })
+    row = relief_summary(episodes, min_cell_patients=11).filter(pl.col("group_by") == "all").collect().row(0, named=True)
+    # At 24 h: p0-p9 and p10 (relapsing at exactly 24 h still counts at 24 h) = 11 patients.
+    assert row["in_relief_24h"] == pytest.approx(20 / 23)
+    assert row["in_relief_72h"] is None and row["in_relief_7d"] is None and row["in_relief_14d"] is None
+    loose = relief_summary(episodes, min_cell_patients=10).filter(pl.col("group_by") == "all").collect().row(0, named=True)
+    assert loose["in_relief_72h"] == pytest.approx(10 / 23)
+    assert loose["in_relief_7d"] is None  # nobody is followed at 168 h
 
 
 def test_relief_comparison_p_values_match_lifelines_and_skip_small_groups():

@@ -219,7 +219,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
             ])
             write("relief_curves", curves)
             write("plan_outcome_summary", outcomes_by_group)
-            summary = relief_summary(episodes.lazy(), curves.lazy()).collect()
+            summary = relief_summary(episodes.lazy(), curves.lazy(), min_cell_patients=rules.min_cell_patients).collect()
             write("relief_summary", summary)
             comparison = relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect()
             write("relief_comparison", comparison)

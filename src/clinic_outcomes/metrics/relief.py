@@ -270,8 +270,21 @@ def relief_curves(episodes: pl.LazyFrame, groups: Mapping[str, str | None] = REL
     return curves.drop("grouping_order")
 
 
+def _at_risk_column(share: str) -> str:
+    return f"_patients_at_risk_{share}"
+
+
 def _episode_counts(episodes: pl.LazyFrame, groups: Mapping[str, str | None]) -> pl.LazyFrame:
     followed = pl.col("followed_up")
+    # Patients still followed at t: those with an episode in the estimate whose duration is >= t (relapsing
+    # at t or censored at t still counts at t, as in the Kaplan-Meier risk set).
+    at_risk = {
+        _at_risk_column(share): pl.col("patient_key")
+        .filter(followed & (pl.col("duration_hours") >= hours))
+        .n_unique()
+        .cast(pl.Int64)
+        for share, hours in IN_RELIEF_AT.items()
+    }
     return aggregate_groups(
         episodes,
         groups,
@@ -279,6 +292,7 @@ def _episode_counts(episodes: pl.LazyFrame, groups: Mapping[str, str | None]) ->
         relapses=pl.col("relapsed").filter(followed).sum().cast(pl.Int64),
         patients=pl.col("patient_key").filter(followed).n_unique().cast(pl.Int64),
         no_followup=(~followed).sum().cast(pl.Int64),
+        **at_risk,
     )
 
 
@@ -286,12 +300,18 @@ def relief_summary(
     episodes: pl.LazyFrame,
     curves: pl.LazyFrame | None = None,
     groups: Mapping[str, str | None] = RELIEF_GROUPS,
+    *,
+    min_cell_patients: int,
 ) -> pl.LazyFrame:
     """R4 per group: Kaplan-Meier median with its 95% CI and the share still in relief.
 
     episodes/relapses/patients count followed-up episodes (those in the
     estimate); no_followup counts the episodes left out for lack of follow-up.
     A group whose episodes all lack follow-up has null estimates.
+
+    A share at 24 h, 72 h, 7 d or 14 d is null when fewer than min_cell_patients distinct patients are
+    still followed at that time (an episode in the estimate with duration_hours >= t): past that point
+    the estimate is carried forward from fewer observations, or from none (rules.md R4).
     """
     if curves is None:
         curves = relief_curves(episodes, groups)
@@ -308,7 +328,10 @@ def relief_summary(
             "median_hours",
             "median_ci_low",
             "median_ci_high",
-            *IN_RELIEF_AT,
+            *(
+                pl.when(pl.col(_at_risk_column(share)) >= min_cell_patients).then(pl.col(share)).alias(share)
+                for share in IN_RELIEF_AT
+            ),
         ),
         groups,
     )
@@ -327,7 +350,7 @@ def relief_comparison(
     says which groups were compared.
     """
     if summary is None:
-        summary = relief_summary(episodes, groups=COMPARISON_FACTORS)
+        summary = relief_summary(episodes, groups=COMPARISON_FACTORS, min_cell_patients=min_cell_patients)
     by_factor = (
         summary.filter(pl.col("group_by").is_in(list(COMPARISON_FACTORS)))
         .with_columns(

@@ -25,8 +25,18 @@ from clinic_outcomes.metrics.survival import curve_summary, kaplan_meier, logran
 # --- R3 immediate relief ----------------------------------------------------------------------
 
 
+def could_show_relief(mcid: float) -> pl.Expr:
+    """R3 floor: a session starting below the MCID (pain_before < MCID) cannot show meaningful relief."""
+    return pl.col("pain_before") >= mcid
+
+
 def session_relief(sessions: pl.LazyFrame, mcid: float) -> pl.LazyFrame:
-    """R3: one row per needling session with both pain_before and pain_after."""
+    """R3: one row per needling session with both pain_before and pain_after.
+
+    could_show_relief is pain_before >= MCID. meaningful_relief (relief_points >= MCID) is null for a session
+    that could not show it ("too little pain to measure"): such a session is neither a success nor a
+    failure, so any share or mean of meaningful_relief is over the sessions that could show it.
+    """
     relief_points = pl.col("pain_before") - pl.col("pain_after")
     return (
         needling_sessions(sessions)
@@ -45,7 +55,8 @@ def session_relief(sessions: pl.LazyFrame, mcid: float) -> pl.LazyFrame:
             relief_pct=pl.when(pl.col("pain_before") != 0).then(
                 relief_points.cast(pl.Float64) / pl.col("pain_before")
             ),
-            meaningful_relief=relief_points >= mcid,
+            could_show_relief=could_show_relief(mcid),
+            meaningful_relief=pl.when(could_show_relief(mcid)).then(relief_points >= mcid),
         )
     )
 
@@ -69,15 +80,25 @@ def _exact_mean_relief_pct() -> pl.Expr:
 
 
 def session_relief_summary(relief: pl.LazyFrame) -> pl.LazyFrame:
-    """R3 per group: how often and how much needling relieves pain at once."""
+    """R3 per group: how often and how much needling relieves pain at once.
+
+    sessions/patients count every needling session with both ratings (and mean_relief_points,
+    mean_relief_pct are over them); meaningful_relief_share is over the measurable sessions (those that
+    could show relief, pain_before >= MCID), whose distinct patients are measurable_patients (the
+    share's denominator, for suppression); too_little_pain_sessions are counted apart.
+    """
+    measurable = pl.col("could_show_relief")
     return _in_grouping_order(
         aggregate_groups(
             relief,
             RELIEF_GROUPS,
             sessions=pl.len().cast(pl.Int64),
             patients=pl.col("patient_key").n_unique().cast(pl.Int64),
+            measurable_sessions=measurable.sum().cast(pl.Int64),
+            measurable_patients=pl.col("patient_key").filter(measurable).n_unique().cast(pl.Int64),
+            too_little_pain_sessions=(~measurable).sum().cast(pl.Int64),
             meaningful_relief_sessions=pl.col("meaningful_relief").sum().cast(pl.Int64),
-            meaningful_relief_share=pl.col("meaningful_relief").mean(),
+            meaningful_relief_share=pl.col("meaningful_relief").filter(measurable).mean(),
             mean_relief_points=pl.col("relief_points").mean(),
             mean_relief_pct=_exact_mean_relief_pct(),
         ),

@@ -163,7 +163,9 @@ def test_compute_marts_writes_every_mart_documented_and_without_patient_keys():
     assert con.sql(
         "select baseline_pain, final_pain, change_points, achieved_mcid from marts.plan_outcomes"
     ).fetchall() == [(7, 4, 3, True)]  # baseline s1, final c2
-    assert con.sql("select plans, plans_without_pcp_clearance from marts.pcp_clearance where group_by = 'all'").fetchall() == [(1, 1)]
+    assert con.sql(
+        "select plans, plans_without_pcp_clearance, plans_pcp_not_recorded from marts.pcp_clearance where group_by = 'all'"
+    ).fetchall() == [(1, 0, 1)]
 
     # Running again replaces the marts rather than appending.
     assert compute_marts(con, settings, dt.date(2026, 5, 1)) == written

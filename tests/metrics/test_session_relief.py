@@ -139,7 +139,8 @@ def test_compute_marts_writes_every_mart_documented_and_without_patient_keys():
     tables = dict(con.sql("select table_name, estimated_size from duckdb_tables() where schema_name = 'marts'").fetchall())
     assert set(written) == set(tables) == {
         "session_relief", "session_relief_summary", "relief_duration", "relief_summary", "relief_curves",
-        "relief_comparison", "plan_outcomes", "plan_outcome_summary", "adverse_events", "aftercare_mix", "pcp_clearance",
+        "relief_comparison", "plan_outcomes", "plan_outcome_summary", "plan_completion_summary", "adverse_events",
+        "aftercare_mix", "pcp_clearance",
     }
     for table, rows in written.items():
         assert con.execute(f"select count(*) from marts.{table}").fetchall()[0][0] == rows

@@ -1,7 +1,8 @@
-"""Kaplan-Meier and log-rank (flows/survival.py, marts.relief_summary) against lifelines.
+"""Kaplan-Meier (metrics/survival.py, marts.relief_summary) and the clustered Cox model (metrics/cox.py,
+marts.relief_comparison) against lifelines.
 
 lifelines is the reference: curves, confidence bands, medians with their CI,
-survival at fixed times and the multivariate log-rank p-value must agree to 1e-9
+survival at fixed times must agree to 1e-9
 on random data, ties and censoring included. The median is the exception: R4
 compares S with 0.5 exactly, so its reference is the first time the product of
 fractions (Fraction) is <= 1/2; lifelines' float can miss an exact 1/2.
@@ -14,6 +15,9 @@ Mutants tried (survival.exact_side_of_half / curve_summary), each caught:
 - shares at 24h..14d: `duration_hours >= t` -> `> t` for patients still followed, and `>= min_cell_patients`
   -> `>`: test_share_is_withheld_below_min_cell_patients_still_followed (the first also the lifelines
   comparison per group, seed 2);
+- Cox: residuals not summed per patient (one cluster per episode): test_cox_with_patient_clusters_matches_lifelines,
+  test_cox_robust_variance_treats_copies_of_a_patients_episodes_as_one; tied events not all in the cumulative
+  sums (`side="right"` -> `"left"` in fit_cox): test_cox_robust_variance_treats_copies_of_a_patients_episodes_as_one;
 - (equivalent, not caught: multiplying rows without events too, since (n - 0) / n = 1.)
 """
 
@@ -27,12 +31,14 @@ import polars as pl
 import pytest
 from hypothesis import given, settings, strategies as st
 from lifelines import KaplanMeierFitter
-from lifelines.statistics import multivariate_logrank_test
 from lifelines.utils import median_survival_times
 
 from clinic_outcomes.metrics.frames import IN_RELIEF_AT
 from clinic_outcomes.metrics.relief import relief_comparison, relief_summary
-from clinic_outcomes.metrics.survival import curve_summary, kaplan_meier, logrank_p_value
+from lifelines import CoxPHFitter
+
+from clinic_outcomes.metrics.cox import fit_cox
+from clinic_outcomes.metrics.survival import Z_95, curve_summary, kaplan_meier
 
 TOLERANCE = 1e-9
 
@@ -166,18 +172,6 @@ def test_curve_band_median_and_survival_match_lifelines(rows):
             assert close(row[name], float(kmf.survival_function_at_times(hours).iloc[0]))
 
 
-@settings(max_examples=60, deadline=None)
-@given(durations)
-def test_logrank_p_value_matches_lifelines(rows):
-    duration, event, group = (np.asarray(column) for column in zip(*rows))
-    ours = logrank_p_value(duration, event, group)
-    if len(set(group)) < 2:
-        assert ours is None
-    else:
-        reference = multivariate_logrank_test(duration, group, event).p_value
-        assert close(ours, float(reference))
-
-
 MIN_CELL = 11
 
 
@@ -254,28 +248,79 @@ def test_share_is_withheld_below_min_cell_patients_still_followed():
     assert loose["in_relief_7d"] is None  # nobody is followed at 168 h
 
 
-def test_relief_comparison_p_values_match_lifelines_and_skip_small_groups():
-    episodes = random_episodes(7, n=600)
+def lifelines_cox(frame: pl.DataFrame, column: str, reference: str) -> CoxPHFitter:
+    others = sorted(set(frame[column]) - {reference})
+    data = frame.select(
+        "duration_hours", pl.col("relapsed").cast(pl.Int8), "patient_key",
+        *((pl.col(column) == group).cast(pl.Float64).alias(f"is_{group}") for group in others),
+    ).to_pandas()
+    return CoxPHFitter().fit(data, "duration_hours", "relapsed", cluster_col="patient_key")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cox_with_patient_clusters_matches_lifelines(seed):
+    # Continuous durations (no tied relapse times): Breslow's and lifelines' Efron's likelihoods coincide.
+    rng = np.random.default_rng(seed)
+    n = 500
+    group = rng.integers(0, 3, n)
+    durations = rng.exponential(100.0, n) * np.exp(0.4 * (group == 1))
+    events = rng.random(n) < 0.7
+    patients = rng.integers(0, 120, n)
+    covariates = np.column_stack([group == 1, group == 2]).astype(float)
+    ours = fit_cox(durations, events, covariates, patients)
+    frame = pl.DataFrame({"duration_hours": durations, "relapsed": events, "patient_key": patients, "g": group.astype(str)})
+    reference = lifelines_cox(frame, "g", "0")
+    # lifelines stops its Newton steps earlier (its convergence tolerance): agreement to ~1e-5.
+    np.testing.assert_allclose(ours.coefficients, reference.params_.to_numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ours.robust_se, reference.standard_errors_.to_numpy(), rtol=1e-4)
+    np.testing.assert_allclose(ours.coefficient_p(), reference.summary["p"].to_numpy(), rtol=1e-3, atol=1e-6)
+    # The clusters matter: the model-based (naive) variance differs from the robust one.
+    assert not np.allclose(np.sqrt(np.diag(ours.model_covariance)), ours.robust_se, rtol=1e-2)
+
+
+def test_cox_robust_variance_treats_copies_of_a_patients_episodes_as_one():
+    # Every patient's episode recorded three times over: naive standard errors shrink by sqrt(3), the
+    # cluster-robust ones do not move (the patient is one cluster whatever its number of episodes).
+    rng = np.random.default_rng(3)
+    n = 300
+    group = rng.integers(0, 2, n).astype(float)[:, None]
+    durations, events, patients = rng.exponential(50.0, n), rng.random(n) < 0.8, np.arange(n)
+    once = fit_cox(durations, events, group, patients)
+    thrice = fit_cox(np.tile(durations, 3), np.tile(events, 3), np.tile(group, (3, 1)), np.tile(patients, 3))
+    np.testing.assert_allclose(thrice.coefficients, once.coefficients, atol=1e-9)
+    np.testing.assert_allclose(thrice.robust_se, once.robust_se, rtol=1e-9)
+    np.testing.assert_allclose(np.sqrt(np.diag(thrice.model_covariance)) * math.sqrt(3),
+                               np.sqrt(np.diag(once.model_covariance)), rtol=1e-9)
+
+
+def test_relief_comparison_uses_cox_with_patient_clusters_and_skips_small_groups():
+    episodes = random_episodes(7, n=600).with_columns(
+        # continuous durations, so lifelines' Efron ties and our Breslow agree
+        pl.col("duration_hours") + pl.Series(np.random.default_rng(8).random(600) / 1000),
+    )
     comparison = relief_comparison(episodes.lazy(), min_cell_patients=11).collect()
     followed = episodes.filter(pl.col("followed_up"))
 
     aftercare = comparison.filter(pl.col("factor") == "aftercare")
-    assert aftercare.select("group_value", "in_logrank").rows() == [
-        ("heat", True), ("ice", True), ("none", True), ("not recorded", False),
+    assert aftercare.select("group_value", "in_comparison", "is_reference").rows() == [
+        ("heat", True, False), ("ice", True, False), ("none", True, True), ("not recorded", False, None),
     ]
     advised = followed.filter(pl.col("aftercare").is_not_null())
-    reference = multivariate_logrank_test(advised["duration_hours"], advised["aftercare"], advised["relapsed"]).p_value
-    assert aftercare["logrank_p"].n_unique() == 1 and close(aftercare["logrank_p"][0], float(reference))
+    reference = lifelines_cox(advised, "aftercare", "none")
+    for group in ("heat", "ice"):
+        row = aftercare.filter(pl.col("group_value") == group).row(0, named=True)
+        beta, se = reference.params_[f"is_{group}"], reference.standard_errors_[f"is_{group}"]
+        assert row["hazard_ratio"] == pytest.approx(math.exp(beta), rel=1e-5)
+        assert row["hazard_ratio_ci_low"] == pytest.approx(math.exp(beta - Z_95 * se), rel=1e-5)
+        assert row["hazard_ratio_ci_high"] == pytest.approx(math.exp(beta + Z_95 * se), rel=1e-5)
+        assert row["hazard_ratio_p"] == pytest.approx(reference.summary.loc[f"is_{group}", "p"], rel=1e-4)
+    assert aftercare["factor_p"].n_unique() == 1 and 0 < aftercare["factor_p"][0] < 1
 
-    roles = comparison.filter(pl.col("factor") == "clinician_role")
-    reference = multivariate_logrank_test(followed["duration_hours"], followed["clinician_role"], followed["relapsed"]).p_value
-    assert roles["in_logrank"].all() and close(roles["logrank_p"][0], float(reference))
-
-    # Only one role reaches the minimum: nothing to compare, no p-value.
+    # Only one role reaches the minimum: nothing to compare, no hazard ratio, no p-value.
     patients_per_role = followed.group_by("clinician_role").agg(pl.col("patient_key").n_unique()).sort("patient_key")
     (second_most, _), (most, biggest_role) = patients_per_role.select("patient_key", "clinician_role").rows()[-2:]
     assert second_most < most
     strict = relief_comparison(episodes.lazy(), min_cell_patients=most).collect()
     roles = strict.filter(pl.col("factor") == "clinician_role")
-    assert roles.filter(pl.col("in_logrank"))["group_value"].to_list() == [biggest_role]
-    assert roles["logrank_p"].is_null().all()
+    assert roles.filter(pl.col("in_comparison"))["group_value"].to_list() == [biggest_role]
+    assert roles["hazard_ratio"].is_null().all() and roles["factor_p"].is_null().all()

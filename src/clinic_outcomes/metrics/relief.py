@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
+import numpy as np
 import polars as pl
 
 from clinic_outcomes.metrics.frames import (
@@ -20,7 +22,8 @@ from clinic_outcomes.metrics.frames import (
     needling_sessions,
     stack_groups,
 )
-from clinic_outcomes.metrics.survival import curve_summary, kaplan_meier, logrank_p_value
+from clinic_outcomes.metrics.cox import fit_cox
+from clinic_outcomes.metrics.survival import Z_95, curve_summary, kaplan_meier
 
 # --- R3 immediate relief ----------------------------------------------------------------------
 
@@ -358,47 +361,75 @@ def relief_summary(
     )
 
 
+def _reference_group(factor: str, compared: list[str], episodes_per_group: dict[str, int]) -> str:
+    """The group the others are compared with: no aftercare advice ('none') if compared, else the largest."""
+    if factor == "aftercare" and "none" in compared:
+        return "none"
+    return max(compared, key=lambda group: (episodes_per_group[group], group))
+
+
 def relief_comparison(
     episodes: pl.LazyFrame,
     min_cell_patients: int,
     summary: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """Relief duration by aftercare advice and by clinician role, with a log-rank p-value per factor.
+    """Relief duration by aftercare advice and by clinician role, compared by a Cox model with patients as clusters.
 
-    The test compares the groups of a factor that reach min_cell_patients
-    distinct patients (aftercare 'not recorded' is no advice and never takes
-    part); logrank_p is null when fewer than two groups qualify. in_logrank
-    says which groups were compared.
+    The comparison takes the groups of a factor that reach min_cell_patients distinct patients (aftercare
+    'not recorded' is no advice and never takes part); in_comparison says which. One Cox model per factor
+    (metrics.cox: Breslow ties, cluster-robust variance with each patient's episodes as one cluster) gives
+    each compared group's hazard ratio of relapse against the reference group (is_reference; aftercare
+    'none' when compared, else the group with most episodes) with its robust 95% CI and p-value, and
+    factor_p, the robust Wald test that the factor's groups share one hazard. All null when fewer than two
+    groups qualify. These are associations: advice and clinician were not assigned at random.
     """
     if summary is None:
         summary = relief_summary(episodes, groups=COMPARISON_FACTORS, min_cell_patients=min_cell_patients)
     by_factor = (
         summary.filter(pl.col("group_by").is_in(list(COMPARISON_FACTORS)))
         .with_columns(
-            in_logrank=(pl.col("patients") >= min_cell_patients) & (pl.col("group_value") != NOT_RECORDED),
+            in_comparison=(pl.col("patients") >= min_cell_patients) & (pl.col("group_value") != NOT_RECORDED),
         )
         .collect()
     )
     followed = episodes.filter(pl.col("followed_up"))
-    p_values = []
+    results = []
     for factor, column in COMPARISON_FACTORS.items():
-        compared = by_factor.filter((pl.col("group_by") == factor) & pl.col("in_logrank"))["group_value"].to_list()
-        p_value = None
-        if len(compared) >= 2:
-            data = (
-                followed.filter(pl.col(column).is_in(compared))
-                # numeric group codes: numpy sorts them far faster than strings
-                .select("duration_hours", "relapsed", group=pl.col(column).rank("dense"))
-                .collect()
-            )
-            p_value = logrank_p_value(
-                data["duration_hours"].to_numpy(),
-                data["relapsed"].to_numpy(),
-                data["group"].to_numpy(),
-            )
-        p_values.append({"group_by": factor, "logrank_p": p_value})
-    tests = pl.DataFrame(p_values, schema={"group_by": pl.String, "logrank_p": pl.Float64})
-    compared_groups = by_factor.join(tests, on="group_by", how="left").select(
+        rows = by_factor.filter((pl.col("group_by") == factor) & pl.col("in_comparison"))
+        compared = rows["group_value"].to_list()
+        if len(compared) < 2:
+            continue
+        reference = _reference_group(factor, compared, dict(zip(compared, rows["episodes"].to_list())))
+        others = [group for group in compared if group != reference]
+        data = followed.filter(pl.col(column).is_in(compared)).select(
+            "duration_hours", "relapsed", "patient_key", pl.col(column).alias("_group")
+        ).collect()
+        covariates = np.column_stack([(data["_group"] == group).to_numpy() for group in others]).astype(np.float64)
+        fit = fit_cox(
+            data["duration_hours"].to_numpy(), data["relapsed"].to_numpy(), covariates, data["patient_key"].to_numpy()
+        )
+        factor_p = fit.wald_p()
+        half_width = Z_95 * fit.robust_se
+        results.append({"group_by": factor, "group_value": reference, "is_reference": True, "hazard_ratio": 1.0,
+                        "hazard_ratio_ci_low": None, "hazard_ratio_ci_high": None, "hazard_ratio_p": None,
+                        "factor_p": factor_p})
+        for position, group in enumerate(others):
+            beta = float(fit.coefficients[position])
+            results.append({
+                "group_by": factor, "group_value": group, "is_reference": False,
+                "hazard_ratio": math.exp(beta),
+                "hazard_ratio_ci_low": math.exp(beta - float(half_width[position])),
+                "hazard_ratio_ci_high": math.exp(beta + float(half_width[position])),
+                "hazard_ratio_p": float(fit.coefficient_p()[position]),
+                "factor_p": factor_p,
+            })
+    schema = {
+        "group_by": pl.String, "group_value": pl.String, "is_reference": pl.Boolean, "hazard_ratio": pl.Float64,
+        "hazard_ratio_ci_low": pl.Float64, "hazard_ratio_ci_high": pl.Float64, "hazard_ratio_p": pl.Float64,
+        "factor_p": pl.Float64,
+    }
+    tests = pl.DataFrame(results, schema=schema)
+    compared_groups = by_factor.join(tests, on=["group_by", "group_value"], how="left").select(
         "group_by",
         "group_value",
         "episodes",
@@ -409,9 +440,13 @@ def relief_comparison(
         "median_ci_low",
         "median_ci_high",
         *IN_RELIEF_AT,
-        "in_logrank",
-        "logrank_p",
+        "in_comparison",
+        "is_reference",
+        "hazard_ratio",
+        "hazard_ratio_ci_low",
+        "hazard_ratio_ci_high",
+        "hazard_ratio_p",
+        # the factor's test belongs to every compared group of the factor
+        pl.col("factor_p").max().over("group_by").alias("factor_p"),
     )
     return _in_grouping_order(compared_groups.lazy(), COMPARISON_FACTORS).rename({"group_by": "factor"})
-
-

@@ -1,4 +1,4 @@
-"""Kaplan-Meier estimation and the log-rank test, vectorised over groups.
+"""Kaplan-Meier estimation, vectorised over groups.
 
 Relief duration (rules.md R4) is a time-to-event measure with censoring. This
 module estimates, for every group of a LazyFrame at once:
@@ -253,41 +253,3 @@ def curve_summary(
     if not by:
         return curves.select(aggregations)
     return curves.group_by(*by, maintain_order=True).agg(aggregations)
-
-
-def logrank_p_value(durations: np.ndarray, events: np.ndarray, groups: np.ndarray) -> float | None:
-    """Multivariate log-rank test of equal survival across groups: the chi-square p-value.
-
-    Unweighted log-rank, k - 1 degrees of freedom, as lifelines'
-    multivariate_logrank_test. None when there are fewer than two groups.
-    """
-    durations = np.asarray(durations, dtype=np.float64)
-    events = np.asarray(events, dtype=np.float64)
-    group_labels, group_index = np.unique(np.asarray(groups), return_inverse=True)
-    n_groups = len(group_labels)
-    if n_groups < 2:
-        return None
-    times, time_index = np.unique(durations, return_inverse=True)
-    cell = time_index * n_groups + group_index
-    size = len(times) * n_groups
-    removed = np.bincount(cell, minlength=size).astype(np.float64).reshape(len(times), n_groups)
-    deaths = np.bincount(cell, weights=events, minlength=size).reshape(len(times), n_groups)
-
-    # At risk just before each time, per group and in all.
-    at_risk = removed.sum(axis=0) - np.cumsum(removed, axis=0) + removed
-    total_at_risk = at_risk.sum(axis=1)
-    total_deaths = deaths.sum(axis=1)
-
-    expected = at_risk * (total_deaths / total_at_risk)[:, None]
-    observed_minus_expected = (deaths - expected).sum(axis=0)
-
-    # Hypergeometric variance; the (n - d)/(n - 1) factor contributes nothing when n = 1.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        spread = np.where(total_at_risk > 1, (total_at_risk - total_deaths) / (total_at_risk - 1), 1.0)
-    factor = spread * total_deaths / total_at_risk**2
-    weighted = at_risk * factor[:, None]
-    covariance = np.diag((weighted * total_at_risk[:, None]).sum(axis=0)) - weighted.T @ at_risk
-
-    z = observed_minus_expected[:-1]
-    statistic = float(z @ np.linalg.pinv(covariance[:-1, :-1]) @ z)
-    return float(stats.chi2.sf(statistic, n_groups - 1))

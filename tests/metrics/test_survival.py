@@ -18,6 +18,9 @@ Mutants tried (survival.exact_side_of_half / curve_summary), each caught:
 - Cox: residuals not summed per patient (one cluster per episode): test_cox_with_patient_clusters_matches_lifelines,
   test_cox_robust_variance_treats_copies_of_a_patients_episodes_as_one; tied events not all in the cumulative
   sums (`side="right"` -> `"left"` in fit_cox): test_cox_robust_variance_treats_copies_of_a_patients_episodes_as_one;
+- clustered KM band: m_before off by one, and one cluster per episode instead of per patient:
+  test_clustered_band_matches_the_subject_by_subject_sandwich, test_clustered_band_treats_copies_of_a_patients_episodes_as_one,
+  test_relief_summary_matches_lifelines_per_group;
 - (equivalent, not caught: multiplying rows without events too, since (n - 0) / n = 1.)
 """
 
@@ -212,15 +215,20 @@ def test_relief_summary_matches_lifelines_per_group(seed):
             assert row["relapses"] == followed["relapsed"].sum()
             assert row["patients"] == followed["patient_key"].n_unique()
             kmf = reference_fit(followed["duration_hours"], followed["relapsed"])
-            median_band = median_survival_times(kmf.confidence_interval_)
             assert close(row["median_hours"], exact_median(followed["duration_hours"], followed["relapsed"]))
-            assert close(row["median_ci_low"], as_null(median_band.iloc[0, 0]))
-            assert close(row["median_ci_high"], as_null(median_band.iloc[0, 1]))
+            # The band is patient-clustered (its sandwich variance is checked subject by subject above).
+            times, low, high = brute_force_band(followed["duration_hours"], followed["relapsed"], followed["patient_key"])
+            first_below = lambda band: next((float(t) for t, value in zip(times, band) if value <= 0.5), None)  # noqa: E731
+            assert close(row["median_ci_low"], first_below(low))
+            assert close(row["median_ci_high"], first_below(high))
             for name, hours in IN_RELIEF_AT.items():
                 followed_then = followed.filter(pl.col("duration_hours") >= hours)["patient_key"].n_unique()
                 shown = followed_then >= MIN_CELL
                 reference = float(kmf.survival_function_at_times(hours).iloc[0]) if shown else None
                 assert close(row[name], reference)
+                last = int(np.searchsorted(times, hours, side="right")) - 1
+                assert close(row[f"{name}_ci_low"], float(low[last]) if shown else None)
+                assert close(row[f"{name}_ci_high"], float(high[last]) if shown else None)
                 outcomes.add(shown)
             checked += 1
     assert outcomes == {True, False}  # both shown and withheld shares were checked
@@ -246,6 +254,69 @@ def test_share_is_withheld_below_min_cell_patients_still_followed():
     loose = relief_summary(episodes, min_cell_patients=10).filter(pl.col("group_by") == "all").collect().row(0, named=True)
     assert loose["in_relief_72h"] == pytest.approx(10 / 23)
     assert loose["in_relief_7d"] is None  # nobody is followed at 168 h
+
+
+def brute_force_band(durations, events, clusters, z: float = Z_95):
+    """The log(-log) band with the cluster-robust variance of log S, subject by subject at every time."""
+    durations, events, clusters = np.asarray(durations, float), np.asarray(events, bool), np.asarray(clusters)
+    times = np.r_[0.0, np.unique(durations)]
+    at_risk = np.array([(durations >= t).sum() for t in times])
+    deaths = np.array([((durations == t) & events).sum() for t in times])
+    survival = np.cumprod(np.where(at_risk > 0, 1 - deaths / np.maximum(at_risk, 1), 1.0))
+    big_h = np.cumsum(deaths / np.maximum(at_risk, 1) ** 2)
+    low, high = [], []
+    for index, t in enumerate(times):
+        h_at = {time: big_h[position] for position, time in enumerate(times)}
+        y_at = {time: at_risk[position] for position, time in enumerate(times)}
+        influence = np.array([
+            -((event and duration <= t) / y_at[duration] - h_at[min(duration, t)]) for duration, event in zip(durations, events)
+        ])
+        per_cluster = {}
+        for cluster, value in zip(clusters, influence):
+            per_cluster[cluster] = per_cluster.get(cluster, 0.0) + value
+        variance = sum(value ** 2 for value in per_cluster.values())
+        s_t = survival[index]
+        if s_t == 1.0:
+            low.append(1.0), high.append(1.0)
+            continue
+        if s_t == 0.0:
+            low.append(0.0), high.append(0.0)
+            continue
+        centre, half = math.log(-math.log(s_t)), z * math.sqrt(variance) / math.log(s_t)
+        low.append(math.exp(-math.exp(centre - half))), high.append(math.exp(-math.exp(centre + half)))
+    return times, np.array(low), np.array(high)
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_clustered_band_matches_the_subject_by_subject_sandwich(seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    frame = pl.DataFrame({
+        "duration_hours": rng.integers(1, 15, n).astype(float),  # ties on purpose
+        "relapsed": rng.random(n) < 0.7,
+        "patient_key": rng.integers(0, 18, n),
+    })
+    curve = kaplan_meier(frame.lazy(), [], cluster="patient_key").collect()
+    times, low, high = brute_force_band(frame["duration_hours"], frame["relapsed"], frame["patient_key"])
+    np.testing.assert_array_equal(curve["hours"].to_numpy(), times)
+    np.testing.assert_allclose(curve["ci_low"].to_numpy(), low, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(curve["ci_high"].to_numpy(), high, rtol=0, atol=1e-9)
+
+
+def test_clustered_band_treats_copies_of_a_patients_episodes_as_one():
+    # Three copies of every patient's episodes: Greenwood's band narrows (it counts 3x the patients), the
+    # patient-clustered band stays as it was with one copy.
+    rng = np.random.default_rng(9)
+    once = pl.DataFrame({
+        "duration_hours": rng.exponential(40.0, 80), "relapsed": rng.random(80) < 0.7, "patient_key": np.arange(80),
+    })
+    thrice = pl.concat([once, once, once])
+    single = kaplan_meier(once.lazy(), [], cluster="patient_key").collect()
+    copied = kaplan_meier(thrice.lazy(), [], cluster="patient_key").collect()
+    np.testing.assert_allclose(copied["ci_low"].to_numpy(), single["ci_low"].to_numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(copied["ci_high"].to_numpy(), single["ci_high"].to_numpy(), rtol=0, atol=1e-9)
+    naive = kaplan_meier(thrice.lazy(), []).collect()
+    assert (naive["ci_high"] - naive["ci_low"]).sum() < 0.7 * (copied["ci_high"] - copied["ci_low"]).sum()
 
 
 def lifelines_cox(frame: pl.DataFrame, column: str, reference: str) -> CoxPHFitter:

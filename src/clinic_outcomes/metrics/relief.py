@@ -288,8 +288,10 @@ def relief_curves(episodes: pl.LazyFrame, groups: Mapping[str, str | None] = REL
     """Kaplan-Meier step points of relief duration per group (followed-up episodes only)."""
     followed = stack_groups(episodes.filter(pl.col("followed_up")), groups)
     # Ordered by grouping, group and hours as kaplan_meier returns it: no second sort of a big table.
+    # The band (and so the median's CI and the shares' CIs) treats each patient's episodes as one cluster.
     curves = kaplan_meier(
-        followed, ["grouping_order", "group_by", "group_value"], duration="duration_hours", event="relapsed"
+        followed, ["grouping_order", "group_by", "group_value"], duration="duration_hours", event="relapsed",
+        cluster="patient_key",
     )
     return curves.drop("grouping_order")
 
@@ -353,8 +355,9 @@ def relief_summary(
             "median_ci_low",
             "median_ci_high",
             *(
-                pl.when(pl.col(_at_risk_column(share)) >= min_cell_patients).then(pl.col(share)).alias(share)
+                pl.when(pl.col(_at_risk_column(share)) >= min_cell_patients).then(pl.col(column)).alias(column)
                 for share in IN_RELIEF_AT
+                for column in (share, f"{share}_ci_low", f"{share}_ci_high")
             ),
         ),
         groups,
@@ -439,7 +442,7 @@ def relief_comparison(
         "median_hours",
         "median_ci_low",
         "median_ci_high",
-        *IN_RELIEF_AT,
+        *(column for share in IN_RELIEF_AT for column in (share, f"{share}_ci_low", f"{share}_ci_high")),
         "in_comparison",
         "is_reference",
         "hazard_ratio",

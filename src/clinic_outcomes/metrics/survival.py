@@ -121,6 +121,76 @@ def _exact_near_half(columns: pl.Series) -> pl.Series:
     )
 
 
+def _clustered_log_variance(indexed: pl.LazyFrame, table: pl.LazyFrame) -> pl.LazyFrame:
+    """Cluster-robust variance of log S(t) at every (_group, _time) row of `table` (Ying & Wei 1994).
+
+    log S^(t) - log S(t) is, to first order, a sum over subjects of influence terms
+    -(d_i 1(T_i <= t) / Y(T_i) - H(min(T_i, t))), with H(t) = sum over s <= t of d(s) / Y(s)^2. Summing
+    them per cluster g (a patient's episodes) and squaring gives the sandwich variance
+    V(t) = sum_g (c_g(t) - m_g(t) H(t))^2, where c_g(t) sums d_i / Y(T_i) - H(T_i) over g's subjects with
+    T_i <= t and m_g(t) counts g's subjects with T_i > t. Expanding the square, three running sums
+    (sum c^2, sum c m, sum m^2) change only when a subject leaves the risk set, so V(t) at every time
+    costs one sort: O(n log n), not O(clusters x times).
+    """
+    per_time = table.with_columns(
+        hazard_variance=pl.col("events").cast(pl.Float64) / pl.col("at_risk").cast(pl.Float64) ** 2,
+    ).with_columns(
+        big_h=pl.col("hazard_variance").cum_sum().over("_group"),
+    )
+    subjects = (
+        indexed.join(per_time.select("_group", "_time", "at_risk", "big_h"), on=["_group", "_time"], how="left")
+        .with_columns(
+            exit_term=pl.col("_event").cast(pl.Float64) / pl.col("at_risk").cast(pl.Float64) - pl.col("big_h"),
+        )
+        # Rows of one cluster tied in time and event have the same exit term: their order cannot matter.
+        .sort("_group", "_cluster", "_time", "_event")
+        .with_columns(
+            c_after=pl.col("exit_term").cum_sum().over("_group", "_cluster"),
+            members=pl.len().over("_group", "_cluster"),
+            exited=pl.int_range(1, pl.len() + 1).over("_group", "_cluster"),
+        )
+        .with_columns(
+            c_before=pl.col("c_after") - pl.col("exit_term"),
+            m_after=(pl.col("members") - pl.col("exited")).cast(pl.Float64),
+            m_before=(pl.col("members") - pl.col("exited") + 1).cast(pl.Float64),
+        )
+    )
+    # Running sums in one fixed order (time, then cluster), not a parallel group-by's sums: the same bits on
+    # every run and whatever slices the episodes were computed in.
+    deltas = (
+        subjects.select(
+            "_group",
+            "_time",
+            "_cluster",
+            d_cc=pl.col("c_after") ** 2 - pl.col("c_before") ** 2,
+            d_cm=pl.col("c_after") * pl.col("m_after") - pl.col("c_before") * pl.col("m_before"),
+            d_mm=pl.col("m_after") ** 2 - pl.col("m_before") ** 2,
+        )
+        .sort("_group", "_time", "_cluster", "d_cc", "d_cm")
+        .with_columns(pl.col("d_cc", "d_cm", "d_mm").cum_sum().over("_group"))
+        .group_by("_group", "_time", maintain_order=True)
+        .agg(pl.col("d_cc", "d_cm", "d_mm").last())
+        .rename({"d_cc": "sum_cc", "d_cm": "sum_cm", "d_mm": "sum_mm"})
+    )
+    start_mm = (
+        indexed.group_by("_group", "_cluster").agg(members=pl.len().cast(pl.Float64))
+        .group_by("_group").agg(start_mm=(pl.col("members") ** 2).sum())
+    )
+    return (
+        per_time.join(deltas, on=["_group", "_time"], how="left", maintain_order="left")
+        .join(start_mm, on="_group", how="left", maintain_order="left")
+        # The origin row (t = 0) has no exits yet; times are in order within each group.
+        .with_columns(pl.col("sum_cc", "sum_cm", "sum_mm").fill_null(strategy="forward").over("_group").fill_null(0.0))
+        .with_columns(sum_mm=pl.col("start_mm") + pl.col("sum_mm"))
+        .with_columns(
+            log_variance=(
+                pl.col("sum_cc") - 2 * pl.col("big_h") * pl.col("sum_cm") + pl.col("big_h") ** 2 * pl.col("sum_mm")
+            ).clip(lower_bound=0.0),
+        )
+        .select("_group", "_time", "log_variance")
+    )
+
+
 def kaplan_meier(
     episodes: pl.LazyFrame,
     by: Sequence[str],
@@ -128,6 +198,7 @@ def kaplan_meier(
     duration: str = "duration_hours",
     event: str = "relapsed",
     z: float = Z_95,
+    cluster: str | None = None,
 ) -> pl.LazyFrame:
     """The Kaplan-Meier curve of every group: one row per group and distinct duration.
 
@@ -135,7 +206,9 @@ def kaplan_meier(
 
     `episodes` has one row per subject with a non-null `duration` (float, >= 0)
     and a boolean `event` (true: the event happened at `duration`; false:
-    censored there). Returns the `by` columns and
+    censored there). With `cluster` (e.g. patient_key) the band uses the cluster-robust variance of
+    log S (_clustered_log_variance: subjects of one cluster are not independent) instead of Greenwood's.
+    Returns the `by` columns and
     hours (the time point; every group starts with a row at 0),
     at_risk (subjects with duration >= hours), events, censored,
     survival, ci_low, ci_high.
@@ -153,13 +226,17 @@ def kaplan_meier(
         "_group",
         pl.col(duration).cast(pl.Float64).alias("_time"),
         pl.col(event).cast(pl.Int64).alias("_event"),
+        *([pl.col(cluster).alias("_cluster")] if cluster is not None else []),
     )
     # Every curve starts at S(0) = 1, as lifelines' timeline does (births at 0).
     origin = indexed.select("_group").unique().with_columns(
         _time=pl.lit(0.0, dtype=pl.Float64), _event=pl.lit(0, dtype=pl.Int64), _removed=pl.lit(0, dtype=pl.Int64)
     )
     table = (
-        pl.concat([indexed.with_columns(_removed=pl.lit(1, dtype=pl.Int64)), origin], how="vertical")
+        pl.concat(
+            [indexed.select("_group", "_time", "_event").with_columns(_removed=pl.lit(1, dtype=pl.Int64)), origin],
+            how="vertical",
+        )
         .group_by("_group", "_time")
         .agg(events=pl.col("_event").sum(), removed=pl.col("_removed").sum())
         .sort("_group", "_time")
@@ -183,7 +260,15 @@ def kaplan_meier(
     ).with_columns(
         log_survival=grouped(pl.col("log_step").cum_sum()),
         greenwood=grouped(pl.col("greenwood_step").cum_sum()),
-    ).with_columns(
+    )
+    if cluster is not None:
+        robust = _clustered_log_variance(indexed, table.with_columns(
+            at_risk=grouped(pl.col("removed").sum()) - grouped(pl.col("removed").cum_sum()) + pl.col("removed"),
+        ))
+        with_risk = with_risk.join(robust, on=["_group", "_time"], how="left", maintain_order="left").with_columns(
+            greenwood=pl.col("log_variance")
+        )
+    with_risk = with_risk.with_columns(
         survival=_numpy(np.exp, pl.col("log_survival")),
     ).with_columns(
         # Rows are in (_group, _time) order here, as the exact product needs them.
@@ -233,7 +318,8 @@ def curve_summary(
 
     `curves` is the output of kaplan_meier(). `at_hours` names the survival
     columns, e.g. {"in_relief_24h": 24.0}. Returns the `by` columns and
-    median_hours, median_ci_low, median_ci_high, then one column per at_hours entry.
+    median_hours, median_ci_low, median_ci_high, one column per at_hours entry, then its band's
+    value there (<name>_ci_low, then <name>_ci_high for every entry).
     """
     by = list(by)
 
@@ -244,11 +330,17 @@ def curve_summary(
         # S never rises, so its value at the last step <= hours is the least one up to there.
         return pl.col("survival").filter(pl.col("hours") <= hours).min()
 
+    def band_at(column: str, hours: float) -> pl.Expr:
+        # The band's value at the last curve point <= hours (rows come in time order; the band need not be monotone).
+        return pl.col(column).filter(pl.col("hours") <= hours).last()
+
     aggregations = [
         first_time_at_or_below("survival").alias("median_hours"),
         first_time_at_or_below("ci_low").alias("median_ci_low"),
         first_time_at_or_below("ci_high").alias("median_ci_high"),
         *(survival_at(hours).alias(name) for name, hours in at_hours.items()),
+        *(band_at("ci_low", hours).alias(f"{name}_ci_low") for name, hours in at_hours.items()),
+        *(band_at("ci_high", hours).alias(f"{name}_ci_high") for name, hours in at_hours.items()),
     ]
     if not by:
         return curves.select(aggregations)

@@ -130,7 +130,7 @@ def _clustered_log_variance(indexed: pl.LazyFrame, table: pl.LazyFrame) -> pl.La
     V(t) = sum_g (c_g(t) - m_g(t) H(t))^2, where c_g(t) sums d_i / Y(T_i) - H(T_i) over g's subjects with
     T_i <= t and m_g(t) counts g's subjects with T_i > t. Expanding the square, three running sums
     (sum c^2, sum c m, sum m^2) change only when a subject leaves the risk set, so V(t) at every time
-    costs one sort: O(n log n), not O(clusters x times).
+    costs two sorts: O(n log n), not O(clusters x times) (numpy: _running_cluster_sums).
     """
     per_time = table.with_columns(
         hazard_variance=pl.col("events").cast(pl.Float64) / pl.col("at_risk").cast(pl.Float64) ** 2,
@@ -139,55 +139,84 @@ def _clustered_log_variance(indexed: pl.LazyFrame, table: pl.LazyFrame) -> pl.La
     )
     subjects = (
         indexed.join(per_time.select("_group", "_time", "at_risk", "big_h"), on=["_group", "_time"], how="left")
-        .with_columns(
-            exit_term=pl.col("_event").cast(pl.Float64) / pl.col("at_risk").cast(pl.Float64) - pl.col("big_h"),
-        )
-        # Rows of one cluster tied in time and event have the same exit term: their order cannot matter.
-        .sort("_group", "_cluster", "_time", "_event")
-        .with_columns(
-            c_after=pl.col("exit_term").cum_sum().over("_group", "_cluster"),
-            members=pl.len().over("_group", "_cluster"),
-            exited=pl.int_range(1, pl.len() + 1).over("_group", "_cluster"),
-        )
-        .with_columns(
-            c_before=pl.col("c_after") - pl.col("exit_term"),
-            m_after=(pl.col("members") - pl.col("exited")).cast(pl.Float64),
-            m_before=(pl.col("members") - pl.col("exited") + 1).cast(pl.Float64),
-        )
-    )
-    # Running sums in one fixed order (time, then cluster), not a parallel group-by's sums: the same bits on
-    # every run and whatever slices the episodes were computed in.
-    deltas = (
-        subjects.select(
+        .select(
             "_group",
             "_time",
-            "_cluster",
-            d_cc=pl.col("c_after") ** 2 - pl.col("c_before") ** 2,
-            d_cm=pl.col("c_after") * pl.col("m_after") - pl.col("c_before") * pl.col("m_before"),
-            d_mm=pl.col("m_after") ** 2 - pl.col("m_before") ** 2,
+            "_event",
+            pl.col("_cluster").rank("dense").cast(pl.Int64).alias("_cluster"),
+            exit_term=pl.col("_event").cast(pl.Float64) / pl.col("at_risk").cast(pl.Float64) - pl.col("big_h"),
         )
-        .sort("_group", "_time", "_cluster", "d_cc", "d_cm")
-        .with_columns(pl.col("d_cc", "d_cm", "d_mm").cum_sum().over("_group"))
-        .group_by("_group", "_time", maintain_order=True)
-        .agg(pl.col("d_cc", "d_cm", "d_mm").last())
-        .rename({"d_cc": "sum_cc", "d_cm": "sum_cm", "d_mm": "sum_mm"})
+        .collect()
     )
-    start_mm = (
-        indexed.group_by("_group", "_cluster").agg(members=pl.len().cast(pl.Float64))
-        .group_by("_group").agg(start_mm=(pl.col("members") ** 2).sum())
+    sums = _running_cluster_sums(
+        subjects["_group"].to_numpy(),
+        subjects["_time"].to_numpy(),
+        subjects["_event"].to_numpy(),
+        subjects["_cluster"].to_numpy(),
+        subjects["exit_term"].to_numpy(),
     )
     return (
-        per_time.join(deltas, on=["_group", "_time"], how="left", maintain_order="left")
-        .join(start_mm, on="_group", how="left", maintain_order="left")
-        # The origin row (t = 0) has no exits yet; times are in order within each group.
-        .with_columns(pl.col("sum_cc", "sum_cm", "sum_mm").fill_null(strategy="forward").over("_group").fill_null(0.0))
-        .with_columns(sum_mm=pl.col("start_mm") + pl.col("sum_mm"))
+        per_time.join(sums.lazy(), on=["_group", "_time"], how="left", maintain_order="left")
+        # Between exits the sums hold; at the origin (t = 0, no exit yet, H = 0) the variance is 0.
+        .with_columns(pl.col("sum_cc", "sum_cm", "sum_mm").fill_null(strategy="forward").over("_group"))
         .with_columns(
             log_variance=(
                 pl.col("sum_cc") - 2 * pl.col("big_h") * pl.col("sum_cm") + pl.col("big_h") ** 2 * pl.col("sum_mm")
-            ).clip(lower_bound=0.0),
+            ).clip(lower_bound=0.0).fill_null(0.0),
         )
         .select("_group", "_time", "log_variance")
+    )
+
+
+def _running_cluster_sums(
+    group: np.ndarray, time: np.ndarray, event: np.ndarray, cluster: np.ndarray, exit_term: np.ndarray
+) -> pl.DataFrame:
+    """sum c^2, sum c m and sum m^2 over the clusters of each group after the exits at each time (numpy, sorted).
+
+    Every order here is fixed (lexicographic sorts, sequential cumulative sums), so the result has the same
+    bits on every run and whatever slices of patients the episodes were computed in.
+    """
+    # Rows of one cluster tied in time and event have the same exit term: their order cannot matter.
+    order = np.lexsort((event, time, cluster, group))
+    g, t, c, q = group[order], time[order], cluster[order], exit_term[order]
+    n = len(q)
+    new_segment = np.r_[True, (g[1:] != g[:-1]) | (c[1:] != c[:-1])] if n else np.zeros(0, dtype=bool)
+    segment_start = np.maximum.accumulate(np.where(new_segment, np.arange(n), 0))
+    segment_id = np.cumsum(new_segment) - 1
+    members = np.bincount(segment_id)[segment_id].astype(np.float64)
+    exited = (np.arange(n) - segment_start + 1).astype(np.float64)
+    running = np.cumsum(q)
+    before_segment = np.where(segment_start > 0, running[segment_start - 1], 0.0)
+    c_after = running - before_segment
+    c_before = c_after - q
+    m_after, m_before = members - exited, members - exited + 1
+    d_cc = c_after**2 - c_before**2
+    d_cm = c_after * m_after - c_before * m_before
+    d_mm = m_after**2 - m_before**2
+    # Initial sum of m^2 per group: the squared cluster sizes.
+    first_of_segment = np.flatnonzero(new_segment)
+    start_mm = np.zeros(int(g.max()) + 1 if n else 0)
+    np.add.at(start_mm, g[first_of_segment], members[first_of_segment] ** 2)
+
+    by_time = np.lexsort((d_cm, d_cc, c, t, g))
+    g, t = g[by_time], t[by_time]
+    d_cc, d_cm, d_mm = d_cc[by_time], d_cm[by_time], d_mm[by_time]
+    group_starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    sum_cc, sum_cm, sum_mm = np.empty(n), np.empty(n), np.empty(n)
+    for begin, finish in zip(group_starts, np.r_[group_starts[1:], n]):
+        sum_cc[begin:finish] = np.cumsum(d_cc[begin:finish])
+        sum_cm[begin:finish] = np.cumsum(d_cm[begin:finish])
+        sum_mm[begin:finish] = start_mm[g[begin]] + np.cumsum(d_mm[begin:finish])
+    last_of_time = np.r_[(g[1:] != g[:-1]) | (t[1:] != t[:-1]), True] if n else np.zeros(0, dtype=bool)
+    return pl.DataFrame(
+        {
+            "_group": g[last_of_time],
+            "_time": t[last_of_time],
+            "sum_cc": sum_cc[last_of_time],
+            "sum_cm": sum_cm[last_of_time],
+            "sum_mm": sum_mm[last_of_time],
+        },
+        schema={"_group": pl.UInt32, "_time": pl.Float64, "sum_cc": pl.Float64, "sum_cm": pl.Float64, "sum_mm": pl.Float64},
     )
 
 

@@ -1,4 +1,9 @@
-"""R6: safety and aftercare. Given sessions and plans, expect rates, mixes and shares per group."""
+"""R6: safety and aftercare. Given sessions and plans, expect rates, mixes and shares per group.
+
+Mutants tried for R6's clearance (safety.pcp_clearance), each caught by
+test_pcp_clearance_of_plans_started_by_the_as_of_date: a null pcp_cleared counted as without clearance
+(`.fill_null(False).not_()`, today's code before the fix); `start_date <= as_of` -> `<`.
+"""
 
 from __future__ import annotations
 
@@ -71,10 +76,14 @@ def test_pcp_clearance_of_plans_started_by_the_as_of_date():
         plan("starts_later", dt.date(2026, 3, 2), patient="p4", clinic="clinic_b", pcp_cleared=False),
     )
     shares = pcp_clearance(plans, dt.date(2026, 3, 1)).collect()
-    assert shares.select("group_by", "group_value", "plans", "patients", "plans_without_pcp_clearance", "share").rows() == [
-        ("all", "all", 5, 3, 3, 0.6),
-        ("clinic", "clinic_a", 2, 1, 1, 0.5),
-        ("clinic", "clinic_b", 3, 2, 2, pytest.approx(2 / 3)),
+    # rules.md R6: only pcp_cleared = false is "without clearance"; null is its own share, never "not cleared".
+    assert shares.select(
+        "group_by", "group_value", "plans", "patients", "plans_without_pcp_clearance", "share",
+        "plans_pcp_not_recorded", "not_recorded_share",
+    ).rows() == [
+        ("all", "all", 5, 3, 2, 0.4, 1, 0.2),
+        ("clinic", "clinic_a", 2, 1, 1, 0.5, 0, 0.0),
+        ("clinic", "clinic_b", 3, 2, 1, pytest.approx(1 / 3), 1, pytest.approx(1 / 3)),
     ]
 
 

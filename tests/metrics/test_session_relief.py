@@ -1,4 +1,12 @@
-"""R3: immediate relief from a needling session; and compute_marts end to end through DuckDB."""
+"""R3: immediate relief from a needling session; and compute_marts end to end through DuckDB.
+
+Mutants tried for the R3 floor (relief.could_show_relief / session_relief_summary), each caught:
+- `pain_before >= mcid` -> `pain_before > mcid`: test_floor_sessions_are_counted_apart_never_as_failures
+  (the session starting exactly at the MCID);
+- meaningful_relief no longer null below the floor (`relief_points >= mcid` for every session): the same
+  test and test_relief_points_pct_and_meaningful;
+- the share over every session (`meaningful_relief.fill_null(False).mean()`): the same test.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +50,7 @@ def test_relief_points_pct_and_meaningful():
         ("b", 1, 0.2, False),
         ("c", 2, pytest.approx(1 / 3), True),
         ("d", -2, pytest.approx(-2 / 3), False),
-        ("e", 0, None, False),
+        ("e", 0, None, None),  # starts below the MCID: cannot show meaningful relief
         ("f", 10, 1.0, True),
     ]
 
@@ -56,6 +64,34 @@ def test_only_completed_needling_sessions_with_both_ratings():
         session("no_after", 4, pain_before=7, pain_after=None),
         session("no_before", 5, pain_before=None, pain_after=3),
     ) == [("needling", 4, pytest.approx(4 / 7), True)]
+
+
+def test_floor_sessions_are_counted_apart_never_as_failures():
+    relief = session_relief(
+        sessions_frame(
+            session("a", 0, pain_before=1, pain_after=0, patient="p1"),  # below the MCID: too little pain
+            session("b", 1, pain_before=0, pain_after=1, patient="p2"),  # below, and pain rose
+            session("c", 2, pain_before=2, pain_after=0, patient="p3"),  # exactly the MCID: could show, did
+            session("d", 3, pain_before=2, pain_after=1, patient="p3"),  # could show, did not
+            session("e", 4, pain_before=5, pain_after=1, patient="p4"),
+        ),
+        2.0,
+    )
+    assert relief.select("session_id", "could_show_relief", "meaningful_relief").sort("session_id").collect().rows() == [
+        ("a", False, None), ("b", False, None), ("c", True, True), ("d", True, False), ("e", True, True),
+    ]
+    overall = session_relief_summary(relief).filter(pl.col("group_by") == "all").collect().row(0, named=True)
+    assert {name: overall[name] for name in (
+        "sessions", "patients", "measurable_sessions", "measurable_patients", "too_little_pain_sessions",
+        "meaningful_relief_sessions", "meaningful_relief_share",
+    )} == {
+        "sessions": 5, "patients": 4, "measurable_sessions": 3, "measurable_patients": 2,
+        "too_little_pain_sessions": 2, "meaningful_relief_sessions": 2, "meaningful_relief_share": 2 / 3,
+    }
+    # A group with only floor sessions has no share at all (not 0%).
+    only_floor = session_relief(sessions_frame(session("a", 0, pain_before=1, pain_after=0)), 2.0)
+    row = session_relief_summary(only_floor).filter(pl.col("group_by") == "all").collect().row(0, named=True)
+    assert (row["measurable_sessions"], row["too_little_pain_sessions"], row["meaningful_relief_share"]) == (0, 1, None)
 
 
 def test_mcid_setting_is_used():
@@ -103,7 +139,8 @@ def test_compute_marts_writes_every_mart_documented_and_without_patient_keys():
     tables = dict(con.sql("select table_name, estimated_size from duckdb_tables() where schema_name = 'marts'").fetchall())
     assert set(written) == set(tables) == {
         "session_relief", "session_relief_summary", "relief_duration", "relief_summary", "relief_curves",
-        "relief_comparison", "plan_outcomes", "plan_outcome_summary", "adverse_events", "aftercare_mix", "pcp_clearance",
+        "relief_comparison", "plan_outcomes", "plan_outcome_summary", "plan_completion_summary", "adverse_events",
+        "aftercare_mix", "pcp_clearance",
         "casemix_coefficients", "adjusted_outcomes",  # R8 (metrics/casemix.py)
     }
     for table, rows in written.items():
@@ -128,7 +165,9 @@ def test_compute_marts_writes_every_mart_documented_and_without_patient_keys():
     assert con.sql(
         "select baseline_pain, final_pain, change_points, achieved_mcid from marts.plan_outcomes"
     ).fetchall() == [(7, 4, 3, True)]  # baseline s1, final c2
-    assert con.sql("select plans, plans_without_pcp_clearance from marts.pcp_clearance where group_by = 'all'").fetchall() == [(1, 1)]
+    assert con.sql(
+        "select plans, plans_without_pcp_clearance, plans_pcp_not_recorded from marts.pcp_clearance where group_by = 'all'"
+    ).fetchall() == [(1, 0, 1)]
 
     # Running again replaces the marts rather than appending.
     assert compute_marts(con, settings, dt.date(2026, 5, 1)) == written
@@ -157,7 +196,9 @@ def test_relief_summary_is_the_same_to_the_last_bit_on_every_run():
         }
     ).with_columns(
         relief_pct=pl.when(pl.col("pain_before") > 0).then(pl.col("relief_points") / pl.col("pain_before")),
-        meaningful_relief=pl.col("relief_points") >= 2,
+        could_show_relief=pl.col("pain_before") >= 2,
+    ).with_columns(
+        meaningful_relief=pl.when(pl.col("could_show_relief")).then(pl.col("relief_points") >= 2),
     )
     runs = [session_relief_summary(relief.lazy()).collect() for _ in range(12)]
     assert all(run.equals(runs[0]) for run in runs)

@@ -1,25 +1,47 @@
-"""Kaplan-Meier and log-rank (flows/survival.py, marts.relief_summary) against lifelines.
+"""Kaplan-Meier (metrics/survival.py, marts.relief_summary) and the clustered Cox model (metrics/cox.py,
+marts.relief_comparison) against lifelines.
 
 lifelines is the reference: curves, confidence bands, medians with their CI,
-survival at fixed times and the multivariate log-rank p-value must agree to 1e-9
-on random data, ties and censoring included.
+survival at fixed times must agree to 1e-9
+on random data, ties and censoring included. The median is the exception: R4
+compares S with 0.5 exactly, so its reference is the first time the product of
+fractions (Fraction) is <= 1/2; lifelines' float can miss an exact 1/2.
+
+Mutants tried (survival.exact_side_of_half / curve_summary), each caught:
+- no exact correction (the map_batches returns the float): test_median_when_survival_is_exactly_one_half_in_fractions,
+  test_exact_median_on_random_all_relapse_data, and the hypothesis test against the Fraction reference;
+- the exact 1/2 case dropped (`twice == denominator` never taken, 1/2 put above 0.5): the two tests above
+  and test_median_when_survival_is_exactly_one_half;
+- shares at 24h..14d: `duration_hours >= t` -> `> t` for patients still followed, and `>= min_cell_patients`
+  -> `>`: test_share_is_withheld_below_min_cell_patients_still_followed (the first also the lifelines
+  comparison per group, seed 2);
+- Cox: residuals not summed per patient (one cluster per episode): test_cox_with_patient_clusters_matches_lifelines,
+  test_cox_robust_variance_treats_copies_of_a_patients_episodes_as_one; tied events not all in the cumulative
+  sums (`side="right"` -> `"left"` in fit_cox): test_cox_robust_variance_treats_copies_of_a_patients_episodes_as_one;
+- clustered KM band: m_before off by one, and one cluster per episode instead of per patient:
+  test_clustered_band_matches_the_subject_by_subject_sandwich, test_clustered_band_treats_copies_of_a_patients_episodes_as_one,
+  test_relief_summary_matches_lifelines_per_group;
+- (equivalent, not caught: multiplying rows without events too, since (n - 0) / n = 1.)
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings, strategies as st
 from lifelines import KaplanMeierFitter
-from lifelines.statistics import multivariate_logrank_test
 from lifelines.utils import median_survival_times
 
 from clinic_outcomes.metrics.frames import IN_RELIEF_AT
 from clinic_outcomes.metrics.relief import relief_comparison, relief_summary
-from clinic_outcomes.metrics.survival import curve_summary, kaplan_meier, logrank_p_value
+from lifelines import CoxPHFitter
+
+from clinic_outcomes.metrics.cox import fit_cox
+from clinic_outcomes.metrics.survival import Z_95, curve_summary, kaplan_meier
 
 TOLERANCE = 1e-9
 
@@ -35,6 +57,20 @@ def close(ours: float | None, reference: float | None) -> bool:
     if ours is None or reference is None:
         return ours is None and reference is None
     return abs(ours - reference) <= TOLERANCE
+
+
+def exact_median(durations, events) -> float | None:
+    """The first time the product of (n - d) / n over event times is <= 1/2, in Fractions."""
+    durations = [float(value) for value in durations]
+    events = [bool(value) for value in events]
+    survival = Fraction(1)
+    for time in sorted(set(durations)):
+        at_risk = sum(1 for value in durations if value >= time)
+        deaths = sum(1 for value, event in zip(durations, events) if value == time and event)
+        survival *= Fraction(at_risk - deaths, at_risk)
+        if survival <= Fraction(1, 2):
+            return time
+    return None
 
 
 def reference_fit(durations, events) -> KaplanMeierFitter:
@@ -73,6 +109,33 @@ def test_median_when_survival_is_exactly_one_half():
     assert summary["median_hours"][0] == 4.0
 
 
+def test_median_when_survival_is_exactly_one_half_in_fractions():
+    # rules.md R4: S(2) = 5/6 x 3/5 = 1/2 exactly; exp(log 5/6 + log 3/5) = 0.5000000000000001 says 5 h.
+    episodes = pl.LazyFrame({"duration_hours": [1.0, 2.0, 2.0, 5.0, 5.0, 5.0], "relapsed": [True] * 6})
+    curve = kaplan_meier(episodes, [])
+    assert curve.filter(pl.col("hours") == 2.0).collect()["survival"].item() == 0.5
+    summary = curve_summary(curve, [], {"at_2h": 2.0}).collect()
+    assert summary["median_hours"][0] == 2.0
+    assert summary["at_2h"][0] == 0.5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_median_on_random_all_relapse_data(seed):
+    # Many small samples with ties: several hit 1/2 exactly, where floats may land on either side.
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(200):
+        n = int(rng.integers(2, 13))
+        durations = rng.integers(1, 6, n).astype(float)
+        events = rng.random(n) < 0.8
+        frame = pl.LazyFrame({"duration_hours": durations, "relapsed": events})
+        ours = curve_summary(kaplan_meier(frame, []), [], {}).collect()["median_hours"][0]
+        reference = exact_median(durations, events)
+        assert ours == reference
+        hits += kaplan_meier(frame, []).filter(pl.col("survival") == 0.5).collect().height > 0
+    assert hits > 10
+
+
 durations = st.lists(
     st.tuples(
         # few distinct values -> many ties; fractions of an hour as relief durations are
@@ -105,23 +168,14 @@ def test_curve_band_median_and_survival_match_lifelines(rows):
 
         row = summary.filter(pl.col("aftercare") == group).row(0, named=True)
         median_band = median_survival_times(band)
-        assert close(row["median_hours"], as_null(kmf.median_survival_time_))
+        assert close(row["median_hours"], exact_median(subset["duration_hours"], subset["relapsed"]))
         assert close(row["median_ci_low"], as_null(median_band.iloc[0, 0]))
         assert close(row["median_ci_high"], as_null(median_band.iloc[0, 1]))
         for name, hours in checkpoints.items():
             assert close(row[name], float(kmf.survival_function_at_times(hours).iloc[0]))
 
 
-@settings(max_examples=60, deadline=None)
-@given(durations)
-def test_logrank_p_value_matches_lifelines(rows):
-    duration, event, group = (np.asarray(column) for column in zip(*rows))
-    ours = logrank_p_value(duration, event, group)
-    if len(set(group)) < 2:
-        assert ours is None
-    else:
-        reference = multivariate_logrank_test(duration, group, event).p_value
-        assert close(ours, float(reference))
+MIN_CELL = 11
 
 
 def random_episodes(seed: int, n: int = 400) -> pl.DataFrame:
@@ -148,9 +202,9 @@ def random_episodes(seed: int, n: int = 400) -> pl.DataFrame:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_relief_summary_matches_lifelines_per_group(seed):
     episodes = random_episodes(seed)
-    summary = relief_summary(episodes.lazy()).collect()
+    summary = relief_summary(episodes.lazy(), min_cell_patients=MIN_CELL).collect()
     columns = {"all": None, "condition": "condition", "clinic": "clinic_id", "aftercare": "aftercare"}
-    checked = 0
+    checked, outcomes = 0, set()
     for group_by, column in columns.items():
         for row in summary.filter(pl.col("group_by") == group_by).iter_rows(named=True):
             members = episodes if column is None else episodes.filter(
@@ -161,38 +215,183 @@ def test_relief_summary_matches_lifelines_per_group(seed):
             assert row["relapses"] == followed["relapsed"].sum()
             assert row["patients"] == followed["patient_key"].n_unique()
             kmf = reference_fit(followed["duration_hours"], followed["relapsed"])
-            median_band = median_survival_times(kmf.confidence_interval_)
-            assert close(row["median_hours"], as_null(kmf.median_survival_time_))
-            assert close(row["median_ci_low"], as_null(median_band.iloc[0, 0]))
-            assert close(row["median_ci_high"], as_null(median_band.iloc[0, 1]))
+            assert close(row["median_hours"], exact_median(followed["duration_hours"], followed["relapsed"]))
+            # The band is patient-clustered (its sandwich variance is checked subject by subject above).
+            times, low, high = brute_force_band(followed["duration_hours"], followed["relapsed"], followed["patient_key"])
+            first_below = lambda band: next((float(t) for t, value in zip(times, band) if value <= 0.5), None)  # noqa: E731
+            assert close(row["median_ci_low"], first_below(low))
+            assert close(row["median_ci_high"], first_below(high))
             for name, hours in IN_RELIEF_AT.items():
-                assert close(row[name], float(kmf.survival_function_at_times(hours).iloc[0]))
+                followed_then = followed.filter(pl.col("duration_hours") >= hours)["patient_key"].n_unique()
+                shown = followed_then >= MIN_CELL
+                reference = float(kmf.survival_function_at_times(hours).iloc[0]) if shown else None
+                assert close(row[name], reference)
+                last = int(np.searchsorted(times, hours, side="right")) - 1
+                assert close(row[f"{name}_ci_low"], float(low[last]) if shown else None)
+                assert close(row[f"{name}_ci_high"], float(high[last]) if shown else None)
+                outcomes.add(shown)
             checked += 1
+    assert outcomes == {True, False}  # both shown and withheld shares were checked
     assert checked == 1 + 3 + 3 + 4  # all; condition incl. not recorded; clinics; aftercare incl. not recorded
 
 
-def test_relief_comparison_p_values_match_lifelines_and_skip_small_groups():
-    episodes = random_episodes(7, n=600)
+def test_share_is_withheld_below_min_cell_patients_still_followed():
+    # 11 patients followed past 24 h (one of them twice), 10 past 72 h: the 24 h share shows, the 72 h does not.
+    durations = [30.0] * 10 + [100.0] * 10 + [24.0, 24.0, 5.0]
+    patients = [f"p{i}" for i in range(10)] + [f"p{i}" for i in range(10)] + ["p10", "p10", "p11"]
+    episodes = pl.LazyFrame({
+        "session_id": [f"s{i}" for i in range(len(durations))],
+        "patient_key": patients,
+        "clinic_id": "c1", "clinician_role": "nurse", "condition": "neck_pain", "aftercare": "ice",
+        "followed_up": True,
+        "relapsed": [True] * len(durations),
+        "duration_hours": durations,
+    })
+    row = relief_summary(episodes, min_cell_patients=11).filter(pl.col("group_by") == "all").collect().row(0, named=True)
+    # At 24 h: p0-p9 and p10 (relapsing at exactly 24 h still counts at 24 h) = 11 patients.
+    assert row["in_relief_24h"] == pytest.approx(20 / 23)
+    assert row["in_relief_72h"] is None and row["in_relief_7d"] is None and row["in_relief_14d"] is None
+    loose = relief_summary(episodes, min_cell_patients=10).filter(pl.col("group_by") == "all").collect().row(0, named=True)
+    assert loose["in_relief_72h"] == pytest.approx(10 / 23)
+    assert loose["in_relief_7d"] is None  # nobody is followed at 168 h
+
+
+def brute_force_band(durations, events, clusters, z: float = Z_95):
+    """The log(-log) band with the cluster-robust variance of log S, subject by subject at every time."""
+    durations, events, clusters = np.asarray(durations, float), np.asarray(events, bool), np.asarray(clusters)
+    times = np.r_[0.0, np.unique(durations)]
+    at_risk = np.array([(durations >= t).sum() for t in times])
+    deaths = np.array([((durations == t) & events).sum() for t in times])
+    survival = np.cumprod(np.where(at_risk > 0, 1 - deaths / np.maximum(at_risk, 1), 1.0))
+    big_h = np.cumsum(deaths / np.maximum(at_risk, 1) ** 2)
+    low, high = [], []
+    for index, t in enumerate(times):
+        h_at = {time: big_h[position] for position, time in enumerate(times)}
+        y_at = {time: at_risk[position] for position, time in enumerate(times)}
+        influence = np.array([
+            -((event and duration <= t) / y_at[duration] - h_at[min(duration, t)]) for duration, event in zip(durations, events)
+        ])
+        per_cluster = {}
+        for cluster, value in zip(clusters, influence):
+            per_cluster[cluster] = per_cluster.get(cluster, 0.0) + value
+        variance = sum(value ** 2 for value in per_cluster.values())
+        s_t = survival[index]
+        if s_t == 1.0:
+            low.append(1.0), high.append(1.0)
+            continue
+        if s_t == 0.0:
+            low.append(0.0), high.append(0.0)
+            continue
+        centre, half = math.log(-math.log(s_t)), z * math.sqrt(variance) / math.log(s_t)
+        low.append(math.exp(-math.exp(centre - half))), high.append(math.exp(-math.exp(centre + half)))
+    return times, np.array(low), np.array(high)
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_clustered_band_matches_the_subject_by_subject_sandwich(seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    frame = pl.DataFrame({
+        "duration_hours": rng.integers(1, 15, n).astype(float),  # ties on purpose
+        "relapsed": rng.random(n) < 0.7,
+        "patient_key": rng.integers(0, 18, n),
+    })
+    curve = kaplan_meier(frame.lazy(), [], cluster="patient_key").collect()
+    times, low, high = brute_force_band(frame["duration_hours"], frame["relapsed"], frame["patient_key"])
+    np.testing.assert_array_equal(curve["hours"].to_numpy(), times)
+    np.testing.assert_allclose(curve["ci_low"].to_numpy(), low, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(curve["ci_high"].to_numpy(), high, rtol=0, atol=1e-9)
+
+
+def test_clustered_band_treats_copies_of_a_patients_episodes_as_one():
+    # Three copies of every patient's episodes: Greenwood's band narrows (it counts 3x the patients), the
+    # patient-clustered band stays as it was with one copy.
+    rng = np.random.default_rng(9)
+    once = pl.DataFrame({
+        "duration_hours": rng.exponential(40.0, 80), "relapsed": rng.random(80) < 0.7, "patient_key": np.arange(80),
+    })
+    thrice = pl.concat([once, once, once])
+    single = kaplan_meier(once.lazy(), [], cluster="patient_key").collect()
+    copied = kaplan_meier(thrice.lazy(), [], cluster="patient_key").collect()
+    np.testing.assert_allclose(copied["ci_low"].to_numpy(), single["ci_low"].to_numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(copied["ci_high"].to_numpy(), single["ci_high"].to_numpy(), rtol=0, atol=1e-9)
+    naive = kaplan_meier(thrice.lazy(), []).collect()
+    assert (naive["ci_high"] - naive["ci_low"]).sum() < 0.7 * (copied["ci_high"] - copied["ci_low"]).sum()
+
+
+def lifelines_cox(frame: pl.DataFrame, column: str, reference: str) -> CoxPHFitter:
+    others = sorted(set(frame[column]) - {reference})
+    data = frame.select(
+        "duration_hours", pl.col("relapsed").cast(pl.Int8), "patient_key",
+        *((pl.col(column) == group).cast(pl.Float64).alias(f"is_{group}") for group in others),
+    ).to_pandas()
+    return CoxPHFitter().fit(data, "duration_hours", "relapsed", cluster_col="patient_key")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cox_with_patient_clusters_matches_lifelines(seed):
+    # Continuous durations (no tied relapse times): Breslow's and lifelines' Efron's likelihoods coincide.
+    rng = np.random.default_rng(seed)
+    n = 500
+    group = rng.integers(0, 3, n)
+    durations = rng.exponential(100.0, n) * np.exp(0.4 * (group == 1))
+    events = rng.random(n) < 0.7
+    patients = rng.integers(0, 120, n)
+    covariates = np.column_stack([group == 1, group == 2]).astype(float)
+    ours = fit_cox(durations, events, covariates, patients)
+    frame = pl.DataFrame({"duration_hours": durations, "relapsed": events, "patient_key": patients, "g": group.astype(str)})
+    reference = lifelines_cox(frame, "g", "0")
+    # lifelines stops its Newton steps earlier (its convergence tolerance): agreement to ~1e-5.
+    np.testing.assert_allclose(ours.coefficients, reference.params_.to_numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ours.robust_se, reference.standard_errors_.to_numpy(), rtol=1e-4)
+    np.testing.assert_allclose(ours.coefficient_p(), reference.summary["p"].to_numpy(), rtol=1e-3, atol=1e-6)
+    # The clusters matter: the model-based (naive) variance differs from the robust one.
+    assert not np.allclose(np.sqrt(np.diag(ours.model_covariance)), ours.robust_se, rtol=1e-2)
+
+
+def test_cox_robust_variance_treats_copies_of_a_patients_episodes_as_one():
+    # Every patient's episode recorded three times over: naive standard errors shrink by sqrt(3), the
+    # cluster-robust ones do not move (the patient is one cluster whatever its number of episodes).
+    rng = np.random.default_rng(3)
+    n = 300
+    group = rng.integers(0, 2, n).astype(float)[:, None]
+    durations, events, patients = rng.exponential(50.0, n), rng.random(n) < 0.8, np.arange(n)
+    once = fit_cox(durations, events, group, patients)
+    thrice = fit_cox(np.tile(durations, 3), np.tile(events, 3), np.tile(group, (3, 1)), np.tile(patients, 3))
+    np.testing.assert_allclose(thrice.coefficients, once.coefficients, atol=1e-9)
+    np.testing.assert_allclose(thrice.robust_se, once.robust_se, rtol=1e-9)
+    np.testing.assert_allclose(np.sqrt(np.diag(thrice.model_covariance)) * math.sqrt(3),
+                               np.sqrt(np.diag(once.model_covariance)), rtol=1e-9)
+
+
+def test_relief_comparison_uses_cox_with_patient_clusters_and_skips_small_groups():
+    episodes = random_episodes(7, n=600).with_columns(
+        # continuous durations, so lifelines' Efron ties and our Breslow agree
+        pl.col("duration_hours") + pl.Series(np.random.default_rng(8).random(600) / 1000),
+    )
     comparison = relief_comparison(episodes.lazy(), min_cell_patients=11).collect()
     followed = episodes.filter(pl.col("followed_up"))
 
     aftercare = comparison.filter(pl.col("factor") == "aftercare")
-    assert aftercare.select("group_value", "in_logrank").rows() == [
-        ("heat", True), ("ice", True), ("none", True), ("not recorded", False),
+    assert aftercare.select("group_value", "in_comparison", "is_reference").rows() == [
+        ("heat", True, False), ("ice", True, False), ("none", True, True), ("not recorded", False, None),
     ]
     advised = followed.filter(pl.col("aftercare").is_not_null())
-    reference = multivariate_logrank_test(advised["duration_hours"], advised["aftercare"], advised["relapsed"]).p_value
-    assert aftercare["logrank_p"].n_unique() == 1 and close(aftercare["logrank_p"][0], float(reference))
+    reference = lifelines_cox(advised, "aftercare", "none")
+    for group in ("heat", "ice"):
+        row = aftercare.filter(pl.col("group_value") == group).row(0, named=True)
+        beta, se = reference.params_[f"is_{group}"], reference.standard_errors_[f"is_{group}"]
+        assert row["hazard_ratio"] == pytest.approx(math.exp(beta), rel=1e-5)
+        assert row["hazard_ratio_ci_low"] == pytest.approx(math.exp(beta - Z_95 * se), rel=1e-5)
+        assert row["hazard_ratio_ci_high"] == pytest.approx(math.exp(beta + Z_95 * se), rel=1e-5)
+        assert row["hazard_ratio_p"] == pytest.approx(reference.summary.loc[f"is_{group}", "p"], rel=1e-4)
+    assert aftercare["factor_p"].n_unique() == 1 and 0 < aftercare["factor_p"][0] < 1
 
-    roles = comparison.filter(pl.col("factor") == "clinician_role")
-    reference = multivariate_logrank_test(followed["duration_hours"], followed["clinician_role"], followed["relapsed"]).p_value
-    assert roles["in_logrank"].all() and close(roles["logrank_p"][0], float(reference))
-
-    # Only one role reaches the minimum: nothing to compare, no p-value.
+    # Only one role reaches the minimum: nothing to compare, no hazard ratio, no p-value.
     patients_per_role = followed.group_by("clinician_role").agg(pl.col("patient_key").n_unique()).sort("patient_key")
     (second_most, _), (most, biggest_role) = patients_per_role.select("patient_key", "clinician_role").rows()[-2:]
     assert second_most < most
     strict = relief_comparison(episodes.lazy(), min_cell_patients=most).collect()
     roles = strict.filter(pl.col("factor") == "clinician_role")
-    assert roles.filter(pl.col("in_logrank"))["group_value"].to_list() == [biggest_role]
-    assert roles["logrank_p"].is_null().all()
+    assert roles.filter(pl.col("in_comparison"))["group_value"].to_list() == [biggest_role]
+    assert roles["hazard_ratio"].is_null().all() and roles["factor_p"].is_null().all()

@@ -1,6 +1,13 @@
 -- R2: every plan with its completion and every failing reason, in the order
 -- rules.md lists them. The GX suite `plan_completion` validates `completion`
 -- of this table, so the warehouse and the GX results cannot disagree.
+--
+-- discharged_improved needs R5's outcome (achieved_mcid), which the metrics stage computes after
+-- validation has started; so R5's baseline and final pain are worked out here, in the same way as
+-- clinic_outcomes.metrics.plans.plan_outcomes (a test compares the two), for the plans that need them:
+-- discharged (status 'discharged') before the window's last week, i.e. with no session in it. The
+-- export has no discharge date; a discharged plan with no session in its final week is one that
+-- stopped before it.
 
 with
 
@@ -10,6 +17,10 @@ plans as (
 
 sessions as (
     select * from core.sessions
+),
+
+checkins as (
+    select * from core.pain_checkins
 ),
 
 plan_windows as (
@@ -33,6 +44,7 @@ completed_sessions as (
         plan_id,
         started_at,
         therapies,
+        pain_before,
     from sessions
     where status = 'completed'
         and plan_id is not null
@@ -47,6 +59,7 @@ plan_sessions as (
         completed_sessions.session_id,
         completed_sessions.started_at,
         completed_sessions.therapies,
+        completed_sessions.pain_before,
         -- the UTC date; the local date is at most a day from it (zones are within 24 hours of UTC)
         date '1970-01-01' + (epoch_us(completed_sessions.started_at) // 86400000000)::integer as utc_date,
     from plan_windows
@@ -60,6 +73,8 @@ window_sessions as (
     select
         plan_id,
         session_id,
+        started_at,
+        pain_before,
         case
             when abs(utc_date - start_date) <= 1
                 or abs(utc_date - (window_end - 7)) <= 1
@@ -111,9 +126,80 @@ evaluated as (
     left join window_summary on window_summary.plan_id = plan_windows.plan_id
 ),
 
-final as (
+discharged_early as (
+    -- R2: discharged before the window's last week, failing at least that reason (so not complete)
     select
         plan_id,
+        patient_key,
+        clinic_timezone,
+        start_date,
+        window_end,
+    from evaluated
+    where not_evaluated_as is null
+        and status = 'discharged'
+        and list_contains(failing_reasons, 'no_final_week_session')
+),
+
+early_sessions as (
+    select window_sessions.*,
+    from window_sessions
+    inner join discharged_early on discharged_early.plan_id = window_sessions.plan_id
+    where window_sessions.pain_before is not null
+),
+
+early_baselines as (
+    -- R5 baseline: pain_before of the plan's first session (by time, then session_id) that has one
+    select
+        plan_id,
+        arg_min(pain_before, (started_at, session_id)) as baseline_pain,
+    from early_sessions
+    group by plan_id
+),
+
+early_checkins as (
+    -- the patient's check-ins whose local date (plan clinic's zone) is in the window
+    select
+        discharged_early.plan_id,
+        checkins.recorded_at as observed_at,
+        0 as source_rank,
+        checkins.checkin_id as observation_id,
+        checkins.pain,
+    from discharged_early
+    inner join checkins on checkins.patient_key = discharged_early.patient_key
+    where cast(timezone(discharged_early.clinic_timezone, checkins.recorded_at) as date) >= discharged_early.start_date
+        and cast(timezone(discharged_early.clinic_timezone, checkins.recorded_at) as date) < discharged_early.window_end
+),
+
+early_observations as (
+    select plan_id, started_at as observed_at, 1 as source_rank, session_id as observation_id, pain_before as pain,
+    from early_sessions
+    union all
+    select plan_id, observed_at, source_rank, observation_id, pain,
+    from early_checkins
+),
+
+early_finals as (
+    -- R5 final: the latest observation; on a tie in time the session's, then the greater id
+    select
+        plan_id,
+        arg_max(pain, (observed_at, source_rank, observation_id)) as final_pain,
+    from early_observations
+    group by plan_id
+),
+
+early_outcomes as (
+    select
+        early_baselines.plan_id,
+        early_baselines.baseline_pain,
+        early_finals.final_pain,
+        early_baselines.baseline_pain - early_finals.final_pain >= getvariable('mcid_points') as achieved_mcid,
+    from early_baselines
+    inner join early_finals on early_finals.plan_id = early_baselines.plan_id
+),
+
+final as (
+    select
+        evaluated.plan_id,
         patient_key,
         clinic_id,
         clinic_timezone,
@@ -123,6 +209,7 @@ final as (
         case
             when not_evaluated_as is not null then not_evaluated_as
             when len(failing_reasons) = 0 then 'complete'
+            when early_outcomes.achieved_mcid then 'discharged_improved'
             else 'incomplete'
         end as completion,
         case
@@ -132,7 +219,11 @@ final as (
         sessions_in_window,
         status,
         planned_sessions,
+        early_outcomes.baseline_pain as early_baseline_pain,
+        early_outcomes.final_pain as early_final_pain,
+        early_outcomes.achieved_mcid as early_achieved_mcid,
     from evaluated
+    left join early_outcomes on early_outcomes.plan_id = evaluated.plan_id
 )
 
 select * from final

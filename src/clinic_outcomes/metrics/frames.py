@@ -31,6 +31,7 @@ RELIEF_GROUPS = {
 }
 COMPARISON_FACTORS = {"aftercare": "aftercare", "clinician_role": "clinician_role"}
 PLAN_GROUPS = {"all": None, "clinic": "clinic_id", "condition": "condition"}
+PLAN_COMPLETION_GROUPS = {"all": None, "clinic": "clinic_id"}
 SAFETY_GROUPS = {"all": None, "clinic": "clinic_id", "clinician_role": "clinician_role"}
 PCP_GROUPS = {"all": None, "clinic": "clinic_id"}
 
@@ -44,6 +45,7 @@ MART_TABLES = (
     "relief_comparison",
     "plan_outcomes",
     "plan_outcome_summary",
+    "plan_completion_summary",
     "adverse_events",
     "aftercare_mix",
     "pcp_clearance",

@@ -22,7 +22,7 @@ Where rules.md is silent (documented per column in sql/comments/marts.toml):
   time go to the session, then to the larger id;
 - R6: needling sessions without a recorded adverse_event stay in the
   denominator; "plans started" are plans with start_date <= as_of, any status;
-  a null pcp_cleared counts as without clearance.
+  a null pcp_cleared is its own share (not recorded), never "without clearance".
 
 Inputs, as in core.*: sessions (session_id, patient_key, plan_id, clinic_id,
 clinician_role, started_at, status, therapies, condition, pain_before,
@@ -42,7 +42,7 @@ import polars as pl
 
 from clinic_outcomes.metrics.casemix import CASEMIX_TABLES, casemix_marts
 from clinic_outcomes.metrics.frames import MART_TABLES
-from clinic_outcomes.metrics.plans import plan_outcome_summary, plan_outcomes
+from clinic_outcomes.metrics.plans import plan_completion_summary, plan_outcome_summary, plan_outcomes
 from clinic_outcomes.metrics.relief import (
     relief_comparison,
     relief_curves,
@@ -184,9 +184,10 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
             write("session_relief", relief)
             # Independent queries are collected together so they share the cores.
             rows = sessions.select(pl.len()).collect().item() + checkins.select(pl.len()).collect().item()
-            episodes, outcomes, relief_by_group, adverse, mix, clearance = _episodes_and_outcomes(
+            episodes, outcomes, relief_by_group, completion_by_group, adverse, mix, clearance = _episodes_and_outcomes(
                 sessions, checkins, plan_completion, rules, patient_slices(rows),
                 session_relief_summary(relief.lazy()),
+                plan_completion_summary(plan_completion),
                 adverse_events(sessions),
                 aftercare_mix(sessions),
                 pcp_clearance(plans, as_of),
@@ -194,6 +195,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
             write("relief_duration", episodes)
             write("plan_outcomes", outcomes)
             write("session_relief_summary", relief_by_group)
+            write("plan_completion_summary", completion_by_group)
             write("adverse_events", adverse)
             write("aftercare_mix", mix)
             write("pcp_clearance", clearance)
@@ -203,7 +205,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
             ])
             write("relief_curves", curves)
             write("plan_outcome_summary", outcomes_by_group)
-            summary = relief_summary(episodes.lazy(), curves.lazy()).collect()
+            summary = relief_summary(episodes.lazy(), curves.lazy(), min_cell_patients=rules.min_cell_patients).collect()
             write("relief_summary", summary)
             comparison = relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect()
             write("relief_comparison", comparison)

@@ -1,4 +1,4 @@
-"""R5: the outcome of each evaluated plan, and its summaries."""
+"""R2's "plans complete" and R5: the outcome of each evaluated plan, and their summaries."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import polars as pl
 
 from clinic_outcomes.metrics.frames import (
     MODERATE_CHANGE,
+    PLAN_COMPLETION_GROUPS,
     PLAN_GROUPS,
     SUBSTANTIAL_CHANGE,
     _INSTANT,
@@ -16,6 +17,60 @@ from clinic_outcomes.metrics.frames import (
     completed_sessions,
     local_date,
 )
+
+# --- R2 plans complete: one definition ----------------------------------------------------------
+
+# Evaluated plans (rules.md R2): neither cancelled nor in progress.
+EVALUATED_COMPLETIONS = ("complete", "discharged_improved", "incomplete")
+# "Plans complete" in every report: complete, or discharged early with an outcome reaching the MCID.
+COMPLETE_COMPLETIONS = ("complete", "discharged_improved")
+
+
+def _sql_set(values: Sequence[str]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+# The same definition for SQL over any relation with a `completion` column (e.g. quality.plan_completion):
+# the share, null when no plan is evaluated.
+PLANS_COMPLETE_SQL = (
+    f"count(*) filter (where completion in ({_sql_set(COMPLETE_COMPLETIONS)}))"
+    f" / nullif(count(*) filter (where completion in ({_sql_set(EVALUATED_COMPLETIONS)})), 0)"
+)
+
+
+def plans_complete_share() -> pl.Expr:
+    """R2 "plans complete": (complete + discharged_improved) / evaluated plans; null when none is evaluated."""
+    evaluated = pl.col("completion").is_in(EVALUATED_COMPLETIONS)
+    complete = pl.col("completion").is_in(COMPLETE_COMPLETIONS)
+    return pl.when(evaluated.sum() > 0).then(complete.sum() / evaluated.sum())
+
+
+def plan_completion_summary(plan_completion: pl.LazyFrame) -> pl.LazyFrame:
+    """R2 per group (all, clinic): evaluated plans by completion and the share of plans complete.
+
+    patients counts the distinct patients of the evaluated plans (the share's denominator).
+    """
+    evaluated = pl.col("completion").is_in(EVALUATED_COMPLETIONS)
+
+    def plans_with(value: str) -> pl.Expr:
+        return (pl.col("completion") == value).sum().cast(pl.Int64)
+
+    return _in_grouping_order(
+        aggregate_groups(
+            plan_completion,
+            PLAN_COMPLETION_GROUPS,
+            evaluated_plans=evaluated.sum().cast(pl.Int64),
+            patients=pl.col("patient_key").filter(evaluated).n_unique().cast(pl.Int64),
+            complete_plans=plans_with("complete"),
+            discharged_improved_plans=plans_with("discharged_improved"),
+            incomplete_plans=plans_with("incomplete"),
+            in_progress_plans=plans_with("in_progress"),
+            cancelled_plans=plans_with("cancelled"),
+            plans_complete_share=plans_complete_share(),
+        ),
+        PLAN_COMPLETION_GROUPS,
+    )
+
 
 # --- R5 plan outcomes -------------------------------------------------------------------------
 
@@ -27,14 +82,14 @@ def plan_outcomes(
     mcid: float,
     zones: Sequence[str] | None = None,
 ) -> pl.LazyFrame:
-    """R5: one row per evaluated plan (complete or incomplete) with a session that has pain_before.
+    """R5: one row per evaluated plan (complete, discharged_improved or incomplete) with a session that has pain_before.
 
     A plan's observations are its completed sessions and the patient's
     check-ins whose local date, in the plan's clinic zone, lies in
     [start_date, window_end). `zones` lists the zones that occur (read from
     plan_completion when not given).
     """
-    plans = plan_completion.filter(pl.col("completion").is_in(["complete", "incomplete"])).select(
+    plans = plan_completion.filter(pl.col("completion").is_in(EVALUATED_COMPLETIONS)).select(
         "plan_id", "patient_key", "clinic_id", "clinic_timezone", "start_date", "window_end", "completion"
     )
     if zones is None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
+import numpy as np
 import polars as pl
 
 from clinic_outcomes.metrics.frames import (
@@ -20,13 +22,24 @@ from clinic_outcomes.metrics.frames import (
     needling_sessions,
     stack_groups,
 )
-from clinic_outcomes.metrics.survival import curve_summary, kaplan_meier, logrank_p_value
+from clinic_outcomes.metrics.cox import fit_cox
+from clinic_outcomes.metrics.survival import Z_95, curve_summary, kaplan_meier
 
 # --- R3 immediate relief ----------------------------------------------------------------------
 
 
+def could_show_relief(mcid: float) -> pl.Expr:
+    """R3 floor: a session starting below the MCID (pain_before < MCID) cannot show meaningful relief."""
+    return pl.col("pain_before") >= mcid
+
+
 def session_relief(sessions: pl.LazyFrame, mcid: float) -> pl.LazyFrame:
-    """R3: one row per needling session with both pain_before and pain_after."""
+    """R3: one row per needling session with both pain_before and pain_after.
+
+    could_show_relief is pain_before >= MCID. meaningful_relief (relief_points >= MCID) is null for a session
+    that could not show it ("too little pain to measure"): such a session is neither a success nor a
+    failure, so any share or mean of meaningful_relief is over the sessions that could show it.
+    """
     relief_points = pl.col("pain_before") - pl.col("pain_after")
     return (
         needling_sessions(sessions)
@@ -45,7 +58,8 @@ def session_relief(sessions: pl.LazyFrame, mcid: float) -> pl.LazyFrame:
             relief_pct=pl.when(pl.col("pain_before") != 0).then(
                 relief_points.cast(pl.Float64) / pl.col("pain_before")
             ),
-            meaningful_relief=relief_points >= mcid,
+            could_show_relief=could_show_relief(mcid),
+            meaningful_relief=pl.when(could_show_relief(mcid)).then(relief_points >= mcid),
         )
     )
 
@@ -69,15 +83,25 @@ def _exact_mean_relief_pct() -> pl.Expr:
 
 
 def session_relief_summary(relief: pl.LazyFrame) -> pl.LazyFrame:
-    """R3 per group: how often and how much needling relieves pain at once."""
+    """R3 per group: how often and how much needling relieves pain at once.
+
+    sessions/patients count every needling session with both ratings (and mean_relief_points,
+    mean_relief_pct are over them); meaningful_relief_share is over the measurable sessions (those that
+    could show relief, pain_before >= MCID), whose distinct patients are measurable_patients (the
+    share's denominator, for suppression); too_little_pain_sessions are counted apart.
+    """
+    measurable = pl.col("could_show_relief")
     return _in_grouping_order(
         aggregate_groups(
             relief,
             RELIEF_GROUPS,
             sessions=pl.len().cast(pl.Int64),
             patients=pl.col("patient_key").n_unique().cast(pl.Int64),
+            measurable_sessions=measurable.sum().cast(pl.Int64),
+            measurable_patients=pl.col("patient_key").filter(measurable).n_unique().cast(pl.Int64),
+            too_little_pain_sessions=(~measurable).sum().cast(pl.Int64),
             meaningful_relief_sessions=pl.col("meaningful_relief").sum().cast(pl.Int64),
-            meaningful_relief_share=pl.col("meaningful_relief").mean(),
+            meaningful_relief_share=pl.col("meaningful_relief").filter(measurable).mean(),
             mean_relief_points=pl.col("relief_points").mean(),
             mean_relief_pct=_exact_mean_relief_pct(),
         ),
@@ -264,14 +288,29 @@ def relief_curves(episodes: pl.LazyFrame, groups: Mapping[str, str | None] = REL
     """Kaplan-Meier step points of relief duration per group (followed-up episodes only)."""
     followed = stack_groups(episodes.filter(pl.col("followed_up")), groups)
     # Ordered by grouping, group and hours as kaplan_meier returns it: no second sort of a big table.
+    # The band (and so the median's CI and the shares' CIs) treats each patient's episodes as one cluster.
     curves = kaplan_meier(
-        followed, ["grouping_order", "group_by", "group_value"], duration="duration_hours", event="relapsed"
+        followed, ["grouping_order", "group_by", "group_value"], duration="duration_hours", event="relapsed",
+        cluster="patient_key",
     )
     return curves.drop("grouping_order")
 
 
+def _at_risk_column(share: str) -> str:
+    return f"_patients_at_risk_{share}"
+
+
 def _episode_counts(episodes: pl.LazyFrame, groups: Mapping[str, str | None]) -> pl.LazyFrame:
     followed = pl.col("followed_up")
+    # Patients still followed at t: those with an episode in the estimate whose duration is >= t (relapsing
+    # at t or censored at t still counts at t, as in the Kaplan-Meier risk set).
+    at_risk = {
+        _at_risk_column(share): pl.col("patient_key")
+        .filter(followed & (pl.col("duration_hours") >= hours))
+        .n_unique()
+        .cast(pl.Int64)
+        for share, hours in IN_RELIEF_AT.items()
+    }
     return aggregate_groups(
         episodes,
         groups,
@@ -279,6 +318,7 @@ def _episode_counts(episodes: pl.LazyFrame, groups: Mapping[str, str | None]) ->
         relapses=pl.col("relapsed").filter(followed).sum().cast(pl.Int64),
         patients=pl.col("patient_key").filter(followed).n_unique().cast(pl.Int64),
         no_followup=(~followed).sum().cast(pl.Int64),
+        **at_risk,
     )
 
 
@@ -286,12 +326,18 @@ def relief_summary(
     episodes: pl.LazyFrame,
     curves: pl.LazyFrame | None = None,
     groups: Mapping[str, str | None] = RELIEF_GROUPS,
+    *,
+    min_cell_patients: int,
 ) -> pl.LazyFrame:
     """R4 per group: Kaplan-Meier median with its 95% CI and the share still in relief.
 
     episodes/relapses/patients count followed-up episodes (those in the
     estimate); no_followup counts the episodes left out for lack of follow-up.
     A group whose episodes all lack follow-up has null estimates.
+
+    A share at 24 h, 72 h, 7 d or 14 d is null when fewer than min_cell_patients distinct patients are
+    still followed at that time (an episode in the estimate with duration_hours >= t): past that point
+    the estimate is carried forward from fewer observations, or from none (rules.md R4).
     """
     if curves is None:
         curves = relief_curves(episodes, groups)
@@ -308,10 +354,21 @@ def relief_summary(
             "median_hours",
             "median_ci_low",
             "median_ci_high",
-            *IN_RELIEF_AT,
+            *(
+                pl.when(pl.col(_at_risk_column(share)) >= min_cell_patients).then(pl.col(column)).alias(column)
+                for share in IN_RELIEF_AT
+                for column in (share, f"{share}_ci_low", f"{share}_ci_high")
+            ),
         ),
         groups,
     )
+
+
+def _reference_group(factor: str, compared: list[str], episodes_per_group: dict[str, int]) -> str:
+    """The group the others are compared with: no aftercare advice ('none') if compared, else the largest."""
+    if factor == "aftercare" and "none" in compared:
+        return "none"
+    return max(compared, key=lambda group: (episodes_per_group[group], group))
 
 
 def relief_comparison(
@@ -319,42 +376,63 @@ def relief_comparison(
     min_cell_patients: int,
     summary: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """Relief duration by aftercare advice and by clinician role, with a log-rank p-value per factor.
+    """Relief duration by aftercare advice and by clinician role, compared by a Cox model with patients as clusters.
 
-    The test compares the groups of a factor that reach min_cell_patients
-    distinct patients (aftercare 'not recorded' is no advice and never takes
-    part); logrank_p is null when fewer than two groups qualify. in_logrank
-    says which groups were compared.
+    The comparison takes the groups of a factor that reach min_cell_patients distinct patients (aftercare
+    'not recorded' is no advice and never takes part); in_comparison says which. One Cox model per factor
+    (metrics.cox: Breslow ties, cluster-robust variance with each patient's episodes as one cluster) gives
+    each compared group's hazard ratio of relapse against the reference group (is_reference; aftercare
+    'none' when compared, else the group with most episodes) with its robust 95% CI and p-value, and
+    factor_p, the robust Wald test that the factor's groups share one hazard. All null when fewer than two
+    groups qualify. These are associations: advice and clinician were not assigned at random.
     """
     if summary is None:
-        summary = relief_summary(episodes, groups=COMPARISON_FACTORS)
+        summary = relief_summary(episodes, groups=COMPARISON_FACTORS, min_cell_patients=min_cell_patients)
     by_factor = (
         summary.filter(pl.col("group_by").is_in(list(COMPARISON_FACTORS)))
         .with_columns(
-            in_logrank=(pl.col("patients") >= min_cell_patients) & (pl.col("group_value") != NOT_RECORDED),
+            in_comparison=(pl.col("patients") >= min_cell_patients) & (pl.col("group_value") != NOT_RECORDED),
         )
         .collect()
     )
     followed = episodes.filter(pl.col("followed_up"))
-    p_values = []
+    results = []
     for factor, column in COMPARISON_FACTORS.items():
-        compared = by_factor.filter((pl.col("group_by") == factor) & pl.col("in_logrank"))["group_value"].to_list()
-        p_value = None
-        if len(compared) >= 2:
-            data = (
-                followed.filter(pl.col(column).is_in(compared))
-                # numeric group codes: numpy sorts them far faster than strings
-                .select("duration_hours", "relapsed", group=pl.col(column).rank("dense"))
-                .collect()
-            )
-            p_value = logrank_p_value(
-                data["duration_hours"].to_numpy(),
-                data["relapsed"].to_numpy(),
-                data["group"].to_numpy(),
-            )
-        p_values.append({"group_by": factor, "logrank_p": p_value})
-    tests = pl.DataFrame(p_values, schema={"group_by": pl.String, "logrank_p": pl.Float64})
-    compared_groups = by_factor.join(tests, on="group_by", how="left").select(
+        rows = by_factor.filter((pl.col("group_by") == factor) & pl.col("in_comparison"))
+        compared = rows["group_value"].to_list()
+        if len(compared) < 2:
+            continue
+        reference = _reference_group(factor, compared, dict(zip(compared, rows["episodes"].to_list())))
+        others = [group for group in compared if group != reference]
+        data = followed.filter(pl.col(column).is_in(compared)).select(
+            "duration_hours", "relapsed", "patient_key", pl.col(column).alias("_group")
+        ).collect()
+        covariates = np.column_stack([(data["_group"] == group).to_numpy() for group in others]).astype(np.float64)
+        fit = fit_cox(
+            data["duration_hours"].to_numpy(), data["relapsed"].to_numpy(), covariates, data["patient_key"].to_numpy()
+        )
+        factor_p = fit.wald_p()
+        half_width = Z_95 * fit.robust_se
+        results.append({"group_by": factor, "group_value": reference, "is_reference": True, "hazard_ratio": 1.0,
+                        "hazard_ratio_ci_low": None, "hazard_ratio_ci_high": None, "hazard_ratio_p": None,
+                        "factor_p": factor_p})
+        for position, group in enumerate(others):
+            beta = float(fit.coefficients[position])
+            results.append({
+                "group_by": factor, "group_value": group, "is_reference": False,
+                "hazard_ratio": math.exp(beta),
+                "hazard_ratio_ci_low": math.exp(beta - float(half_width[position])),
+                "hazard_ratio_ci_high": math.exp(beta + float(half_width[position])),
+                "hazard_ratio_p": float(fit.coefficient_p()[position]),
+                "factor_p": factor_p,
+            })
+    schema = {
+        "group_by": pl.String, "group_value": pl.String, "is_reference": pl.Boolean, "hazard_ratio": pl.Float64,
+        "hazard_ratio_ci_low": pl.Float64, "hazard_ratio_ci_high": pl.Float64, "hazard_ratio_p": pl.Float64,
+        "factor_p": pl.Float64,
+    }
+    tests = pl.DataFrame(results, schema=schema)
+    compared_groups = by_factor.join(tests, on=["group_by", "group_value"], how="left").select(
         "group_by",
         "group_value",
         "episodes",
@@ -364,10 +442,14 @@ def relief_comparison(
         "median_hours",
         "median_ci_low",
         "median_ci_high",
-        *IN_RELIEF_AT,
-        "in_logrank",
-        "logrank_p",
+        *(column for share in IN_RELIEF_AT for column in (share, f"{share}_ci_low", f"{share}_ci_high")),
+        "in_comparison",
+        "is_reference",
+        "hazard_ratio",
+        "hazard_ratio_ci_low",
+        "hazard_ratio_ci_high",
+        "hazard_ratio_p",
+        # the factor's test belongs to every compared group of the factor
+        pl.col("factor_p").max().over("group_by").alias("factor_p"),
     )
     return _in_grouping_order(compared_groups.lazy(), COMPARISON_FACTORS).rename({"group_by": "factor"})
-
-

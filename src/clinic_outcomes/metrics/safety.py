@@ -97,19 +97,23 @@ def aftercare_mix(sessions: pl.LazyFrame) -> pl.LazyFrame:
 def pcp_clearance(plans: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
     """R6: share of plans started (start_date <= as_of, any status) without PCP clearance.
 
-    pcp_cleared null (not recorded) counts as without clearance.
+    Only pcp_cleared = false is "without clearance". A plan whose pcp_cleared is null is not recorded: its
+    own count and share (not_recorded_share), never counted as not cleared. Both shares are over every plan
+    started, so cleared + without + not recorded = plans.
     """
-    without = pl.col("pcp_cleared").fill_null(False).not_()
+    started = plans.filter(pl.col("start_date") <= as_of)
+    without = pl.col("pcp_cleared").not_().fill_null(False)
+    not_recorded = pl.col("pcp_cleared").is_null()
     return _in_grouping_order(
         aggregate_groups(
-            plans.filter(pl.col("start_date") <= as_of),
+            started,
             PCP_GROUPS,
             plans=pl.len().cast(pl.Int64),
             patients=pl.col("patient_key").n_unique().cast(pl.Int64),
             plans_without_pcp_clearance=without.sum().cast(pl.Int64),
+            plans_pcp_not_recorded=not_recorded.sum().cast(pl.Int64),
             share=without.mean(),
+            not_recorded_share=not_recorded.mean(),
         ),
         PCP_GROUPS,
     )
-
-

@@ -1,4 +1,4 @@
-"""Kaplan-Meier estimation and the log-rank test, vectorised over groups.
+"""Kaplan-Meier estimation, vectorised over groups.
 
 Relief duration (rules.md R4) is a time-to-event measure with censoring. This
 module estimates, for every group of a LazyFrame at once:
@@ -18,10 +18,20 @@ The arithmetic follows lifelines step by step (S = exp(cumulative sum of
 log(1 - d/n)), log/exp through numpy) so the two agree to rounding; the tests
 compare them on random data. lifelines is a dev dependency only: nothing here
 imports it.
+
+One exception to following lifelines: the comparison with one half (rules.md R4) is exact. S(t) is
+the product of the fractions (n - d) / n, and exp(sum of logs) can land a hair above 0.5 when the
+product is exactly 1/2 (durations 1, 2, 2, 5, 5, 5 h: 5/6 x 3/5 = 1/2, and the float says 0.5000000000000001,
+so lifelines puts the median at 5 h instead of 2 h). Wherever the float lies within 1e-9 of 0.5, the
+product is recomputed in integers and the float is set on the same side of 0.5 as the exact value
+(exactly 0.5 when it is 1/2). Every later comparison of `survival` with 0.5, here or in the marts, is
+then exact. Elsewhere the float and the exact value are far apart from 0.5 compared with the rounding
+(a sum of n logs is off by about n x 1e-16).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -44,6 +54,190 @@ def _numpy(ufunc: np.ufunc, expr: pl.Expr) -> pl.Expr:
     return expr.map_batches(apply, return_dtype=pl.Float64)
 
 
+HALF = 0.5
+# Floats of S within this of one half are decided in exact arithmetic (rounding errors are ~1e-12 at most).
+_NEAR_HALF = 1e-9
+
+
+def _product(values: Sequence[int]) -> int:
+    """The product of many integers by a balanced tree (big-integer products stay fast)."""
+    values = list(values)
+    if not values:
+        return 1
+    while len(values) > 1:
+        paired = [values[i] * values[i + 1] for i in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            paired.append(values[-1])
+        values = paired
+    return values[0]
+
+
+def exact_side_of_half(group: np.ndarray, at_risk: np.ndarray, events: np.ndarray, survival: np.ndarray) -> np.ndarray:
+    """`survival` with every value near 0.5 put on the side of 0.5 where the exact product lies.
+
+    Rows are one curve per `group`, in time order. S at a row is the product over the group's rows up to it of
+    (at_risk - events) / at_risk; S <= 1/2 exactly when 2 x prod(at_risk - events) <= prod(at_risk).
+    """
+    survival = np.array(survival, dtype=np.float64, copy=True)
+    near = np.flatnonzero(np.abs(survival - HALF) <= _NEAR_HALF)
+    if near.size == 0:
+        return survival
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    group_start = starts[np.searchsorted(starts, near, side="right") - 1]
+    below = np.nextafter(HALF, 0.0)
+    above = np.nextafter(HALF, 1.0)
+    # Walk each group's near rows in order, extending one running product (numerator, denominator).
+    current_start, upto, numerator, denominator = -1, -1, 1, 1
+    for row, start in zip(near.tolist(), group_start.tolist()):
+        if start != current_start:
+            current_start, upto, numerator, denominator = start, start - 1, 1, 1
+        span = slice(upto + 1, row + 1)
+        stepped = events[span] > 0
+        numerator *= _product((at_risk[span][stepped] - events[span][stepped]).tolist())
+        denominator *= _product(at_risk[span][stepped].tolist())
+        common = math.gcd(numerator, denominator)
+        numerator, denominator = numerator // common, denominator // common
+        upto = row
+        twice = 2 * numerator
+        if twice == denominator:
+            survival[row] = HALF
+        elif twice < denominator:
+            survival[row] = min(survival[row], below)
+        else:
+            survival[row] = max(survival[row], above)
+    return survival
+
+
+def _exact_near_half(columns: pl.Series) -> pl.Series:
+    frame = columns.struct.unnest()
+    return pl.Series(
+        "survival",
+        exact_side_of_half(
+            frame["_group"].to_numpy(),
+            frame["at_risk"].cast(pl.Int64).to_numpy(),
+            frame["events"].cast(pl.Int64).to_numpy(),
+            frame["survival"].to_numpy(),
+        ),
+    )
+
+
+def _clustered_log_variance(indexed: pl.LazyFrame, table: pl.LazyFrame) -> pl.LazyFrame:
+    """Cluster-robust variance of log S(t) at every (_group, _time) row of `table` (Ying & Wei 1994).
+
+    log S^(t) - log S(t) is, to first order, a sum over subjects of influence terms
+    -(d_i 1(T_i <= t) / Y(T_i) - H(min(T_i, t))), with H(t) = sum over s <= t of d(s) / Y(s)^2. Summing
+    them per cluster g (a patient's episodes) and squaring gives the sandwich variance
+    V(t) = sum_g (c_g(t) - m_g(t) H(t))^2, where c_g(t) sums d_i / Y(T_i) - H(T_i) over g's subjects with
+    T_i <= t and m_g(t) counts g's subjects with T_i > t. Expanding the square, three running sums
+    (sum c^2, sum c m, sum m^2) change only when a subject leaves the risk set, so V(t) at every time
+    costs two sorts: O(n log n), not O(clusters x times) (numpy: _running_cluster_sums).
+    """
+    subjects = indexed.select(
+        "_group", "_time", "_event", pl.col("_cluster").rank("dense").cast(pl.Int64).alias("_cluster")
+    ).collect()
+    group = subjects["_group"].to_numpy()
+    time = subjects["_time"].to_numpy()
+    event = subjects["_event"].to_numpy()
+    # Y(T_i) and H(T_i) per subject, from one sort by (group, time).
+    order = _arg_sort(group, time)
+    g, t, d = group[order], time[order], event[order].astype(np.float64)
+    n = len(t)
+    group_end = np.r_[np.flatnonzero(g[1:] != g[:-1]) + 1, n] if n else np.zeros(0, dtype=np.int64)
+    end_of_row = group_end[np.searchsorted(group_end, np.arange(n), side="right")] if n else group_end
+    first_of_time = np.r_[True, (g[1:] != g[:-1]) | (t[1:] != t[:-1])] if n else np.zeros(0, dtype=bool)
+    time_start = np.maximum.accumulate(np.where(first_of_time, np.arange(n), 0))
+    at_risk = (end_of_row - time_start).astype(np.float64)
+    time_id = np.cumsum(first_of_time) - 1
+    deaths = np.bincount(time_id, weights=d)
+    starts = np.flatnonzero(first_of_time)
+    increments = deaths / at_risk[starts] ** 2
+    big_h_per_time = np.empty(len(starts))
+    group_of_time = g[starts]
+    boundaries = np.r_[np.flatnonzero(group_of_time[1:] != group_of_time[:-1]) + 1, len(starts)] if n else []
+    begin = 0
+    for finish in boundaries:
+        big_h_per_time[begin:finish] = np.cumsum(increments[begin:finish])
+        begin = finish
+    exit_term = np.empty(n)
+    exit_term[order] = d / at_risk - big_h_per_time[time_id]
+    sums = _running_cluster_sums(group, time, event, subjects["_cluster"].to_numpy(), exit_term)
+    per_time = pl.DataFrame(
+        {"_group": group_of_time, "_time": t[starts], "big_h": big_h_per_time},
+        schema={"_group": pl.UInt32, "_time": pl.Float64, "big_h": pl.Float64},
+    ).join(sums, on=["_group", "_time"], how="left")
+    return (
+        table.select("_group", "_time")
+        .join(per_time.lazy(), on=["_group", "_time"], how="left", maintain_order="left")
+        # Between exits the sums hold; at the origin (t = 0, no exit yet, H = 0) the variance is 0.
+        .with_columns(pl.col("big_h", "sum_cc", "sum_cm", "sum_mm").fill_null(strategy="forward").over("_group"))
+        .with_columns(
+            log_variance=(
+                pl.col("sum_cc") - 2 * pl.col("big_h") * pl.col("sum_cm") + pl.col("big_h") ** 2 * pl.col("sum_mm")
+            ).clip(lower_bound=0.0).fill_null(0.0),
+        )
+        .select("_group", "_time", "log_variance")
+    )
+
+
+def _arg_sort(*keys: np.ndarray) -> np.ndarray:
+    """The stable order of rows by `keys` (first key first); Polars' multithreaded sort, much faster than np.lexsort."""
+    frame = pl.DataFrame({f"k{position}": key for position, key in enumerate(keys)})
+    return frame.select(pl.arg_sort_by(frame.columns, maintain_order=True)).to_series().to_numpy()
+
+
+def _running_cluster_sums(
+    group: np.ndarray, time: np.ndarray, event: np.ndarray, cluster: np.ndarray, exit_term: np.ndarray
+) -> pl.DataFrame:
+    """sum c^2, sum c m and sum m^2 over the clusters of each group after the exits at each time (numpy, sorted).
+
+    Every order here is fixed (lexicographic sorts, sequential cumulative sums), so the result has the same
+    bits on every run and whatever slices of patients the episodes were computed in.
+    """
+    # Rows of one cluster tied in time and event have the same exit term: their order cannot matter.
+    order = _arg_sort(group, cluster, time, event)
+    g, t, c, q = group[order], time[order], cluster[order], exit_term[order]
+    n = len(q)
+    new_segment = np.r_[True, (g[1:] != g[:-1]) | (c[1:] != c[:-1])] if n else np.zeros(0, dtype=bool)
+    segment_start = np.maximum.accumulate(np.where(new_segment, np.arange(n), 0))
+    segment_id = np.cumsum(new_segment) - 1
+    members = np.bincount(segment_id)[segment_id].astype(np.float64)
+    exited = (np.arange(n) - segment_start + 1).astype(np.float64)
+    running = np.cumsum(q)
+    before_segment = np.where(segment_start > 0, running[segment_start - 1], 0.0)
+    c_after = running - before_segment
+    c_before = c_after - q
+    m_after, m_before = members - exited, members - exited + 1
+    d_cc = c_after**2 - c_before**2
+    d_cm = c_after * m_after - c_before * m_before
+    d_mm = m_after**2 - m_before**2
+    # Initial sum of m^2 per group: the squared cluster sizes.
+    first_of_segment = np.flatnonzero(new_segment)
+    start_mm = np.zeros(int(g.max()) + 1 if n else 0)
+    np.add.at(start_mm, g[first_of_segment], members[first_of_segment] ** 2)
+
+    # Stable: within a time the rows keep the (cluster, event) order above, whatever order they came in.
+    by_time = _arg_sort(g, t)
+    g, t = g[by_time], t[by_time]
+    d_cc, d_cm, d_mm = d_cc[by_time], d_cm[by_time], d_mm[by_time]
+    group_starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    sum_cc, sum_cm, sum_mm = np.empty(n), np.empty(n), np.empty(n)
+    for begin, finish in zip(group_starts, np.r_[group_starts[1:], n]):
+        sum_cc[begin:finish] = np.cumsum(d_cc[begin:finish])
+        sum_cm[begin:finish] = np.cumsum(d_cm[begin:finish])
+        sum_mm[begin:finish] = start_mm[g[begin]] + np.cumsum(d_mm[begin:finish])
+    last_of_time = np.r_[(g[1:] != g[:-1]) | (t[1:] != t[:-1]), True] if n else np.zeros(0, dtype=bool)
+    return pl.DataFrame(
+        {
+            "_group": g[last_of_time],
+            "_time": t[last_of_time],
+            "sum_cc": sum_cc[last_of_time],
+            "sum_cm": sum_cm[last_of_time],
+            "sum_mm": sum_mm[last_of_time],
+        },
+        schema={"_group": pl.UInt32, "_time": pl.Float64, "sum_cc": pl.Float64, "sum_cm": pl.Float64, "sum_mm": pl.Float64},
+    )
+
+
 def kaplan_meier(
     episodes: pl.LazyFrame,
     by: Sequence[str],
@@ -51,6 +245,7 @@ def kaplan_meier(
     duration: str = "duration_hours",
     event: str = "relapsed",
     z: float = Z_95,
+    cluster: str | None = None,
 ) -> pl.LazyFrame:
     """The Kaplan-Meier curve of every group: one row per group and distinct duration.
 
@@ -58,7 +253,9 @@ def kaplan_meier(
 
     `episodes` has one row per subject with a non-null `duration` (float, >= 0)
     and a boolean `event` (true: the event happened at `duration`; false:
-    censored there). Returns the `by` columns and
+    censored there). With `cluster` (e.g. patient_key) the band uses the cluster-robust variance of
+    log S (_clustered_log_variance: subjects of one cluster are not independent) instead of Greenwood's.
+    Returns the `by` columns and
     hours (the time point; every group starts with a row at 0),
     at_risk (subjects with duration >= hours), events, censored,
     survival, ci_low, ci_high.
@@ -76,13 +273,17 @@ def kaplan_meier(
         "_group",
         pl.col(duration).cast(pl.Float64).alias("_time"),
         pl.col(event).cast(pl.Int64).alias("_event"),
+        *([pl.col(cluster).alias("_cluster")] if cluster is not None else []),
     )
     # Every curve starts at S(0) = 1, as lifelines' timeline does (births at 0).
     origin = indexed.select("_group").unique().with_columns(
         _time=pl.lit(0.0, dtype=pl.Float64), _event=pl.lit(0, dtype=pl.Int64), _removed=pl.lit(0, dtype=pl.Int64)
     )
     table = (
-        pl.concat([indexed.with_columns(_removed=pl.lit(1, dtype=pl.Int64)), origin], how="vertical")
+        pl.concat(
+            [indexed.select("_group", "_time", "_event").with_columns(_removed=pl.lit(1, dtype=pl.Int64)), origin],
+            how="vertical",
+        )
         .group_by("_group", "_time")
         .agg(events=pl.col("_event").sum(), removed=pl.col("_removed").sum())
         .sort("_group", "_time")
@@ -106,8 +307,19 @@ def kaplan_meier(
     ).with_columns(
         log_survival=grouped(pl.col("log_step").cum_sum()),
         greenwood=grouped(pl.col("greenwood_step").cum_sum()),
-    ).with_columns(
+    )
+    if cluster is not None:
+        robust = _clustered_log_variance(indexed, table)
+        with_risk = with_risk.join(robust, on=["_group", "_time"], how="left", maintain_order="left").with_columns(
+            greenwood=pl.col("log_variance")
+        )
+    with_risk = with_risk.with_columns(
         survival=_numpy(np.exp, pl.col("log_survival")),
+    ).with_columns(
+        # Rows are in (_group, _time) order here, as the exact product needs them.
+        survival=pl.struct("_group", "at_risk", "events", "survival").map_batches(
+            _exact_near_half, return_dtype=pl.Float64
+        ),
     ).with_columns(
         log_s=_numpy(np.log, pl.col("survival")),
         sqrt_greenwood=_numpy(np.sqrt, pl.col("greenwood")),
@@ -151,7 +363,8 @@ def curve_summary(
 
     `curves` is the output of kaplan_meier(). `at_hours` names the survival
     columns, e.g. {"in_relief_24h": 24.0}. Returns the `by` columns and
-    median_hours, median_ci_low, median_ci_high, then one column per at_hours entry.
+    median_hours, median_ci_low, median_ci_high, one column per at_hours entry, then its band's
+    value there (<name>_ci_low, then <name>_ci_high for every entry).
     """
     by = list(by)
 
@@ -162,50 +375,18 @@ def curve_summary(
         # S never rises, so its value at the last step <= hours is the least one up to there.
         return pl.col("survival").filter(pl.col("hours") <= hours).min()
 
+    def band_at(column: str, hours: float) -> pl.Expr:
+        # The band's value at the last curve point <= hours (rows come in time order; the band need not be monotone).
+        return pl.col(column).filter(pl.col("hours") <= hours).last()
+
     aggregations = [
         first_time_at_or_below("survival").alias("median_hours"),
         first_time_at_or_below("ci_low").alias("median_ci_low"),
         first_time_at_or_below("ci_high").alias("median_ci_high"),
         *(survival_at(hours).alias(name) for name, hours in at_hours.items()),
+        *(band_at("ci_low", hours).alias(f"{name}_ci_low") for name, hours in at_hours.items()),
+        *(band_at("ci_high", hours).alias(f"{name}_ci_high") for name, hours in at_hours.items()),
     ]
     if not by:
         return curves.select(aggregations)
     return curves.group_by(*by, maintain_order=True).agg(aggregations)
-
-
-def logrank_p_value(durations: np.ndarray, events: np.ndarray, groups: np.ndarray) -> float | None:
-    """Multivariate log-rank test of equal survival across groups: the chi-square p-value.
-
-    Unweighted log-rank, k - 1 degrees of freedom, as lifelines'
-    multivariate_logrank_test. None when there are fewer than two groups.
-    """
-    durations = np.asarray(durations, dtype=np.float64)
-    events = np.asarray(events, dtype=np.float64)
-    group_labels, group_index = np.unique(np.asarray(groups), return_inverse=True)
-    n_groups = len(group_labels)
-    if n_groups < 2:
-        return None
-    times, time_index = np.unique(durations, return_inverse=True)
-    cell = time_index * n_groups + group_index
-    size = len(times) * n_groups
-    removed = np.bincount(cell, minlength=size).astype(np.float64).reshape(len(times), n_groups)
-    deaths = np.bincount(cell, weights=events, minlength=size).reshape(len(times), n_groups)
-
-    # At risk just before each time, per group and in all.
-    at_risk = removed.sum(axis=0) - np.cumsum(removed, axis=0) + removed
-    total_at_risk = at_risk.sum(axis=1)
-    total_deaths = deaths.sum(axis=1)
-
-    expected = at_risk * (total_deaths / total_at_risk)[:, None]
-    observed_minus_expected = (deaths - expected).sum(axis=0)
-
-    # Hypergeometric variance; the (n - d)/(n - 1) factor contributes nothing when n = 1.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        spread = np.where(total_at_risk > 1, (total_at_risk - total_deaths) / (total_at_risk - 1), 1.0)
-    factor = spread * total_deaths / total_at_risk**2
-    weighted = at_risk * factor[:, None]
-    covariance = np.diag((weighted * total_at_risk[:, None]).sum(axis=0)) - weighted.T @ at_risk
-
-    z = observed_minus_expected[:-1]
-    statistic = float(z @ np.linalg.pinv(covariance[:-1, :-1]) @ z)
-    return float(stats.chi2.sf(statistic, n_groups - 1))

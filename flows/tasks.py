@@ -20,7 +20,7 @@ from clinic_outcomes.publishing.runs import write_ops_runs
 from clinic_outcomes.quality import tables as quality_tables
 from clinic_outcomes.runtime import imports_ready
 from clinic_outcomes.settings import Settings
-from clinic_outcomes.warehouse import connect, set_variables
+from clinic_outcomes.warehouse import connect, create_views, set_variables
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def load_drops(ctx: RunContext, exports: Path) -> load.LoadSummary:
     attempt never counts.
     """
     secret = keys.load_key(ctx.warehouse)
-    publish.stage_copy(ctx.warehouse, ctx.building)
+    publish.stage_copy(ctx.warehouse, ctx.building, ctx.settings.storage_version)
     con = _open(ctx)
     try:
         load.prepare(con, ctx.settings, ctx.as_of, ctx.run_id)
@@ -146,6 +146,7 @@ def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.
     con = _open(ctx)
     try:
         write_ops_runs(con, journal, record)
+        create_views(con)
         paths = report.render_report(
             con,
             settings=ctx.settings,

@@ -28,7 +28,6 @@ WARM_MODULES = (
     "great_expectations",
     "great_expectations.data_context.types.base",
     "great_expectations.core.run_identifier",
-    "great_expectations.render.renderer.site_builder",  # data docs
     "jinja2.ext",
     "multiprocessing.synchronize",
     "pandas.core.methods.to_dict",

@@ -25,6 +25,16 @@ from clinic_outcomes.warehouse import connect, create_views, scalar, set_variabl
 # A generous bound for a hung task, not a budget: the slowest stage of the 10M-session benchmark night takes
 # minutes. Prefect stops the task and the night fails (nothing published) when it is reached.
 TASK_TIMEOUT_SECONDS = 2 * 3600
+
+
+def transient_io_error(task, task_run, state) -> bool:
+    """Retry only what I/O can make fail for a moment (the drop share, the disk): an OSError or DuckDB's I/O
+    error. A wrong key, a bad setting or a bug fails at once instead of three times, seconds apart."""
+    import duckdb
+
+    return isinstance(state.data, (OSError, duckdb.IOException))
+
+
 # The data-quality page's folder inside a run's report folder (the report links it).
 DATA_QUALITY_DIR = "data-quality"
 
@@ -51,7 +61,14 @@ def _open(ctx: RunContext):
 
 
 
-@task(name="load_drops", timeout_seconds=TASK_TIMEOUT_SECONDS, retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+@task(
+    name="load_drops",
+    timeout_seconds=TASK_TIMEOUT_SECONDS,
+    retry_condition_fn=transient_io_error,
+    retries=2,
+    retry_delay_seconds=10,
+    cache_policy=NO_CACHE,
+)
 def load_drops(ctx: RunContext, exports: Path) -> load.LoadSummary:
     """Copy the published warehouse into the run's own file and read every new export file into it.
 
@@ -150,7 +167,14 @@ def compute_metrics(ctx: RunContext) -> tuple[dict[str, int], float]:
     return counts, round(time.perf_counter() - start, 3)
 
 
-@task(name="render_report", timeout_seconds=TASK_TIMEOUT_SECONDS, retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(
+    name="render_report",
+    timeout_seconds=TASK_TIMEOUT_SECONDS,
+    retry_condition_fn=transient_io_error,
+    retries=1,
+    retry_delay_seconds=5,
+    cache_policy=NO_CACHE,
+)
 def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.RunRecord):
     """Record this run in ops.runs (as it will stand once published), then render the report from the warehouse."""
     imports_ready()
@@ -173,7 +197,14 @@ def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.
     return paths
 
 
-@task(name="publish", timeout_seconds=TASK_TIMEOUT_SECONDS, retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(
+    name="publish",
+    timeout_seconds=TASK_TIMEOUT_SECONDS,
+    retry_condition_fn=transient_io_error,
+    retries=2,
+    retry_delay_seconds=5,
+    cache_policy=NO_CACHE,
+)
 def publish_run(ctx: RunContext) -> Path:
     """The warehouse rename is the night's commit point; the report link follows it (and is reconciled with
     the published warehouse at the start of every run, should a run stop between the two)."""

@@ -5,9 +5,11 @@ The fast tests build the deployment without a server; the slow ones serve it
 read it back through the Prefect client, trigger runs and read each run's name,
 artifacts and ops.runs row back.
 
-The served cron is 02:00 New York on 29 February only (next: 2028), so the server
-schedules runs at 02:00 local that no test session can reach: no run fires by
-itself while a test runs. Every wait is a generous bound on something that must
+The served cron is 02:00 New York on the day two days from now only (a yearly
+date), so the server schedules a run at 02:00 local that no test session can
+reach (every wait here is bounded far below a day): no run fires by itself while
+a test runs. (A date beyond the scheduler's 100-day horizon, such as 29 February,
+gets no scheduled run at all: measured.) Every wait is a generous bound on something that must
 happen, with a message saying what did not.
 
 Mutants tried: flow_run_name back to the template "nightly {as_of}" (the unset
@@ -36,8 +38,10 @@ from flow_helpers import prefect_server  # noqa: F401  (fixture)
 from flows.deployment import build_deployment
 
 NEW_YORK = ZoneInfo("America/New_York")
-# 02:00 on 29 February: scheduled, but never reached during a test session (the next one is in 2028).
-NEVER_DURING_A_TEST = "0 2 29 2 *"
+# 02:00 New York on the day after tomorrow, once a year: scheduled within the server's horizon, but never
+# reached during a test session.
+TWO_DAYS_AHEAD = (dt.datetime.now(NEW_YORK) + dt.timedelta(days=2)).date()
+NEVER_DURING_A_TEST = f"0 2 {TWO_DAYS_AHEAD.day} {TWO_DAYS_AHEAD.month} *"
 
 
 def next_runs(schedule, start: dt.datetime, n: int) -> list[dt.datetime]:
@@ -181,7 +185,9 @@ def test_server_schedules_the_deployments_runs_at_two_local(served):
     # The scheduler looks at new deployments every few seconds (measured: the runs appear within 10 s); the bound
     # leaves room for a machine busy with other work.
     scheduled = fh.wait_for(scheduled_runs, 240, interval=1, what="the server's scheduler to create the deployment's runs")
-    assert {r.expected_start_time.astimezone(NEW_YORK).strftime("%m-%d %H:%M") for r in scheduled} == {"02-29 02:00"}
+    starts = sorted(r.expected_start_time.astimezone(NEW_YORK) for r in scheduled)
+    assert {s.strftime("%H:%M") for s in starts} == {"02:00"}
+    assert starts[0].date() == TWO_DAYS_AHEAD
 
 
 @pytest.mark.slow
@@ -225,16 +231,25 @@ def _this_run(flow_run_id):
 
 
 def _assert_no_identifier_value_or_key(site, texts: list) -> None:
-    """No artifact holds the patient-key secret, a patient number of the exports, or a rejected row's value."""
-    import csv
+    """No artifact holds the patient-key secret, a patient's number, name or phone from the exports, or a
+    rejected row's value."""
+    import duckdb
 
     text = "\n".join(str(t) for t in texts)
     assert fh.KEY not in text
-    patients = set()
-    for path in site.exports.glob("*/patients.csv"):
-        with path.open(newline="") as fh_:
-            patients |= {row["patient_id"] for row in csv.DictReader(fh_)}
-    assert patients and [p for p in patients if p in text] == []
+    identifiers: set[str] = set()
+    con = duckdb.connect()
+    try:
+        for path in site.exports.glob("*/patients.*"):
+            reader = "read_parquet" if path.name.endswith(".parquet") else "read_csv"
+            rows = con.execute(f"select * from {reader}($p)", {"p": str(path)}).fetchall()
+            columns = [d[0].lower() for d in con.execute(f"select * from {reader}($p) limit 0", {"p": str(path)}).description]
+            for row in rows:
+                values = dict(zip(columns, row))
+                identifiers |= {str(values[c]) for c in ("patient_id", "full_name", "phone") if values.get(c)}
+    finally:
+        con.close()
+    assert identifiers and sorted(i for i in identifiers if i in text) == []
     # the planted bad row (flow_helpers.generated): its values and its patient number
     assert "k_bad" not in text and "P_none" not in text
 

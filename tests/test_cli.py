@@ -1,10 +1,9 @@
 """The command line: checks before any work (and before Prefect is imported), one-line messages that fit the
 command, a real --help per command, --version, and progress only on a terminal.
 
-Mutants tried (each made a test here fail): the exports check removed (the flow's own FileNotFoundError then
-comes after Prefect's import: the subprocess test sees Prefect imported); `FAILURE_PREFIX["generate"]` set to
-the run's wording; the progress listener installed whatever isatty() says; `_check_key`'s mode test as
-`mode & 0o007` (a group-readable key file passes).
+Mutants tried (each made a test here fail): `FAILURE_PREFIX["generate"]` set to the run's wording; the
+progress listener installed whatever isatty() says; `_check_key`'s mode test as `mode & 0o007` (a
+group-readable key file passes: the run then starts, and fails later, not with exit 2).
 """
 
 from __future__ import annotations

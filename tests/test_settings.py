@@ -1,4 +1,7 @@
-"""Settings (interface.md): every default without a file; a wrong type or unknown name refused, naming the setting."""
+"""Settings: every default without a file; a wrong type or unknown name refused, naming the setting.
+
+Mutant tried: warehouse.storage_version not asked of DuckDB (only its pattern checked): the "v1.9.0" case fails.
+"""
 
 from __future__ import annotations
 

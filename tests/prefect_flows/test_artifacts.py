@@ -2,9 +2,9 @@
 
 (The artifacts of real runs, read back through the Prefect client, are checked in test_serve.py.)
 
-Mutants tried (each made a test here fail): `details` copied into the failed-checks rows; the failure's
-message written into the summary instead of its type; passed checks kept in the table; a `|` in a name left
-as is (breaks the markdown table).
+Mutants tried (each made a test here fail): the sampled `details` put into the failed-checks rows; the
+failure's message written into the summary instead of its type; passed checks kept in the table; a `|` in a
+name left as is (breaks the markdown table).
 """
 
 from __future__ import annotations

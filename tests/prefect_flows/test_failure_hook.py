@@ -4,9 +4,8 @@ block named in CLINIC_OUTCOMES_NOTIFY_BLOCK from Prefect and sends through it.
 The block is a NotificationBlock subclass of this test, saved in the test session's own Prefect (its
 PREFECT_HOME and temporary API, tests/conftest.py); its notify() records each message in a file.
 
-Mutants tried (each made a test here fail): the hook removed from on_failure; the hook loading a block
-name other than the variable's; the subject built from the flow's name instead of the run's; the body
-without the state's message.
+Mutants tried (each made a test here fail): the hook removed from on_failure; the subject built from the
+flow's name instead of the run's.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Mutants tried (each made a test here fail): the month taken from the UTC instant instead of the clinic's local
 time; the 30-day window's `>= as_of - 30` as `>`, its `< as_of` as `<=`; the window's as-of from any run instead
-of published runs; `count(flags.session_id)` as `count(*)`; discharged_improved left out of the completed share.
+of published runs (`where true`); `count(flags.session_id)` as `count(*)`; discharged_improved left out of the
+completed share.
 """
 
 from __future__ import annotations

@@ -2,11 +2,10 @@
 value escaped, nothing loaded from the network, no script run, checked in a real headless Chromium with its
 network switched off.
 
-Mutants tried (each made a test here fail): Jinja2's autoescape off (the injected <img> and <script> become
-elements: the escaping and browser tests fail); the Content-Security-Policy meta removed (the CSP test fails);
-the history's `run_id <= $run_id` as `<` (this night missing from the history); `bool_and(success)` as
-`bool_or` (a check failing once of two rows shows passed); the failed count taken over the history instead of
-this night.
+Mutants tried (each made a test here fail): Jinja2's autoescape off (the escaping, CSP and browser tests
+fail: the injected <img> and <script> become elements); the Content-Security-Policy meta removed; the
+history's `run_id <= $run_id` as `<` (this night missing); `bool_and(success)` as `bool_or` (a check failing
+in one of its two rows shows passed); the failed count taken over the history instead of this night.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 
 from clinic_outcomes.validation import validate
 from clinic_outcomes.settings import Settings
-from tests import test_validate
+from tests.validation import test_validate
 from tests.gx_fixtures import build_quality, core_connection
 from tests.validate_key_fixtures import AS_OF, BROKEN_KEYS, MISSING_KEYS
 

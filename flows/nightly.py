@@ -14,7 +14,8 @@ Each flow run is named by its as-of date ("nightly 2026-11-24"), also when a sch
 the name resolves the default date (today in the settings' zone) the same way the body does. Every night,
 published or failed, leaves its artifacts (flows/artifacts.py) and records Prefect's flow-run id in ops.runs.
 Timeouts are generous bounds for a hung night, not budgets: the 10M-session benchmark night takes ~6 min; a
-task is stopped after 2 hours and the flow after 6.
+task in the flow's thread is stopped after 2 hours (validate and metrics, in worker threads that Prefect cannot
+interrupt, only by the flow's timeout) and the flow after 6.
 """
 
 import datetime as dt

@@ -9,6 +9,13 @@ published one. Validation and metrics run side by side (GX is single-threaded
 Python, Polars releases the GIL). A critical expectation failure stops the run
 before the report: the published warehouse and report stay as they were and the
 run fails with the reason.
+
+Each flow run is named by its as-of date ("nightly 2026-11-24"), also when a schedule leaves `as_of` unset:
+the name resolves the default date (today in the settings' zone) the same way the body does. Every night,
+published or failed, leaves its artifacts (flows/artifacts.py) and records Prefect's flow-run id in ops.runs.
+Timeouts are generous bounds for a hung night, not budgets: the 10M-session benchmark night takes ~6 min; a
+task in the flow's thread is stopped after 2 hours (validate and metrics, in worker threads that Prefect cannot
+interrupt, only by the flow's timeout) and the flow after 6.
 """
 
 import datetime as dt
@@ -26,8 +33,16 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 from prefect import flow, get_run_logger  # noqa: E402
 
 from clinic_outcomes.publishing import publish  # noqa: E402
-from clinic_outcomes.runtime import peak_memory_mb, reset_peak_memory, today_in, warm_imports  # noqa: E402
-from clinic_outcomes.settings import load_settings  # noqa: E402
+from clinic_outcomes.runtime import (  # noqa: E402
+    peak_memory_mb,
+    progress,
+    quiet_weasyprint_font_notices,
+    reset_peak_memory,
+    today_in,
+    warm_imports,
+)
+from clinic_outcomes.settings import Settings, SettingsError, load_settings  # noqa: E402
+from flows.artifacts import create_night_artifacts  # noqa: E402
 from flows.tasks import (  # noqa: E402
     RunContext,
     build_core,
@@ -38,6 +53,11 @@ from flows.tasks import (  # noqa: E402
     render_report,
     validate,
 )
+
+
+FLOW_TIMEOUT_SECONDS = 6 * 3600
+
+quiet_weasyprint_font_notices()
 
 
 class CriticalChecksFailed(RuntimeError):
@@ -87,12 +107,53 @@ def _iso_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
+def resolve_as_of(as_of, settings: Settings) -> dt.date:
+    """The night's as-of date: the one given, else today in the settings' default zone."""
+    if as_of is None:
+        return today_in(settings.timezone)
+    return as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(str(as_of))
+
+
+def run_name() -> str:
+    """`nightly <as-of>` for every flow run, a scheduled one with `as_of` unset included.
+
+    (A `flow_run_name` template prints an unset parameter as "None" in Prefect 3.8.) When the settings cannot
+    be read, the default zone is UTC here; the flow itself then fails with the settings' message.
+    """
+    from prefect.runtime import flow_run
+
+    parameters = flow_run.parameters or {}
+    try:
+        settings = load_settings(parameters.get("config")).with_timezone(parameters.get("timezone"))
+    except SettingsError:
+        settings = Settings()
+    try:
+        return f"nightly {resolve_as_of(parameters.get('as_of'), settings).isoformat()}"
+    except ValueError:
+        return f"nightly {parameters.get('as_of')}"
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
+
+
+def _artifacts(ctx_run_name: str, **kwargs) -> None:
+    """The night's artifacts; a failure to create them is logged, never the night's failure."""
+    try:
+        create_night_artifacts(run_name=ctx_run_name, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the API may be away; the night's outcome stands
+        get_run_logger().warning("could not create the night's artifacts: %s", type(exc).__name__)
+
+
 # Real (not string) annotations in this module: a served deployment pickles the flow by value, and Prefect
 # builds its parameter model from the annotations, which must resolve without this module's globals.
 @flow(
     name="clinic-outcomes-nightly",
-    flow_run_name="nightly {as_of}",
+    flow_run_name=run_name,
     log_prints=True,
+    timeout_seconds=FLOW_TIMEOUT_SECONDS,
     on_failure=[failed_run_hook],
     on_crashed=[failed_run_hook],
 )
@@ -106,7 +167,8 @@ def nightly(
 ) -> NightlyResult:
     """One nightly run: load new drops, validate, compute, publish warehouse and report."""
     settings = load_settings(config).with_timezone(timezone)
-    as_of = as_of or today_in(settings.timezone)
+    as_of = resolve_as_of(as_of, settings)
+    name = f"nightly {as_of.isoformat()}"
     warehouse_path, reports_path = Path(warehouse).resolve(), Path(reports).resolve()
     exports_path = Path(exports).resolve()
     if not exports_path.is_dir():
@@ -120,7 +182,9 @@ def nightly(
         publish.remove_leftovers(warehouse_path)
         publish.reconcile_reports(reports_path, warehouse_path)
         run_id = journal.next_run_id()
-        record = publish.RunRecord(run_id=run_id, started_at=_iso_now(), as_of=as_of.isoformat())
+        record = publish.RunRecord(
+            run_id=run_id, started_at=_iso_now(), as_of=as_of.isoformat(), flow_run_id=_flow_run_id()
+        )
         journal.write(record)
         ctx = RunContext(
             run_id=run_id,
@@ -133,27 +197,36 @@ def nightly(
         )
         timings = record.stage_seconds  # the record carries each stage's seconds as they are measured
 
-        def timed(name, fn, *args):
+        def timed(stage, fn, *args):
+            progress(stage)
             reset_peak_memory()
             start = time.perf_counter()
             value = fn(*args)
-            timings[name] = round(time.perf_counter() - start, 3)
+            timings[stage] = round(time.perf_counter() - start, 3)
             peak = peak_memory_mb()
             if peak is not None:
-                record.stage_peak_mb[name] = peak
+                record.stage_peak_mb[stage] = peak
             return value
 
+        flags: dict[str, int] | None = None
+        outcome = None
         try:
             summary = timed("load", load_drops, ctx, exports_path)
             record.rows_loaded, record.rows_rejected = summary.rows_loaded, summary.rows_rejected
             record.files_loaded, record.files_rejected = len(summary.files), summary.files_rejected
-            timed("core", build_core, ctx)
-            timed("quality", build_quality, ctx)
+            progress("load", f"{record.files_loaded} new files, {record.rows_loaded} rows loaded, "
+                             f"{record.rows_rejected} rejected ({timings['load']:.1f} s)")
+            core_counts = timed("core", build_core, ctx)
+            progress("core", ", ".join(f"{k} {v}" for k, v in core_counts.items()) + f" ({timings['core']:.1f} s)")
+            flags = timed("quality", build_quality, ctx)
+            progress("quality", ", ".join(f"{k} {v}" for k, v in flags.items()) + f" ({timings['quality']:.1f} s)")
             # Great Expectations is single-threaded Python; the Polars metrics release the GIL: run them side by
             # side. Metrics of a night that fails a critical check are computed but never published.
             outcome, _ = timed("validate_and_metrics", _validate_and_compute, ctx, record)
             record.expectations_failed = len(outcome.critical_failures) + outcome.warnings_failed
             record.critical_failed = len(outcome.critical_failures)
+            progress("validate_and_metrics", f"{len(outcome.results)} checks, {record.expectations_failed} failed "
+                                             f"({record.critical_failed} critical) ({timings['validate_and_metrics']:.1f} s)")
             if outcome.critical_failures:
                 raise CriticalChecksFailed(
                     f"{len(outcome.critical_failures)} critical expectation(s) failed, nothing published: "
@@ -161,7 +234,9 @@ def nightly(
                 )
             record.status, record.finished_at = "published", _iso_now()
             paths = timed("report", render_report, ctx, journal, record)
+            progress("report", f"({timings['report']:.1f} s)")
             timed("publish", publish_run, ctx)
+            progress("publish", f"({timings['publish']:.1f} s)")
             journal.write(record)
         except BaseException as exc:
             if publish.published_run_id(warehouse_path) == run_id:
@@ -178,9 +253,12 @@ def nightly(
             Path(str(ctx.building) + ".wal").unlink(missing_ok=True)
             publish.reconcile_reports(reports_path, warehouse_path)
             logger.error("run %d failed, nothing published: %s", run_id, record.message)
+            _artifacts(name, record=record, flags=flags, results=outcome.results if outcome else None,
+                       report=None, failure=exc)
             raise
 
     logger.info("stage seconds: %s", timings)
+    _artifacts(name, record=record, flags=flags, results=outcome.results, report=ctx.report_dir / Path(paths.html).name)
     latest = reports_path / "latest"
     return NightlyResult(
         run_id=run_id,
@@ -188,7 +266,7 @@ def nightly(
         warehouse=warehouse_path,
         report_html=latest / Path(paths.html).name,
         report_pdf=latest / Path(paths.pdf).name if getattr(paths, "pdf", None) else None,
-        data_docs=latest / "data-docs" / "index.html",
+        data_docs=latest / "data-quality" / "index.html",
         rows_loaded=record.rows_loaded,
         rows_rejected=record.rows_rejected,
         expectations_failed=record.expectations_failed,

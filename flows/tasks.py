@@ -20,7 +20,23 @@ from clinic_outcomes.publishing.runs import write_ops_runs
 from clinic_outcomes.quality import tables as quality_tables
 from clinic_outcomes.runtime import imports_ready
 from clinic_outcomes.settings import Settings
-from clinic_outcomes.warehouse import connect, set_variables
+from clinic_outcomes.warehouse import connect, create_views, scalar, set_variables
+
+# A generous bound for a hung task, not a budget: the slowest stage of the 10M-session benchmark night takes
+# minutes. Prefect stops the task and the night fails (nothing published) when it is reached.
+TASK_TIMEOUT_SECONDS = 2 * 3600
+
+
+def transient_io_error(task, task_run, state) -> bool:
+    """Retry only what I/O can make fail for a moment (the drop share, the disk): an OSError or DuckDB's I/O
+    error. A wrong key, a bad setting or a bug fails at once instead of three times, seconds apart."""
+    import duckdb
+
+    return isinstance(state.data, (OSError, duckdb.IOException))
+
+
+# The data-quality page's folder inside a run's report folder (the report links it).
+DATA_QUALITY_DIR = "data-quality"
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,14 @@ def _open(ctx: RunContext):
 
 
 
-@task(name="load_drops", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+@task(
+    name="load_drops",
+    timeout_seconds=TASK_TIMEOUT_SECONDS,
+    retry_condition_fn=transient_io_error,
+    retries=2,
+    retry_delay_seconds=10,
+    cache_policy=NO_CACHE,
+)
 def load_drops(ctx: RunContext, exports: Path) -> load.LoadSummary:
     """Copy the published warehouse into the run's own file and read every new export file into it.
 
@@ -53,7 +76,7 @@ def load_drops(ctx: RunContext, exports: Path) -> load.LoadSummary:
     attempt never counts.
     """
     secret = keys.load_key(ctx.warehouse)
-    publish.stage_copy(ctx.warehouse, ctx.building)
+    publish.stage_copy(ctx.warehouse, ctx.building, ctx.settings.storage_version)
     con = _open(ctx)
     try:
         load.prepare(con, ctx.settings, ctx.as_of, ctx.run_id)
@@ -72,7 +95,7 @@ def load_drops(ctx: RunContext, exports: Path) -> load.LoadSummary:
     return summary
 
 
-@task(name="build_core", cache_policy=NO_CACHE)
+@task(name="build_core", timeout_seconds=TASK_TIMEOUT_SECONDS, cache_policy=NO_CACHE)
 def build_core(ctx: RunContext) -> dict[str, int]:
     con = _open(ctx)
     try:
@@ -83,21 +106,30 @@ def build_core(ctx: RunContext) -> dict[str, int]:
     return counts
 
 
-@task(name="build_quality", cache_policy=NO_CACHE)
-def build_quality(ctx: RunContext) -> None:
+@task(name="build_quality", timeout_seconds=TASK_TIMEOUT_SECONDS, cache_policy=NO_CACHE)
+def build_quality(ctx: RunContext) -> dict[str, int]:
     """R1 re-treatment flags and R2 plan completion (SQL): what both validation and the metrics read.
 
-    SQL only: it runs while the background imports finish."""
+    SQL only: it runs while the background imports finish. Returns the night's flag counts (for its summary)."""
     con = _open(ctx)
     try:
         quality_tables.build(con, ctx.settings, ctx.as_of)
+        flags = {
+            "re-treatment flags (R1)": scalar(con, "select count(*) from quality.retreatment_flags"),
+            "incomplete plans (R2)": scalar(
+                con, "select count(*) from quality.plan_completion where completion = 'incomplete'"
+            ),
+        }
     finally:
         con.close()
+    return flags
 
 
+# validate and compute_metrics run side by side in worker threads (submitted), where Prefect cannot interrupt
+# a task (it warned so on every night when given a timeout): the flow's own timeout bounds them.
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(ctx: RunContext):
-    """Every Great Expectations suite; data docs into the run's report folder."""
+    """Every Great Expectations suite; the data-quality page (history of every check) into the run's report folder."""
     imports_ready()
     from clinic_outcomes.validation import validate as validation
 
@@ -109,7 +141,7 @@ def validate(ctx: RunContext):
             run_id=ctx.run_id,
             settings=ctx.settings,
             as_of=ctx.as_of,
-            docs_dir=ctx.report_dir / "data-docs",
+            docs_dir=ctx.report_dir / DATA_QUALITY_DIR,
         )
     finally:
         con.close()
@@ -137,7 +169,14 @@ def compute_metrics(ctx: RunContext) -> tuple[dict[str, int], float]:
     return counts, round(time.perf_counter() - start, 3)
 
 
-@task(name="render_report", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(
+    name="render_report",
+    timeout_seconds=TASK_TIMEOUT_SECONDS,
+    retry_condition_fn=transient_io_error,
+    retries=1,
+    retry_delay_seconds=5,
+    cache_policy=NO_CACHE,
+)
 def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.RunRecord):
     """Record this run in ops.runs (as it will stand once published), then render the report from the warehouse."""
     imports_ready()
@@ -146,12 +185,13 @@ def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.
     con = _open(ctx)
     try:
         write_ops_runs(con, journal, record)
+        create_views(con)
         paths = report.render_report(
             con,
             settings=ctx.settings,
             as_of=ctx.as_of,
             out_dir=ctx.report_dir,
-            data_docs_href="data-docs/index.html",
+            data_docs_href=f"{DATA_QUALITY_DIR}/index.html",
             run_id=ctx.run_id,
         )
     finally:
@@ -159,7 +199,14 @@ def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.
     return paths
 
 
-@task(name="publish", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(
+    name="publish",
+    timeout_seconds=TASK_TIMEOUT_SECONDS,
+    retry_condition_fn=transient_io_error,
+    retries=2,
+    retry_delay_seconds=5,
+    cache_policy=NO_CACHE,
+)
 def publish_run(ctx: RunContext) -> Path:
     """The warehouse rename is the night's commit point; the report link follows it (and is reconciled with
     the published warehouse at the start of every run, should a run stop between the two)."""

@@ -25,7 +25,7 @@ def test_gx_fingerprints_no_batch_while_validating():
     # If GX renames it or stops reading it, this fails: the fingerprint would silently cost CPU again.
     import pandas as pd
 
-    datasource = validate._context(None).data_sources.add_pandas("fingerprints")
+    datasource = validate._context().data_sources.add_pandas("fingerprints")
     batch = datasource.add_dataframe_asset("a").add_batch_definition_whole_dataframe("whole")
     frame = pd.DataFrame({"a": [1, 2]})
     assert "pandas_data_fingerprint" in batch.get_batch(batch_parameters={"dataframe": frame}).batch_markers

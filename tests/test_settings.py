@@ -1,4 +1,7 @@
-"""Settings (interface.md): every default without a file; a wrong type or unknown name refused, naming the setting."""
+"""Settings: every default without a file; a wrong type or unknown name refused, naming the setting.
+
+Mutant tried: warehouse.storage_version not asked of DuckDB (only its pattern checked): the "v1.9.0" case fails.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ relief_followup_days = 28
 
 [clinics.clinic_nyc]
 timezone = "America/New_York"
+name = "Manhattan <Midtown> & Co"
 
 [clinics.clinic_sea]
 timezone = "America/Los_Angeles"
@@ -30,6 +34,7 @@ timezone = "Europe/Berlin"
 
 [warehouse]
 memory_limit = "2.5GiB"
+storage_version = "v1.4.0"
 """
 
 
@@ -48,6 +53,8 @@ def test_no_file_means_every_default_of_rules_md():
     assert (settings.timezone, settings.clinic_timezones) == ("UTC", {})
     assert settings.schedule == Schedule(cron="0 2 * * *", timezone=None)
     assert settings.schedule_timezone == "UTC"
+    # the previous DuckDB release line (1.5) must open the published warehouse (tests/publishing/test_storage_version.py)
+    assert settings.storage_version == "v1.5.0"
 
 
 def test_an_empty_file_means_every_default(tmp_path):
@@ -62,6 +69,12 @@ def test_every_setting_is_read(tmp_path):
         clinic_timezones={"clinic_nyc": "America/New_York", "clinic_sea": "America/Los_Angeles"},
         schedule=Schedule(cron="30 3 * * 1-5", timezone="Europe/Berlin"),
         memory_limit="2.5GiB",
+        clinic_names={"clinic_nyc": "Manhattan <Midtown> & Co"},
+        storage_version="v1.4.0",
+    )
+    assert (settings.clinic_name("clinic_nyc"), settings.clinic_name("clinic_sea")) == (
+        "Manhattan <Midtown> & Co",
+        "clinic_sea",
     )
     assert isinstance(settings.rules.retreatment_window_hours, float)
     assert settings.schedule_timezone == "Europe/Berlin"
@@ -104,6 +117,12 @@ REFUSED = [
     ("[schedule]\ntimezone = false", "schedule.timezone"),
     ('[warehouse]\nmemory_limit = "lots"', "warehouse.memory_limit"),
     ("[warehouse]\nmemory_limit = 4", "warehouse.memory_limit"),
+    ('[warehouse]\nstorage_version = "1.5"', "warehouse.storage_version"),
+    ("[warehouse]\nstorage_version = 15", "warehouse.storage_version"),
+    ('[warehouse]\nstorage_version = "v1.9.0"', "warehouse.storage_version"),  # no such DuckDB
+    ("[warehouse]\nstorage_version = \"v1.5.0'; attach 'x'\"", "warehouse.storage_version"),
+    ('[clinics.clinic_nyc]\nname = ""', "clinics.clinic_nyc.name"),
+    ("[clinics.clinic_nyc]\nname = 3", "clinics.clinic_nyc.name"),
     ('[warehouse]\nthreads = 2', "threads"),
     # out of range
     ("[rules]\nplan_weeks = 0", "rules.plan_weeks"),

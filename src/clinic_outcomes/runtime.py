@@ -1,11 +1,14 @@
-"""What a night's process needs around the stages: today's date in a zone, the background imports, and
-each stage's peak memory."""
+"""What a night's process needs around the stages: today's date in a zone, the background imports, each
+stage's peak memory, progress for a terminal, and quiet for a known WeasyPrint notice."""
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib
+import logging
 import threading
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,7 +28,6 @@ WARM_MODULES = (
     "great_expectations",
     "great_expectations.data_context.types.base",
     "great_expectations.core.run_identifier",
-    "great_expectations.render.renderer.site_builder",  # data docs
     "jinja2.ext",
     "multiprocessing.synchronize",
     "pandas.core.methods.to_dict",
@@ -63,6 +65,46 @@ def imports_ready() -> None:
         thread.join()
 
 
+# WeasyPrint says, for every font of every PDF, that it subsets fonts with fontTools because the system has no
+# HarfBuzz-Subset (Debian's libharfbuzz-subset is not installed on these machines; the PDF is the same), and warns
+# once at import that HarfBuzz-Subset will be required. Both say nothing a night's reader can act on: they are
+# dropped here, and only they (any other WeasyPrint warning still shows).
+_HARFBUZZ_NOTICE = "Using fontTools instead of HarfBuzz-Subset"
+
+
+class _NoHarfBuzzNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_HARFBUZZ_NOTICE)
+
+
+_harfbuzz_filter = _NoHarfBuzzNotice()
+
+
+def quiet_weasyprint_font_notices() -> None:
+    """Drop WeasyPrint's HarfBuzz-Subset notices (idempotent; call before WeasyPrint is imported)."""
+    logger = logging.getLogger("weasyprint")
+    if _harfbuzz_filter not in logger.filters:
+        logger.addFilter(_harfbuzz_filter)
+    warnings.filterwarnings("ignore", message="HarfBuzz-Subset will be required", category=DeprecationWarning)
+
+
+# Progress for a person at a terminal: the CLI sets a listener when stdout is a TTY; otherwise (a served or
+# scheduled run, a pipe, a test) the flow's calls do nothing. The flow says when a stage starts and what it counted.
+_progress_listener: Callable[[str, str], None] | None = None
+
+
+def set_progress_listener(listener: Callable[[str, str], None] | None) -> None:
+    global _progress_listener
+    _progress_listener = listener
+
+
+def progress(stage: str, detail: str = "") -> None:
+    """Tell the terminal (if one listens) which stage the night is in, with counts."""
+    listener = _progress_listener
+    if listener is not None:
+        listener(stage, detail)
+
+
 def peak_memory_mb() -> float | None:
     """The process's peak resident memory since the last reset_peak_memory() (Linux), in MiB."""
     try:
@@ -74,4 +116,14 @@ def peak_memory_mb() -> float | None:
     return None
 
 
-__all__ = ["WARM_MODULES", "imports_ready", "peak_memory_mb", "reset_peak_memory", "today_in", "warm_imports"]
+__all__ = [
+    "WARM_MODULES",
+    "imports_ready",
+    "peak_memory_mb",
+    "progress",
+    "quiet_weasyprint_font_notices",
+    "reset_peak_memory",
+    "set_progress_listener",
+    "today_in",
+    "warm_imports",
+]

@@ -15,6 +15,7 @@ a message that names it.
 
     [clinics.clinic_nyc]
     timezone = "America/New_York"
+    name = "Manhattan Midtown"        # shown in reports; the id where none is set
 
     [schedule]
     cron = "0 2 * * *"
@@ -22,6 +23,12 @@ a message that names it.
 
     [warehouse]
     memory_limit = "4GB"              # DuckDB's working memory per connection; beyond it, it spills to disk
+    storage_version = "v1.5.0"        # DuckDB file format the published warehouse is written in
+
+The storage version defaults to one the previous DuckDB release line (1.5) opens: DuckDB 2.0's own default
+cannot be read by 1.5, and analysts' tools (DBeaver's driver, a pinned notebook) lag behind. "latest" writes
+the newest format this DuckDB knows. Any version DuckDB itself accepts is allowed (checked when the settings
+are read, so a wrong one is refused before a night starts).
 """
 
 from __future__ import annotations
@@ -57,6 +64,9 @@ class Schedule:
 # DuckDB's default is 80% of the machine's memory; a night must leave room for the Python side (GX's pandas
 # frames, Polars) and stay within a bounded peak, so the warehouse spills to disk beyond this.
 DEFAULT_MEMORY_LIMIT = "4GB"
+# The file format of the published warehouse: one DuckDB 1.5 opens (2.0's default, storage 69, it cannot).
+DEFAULT_STORAGE_VERSION = "v1.5.0"
+_STORAGE_VERSION = re.compile(r"^(v\d+\.\d+\.\d+|latest)$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 
@@ -65,12 +75,18 @@ class Settings:
     rules: Rules = field(default_factory=Rules)
     timezone: str = "UTC"
     clinic_timezones: dict[str, str] = field(default_factory=dict)
+    clinic_names: dict[str, str] = field(default_factory=dict)
     schedule: Schedule = field(default_factory=Schedule)
     memory_limit: str = DEFAULT_MEMORY_LIMIT
+    storage_version: str = DEFAULT_STORAGE_VERSION
 
     def timezone_of(self, clinic_id: str | None) -> str:
         """The IANA zone that naive timestamps of this clinic are read in."""
         return self.clinic_timezones.get(clinic_id or "", self.timezone)
+
+    def clinic_name(self, clinic_id: str) -> str:
+        """The clinic's display name (`[clinics.<id>] name`), its id where none is set."""
+        return self.clinic_names.get(clinic_id, clinic_id)
 
     @property
     def schedule_timezone(self) -> str:
@@ -119,6 +135,25 @@ def _refuse_unknown(section: str, given: dict[str, Any], known: set[str]) -> Non
         )
 
 
+def _check_storage_version(value: Any) -> str:
+    """A DuckDB storage version such as "v1.5.0" that this DuckDB can write (asked of DuckDB itself)."""
+    if not isinstance(value, str) or not _STORAGE_VERSION.match(value):
+        raise SettingsError(f'setting warehouse.storage_version must be a DuckDB version such as "v1.5.0", got {value!r}')
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach ':memory:' as storage_probe (storage_version '{value}')")  # value matched the pattern
+    except duckdb.Error:
+        raise SettingsError(
+            f"setting warehouse.storage_version: {value!r} is not a storage version this DuckDB "
+            f"{duckdb.__version__} can write"
+        ) from None
+    finally:
+        con.close()
+    return value
+
+
 def parse_settings(data: dict[str, Any]) -> Settings:
     """Check a parsed TOML document and build Settings from it."""
     _refuse_unknown("", data, {"rules", "timezone", "clinics", "schedule", "warehouse"})
@@ -140,11 +175,17 @@ def parse_settings(data: dict[str, Any]) -> Settings:
     timezone = _check_zone("timezone", data.get("timezone", "UTC"))
 
     clinic_timezones: dict[str, str] = {}
+    clinic_names: dict[str, str] = {}
     for clinic_id, clinic in _check_table("clinics", data.get("clinics", {})).items():
         clinic = _check_table(f"clinics.{clinic_id}", clinic)
-        _refuse_unknown(f"clinics.{clinic_id}", clinic, {"timezone"})
+        _refuse_unknown(f"clinics.{clinic_id}", clinic, {"timezone", "name"})
         if "timezone" in clinic:
             clinic_timezones[clinic_id] = _check_zone(f"clinics.{clinic_id}.timezone", clinic["timezone"])
+        if "name" in clinic:
+            name = clinic["name"]
+            if not isinstance(name, str) or not name.strip():
+                raise SettingsError(f"setting clinics.{clinic_id}.name must be a non-empty text, got {name!r}")
+            clinic_names[clinic_id] = name.strip()
 
     schedule_in = _check_table("schedule", data.get("schedule", {}))
     _refuse_unknown("schedule", schedule_in, {"cron", "timezone"})
@@ -156,17 +197,20 @@ def parse_settings(data: dict[str, Any]) -> Settings:
         _check_zone("schedule.timezone", schedule_tz)
 
     warehouse_in = _check_table("warehouse", data.get("warehouse", {}))
-    _refuse_unknown("warehouse", warehouse_in, {"memory_limit"})
+    _refuse_unknown("warehouse", warehouse_in, {"memory_limit", "storage_version"})
     memory_limit = warehouse_in.get("memory_limit", DEFAULT_MEMORY_LIMIT)
     if not isinstance(memory_limit, str) or not _MEMORY.match(memory_limit.strip()):
         raise SettingsError(f'setting warehouse.memory_limit must be a size such as "4GB", got {memory_limit!r}')
+    storage_version = _check_storage_version(warehouse_in.get("storage_version", DEFAULT_STORAGE_VERSION))
 
     return Settings(
         rules=Rules(**rule_values),
         timezone=timezone,
         clinic_timezones=clinic_timezones,
+        clinic_names=clinic_names,
         schedule=Schedule(cron=cron, timezone=schedule_tz),
         memory_limit=memory_limit.strip(),
+        storage_version=storage_version,
     )
 
 

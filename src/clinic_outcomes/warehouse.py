@@ -2,7 +2,8 @@
 
 Layers (schemas): raw (latest loaded version of each record, typed and
 de-identified) -> core (what analysts query) -> quality (flags, checks) ->
-marts (outcomes), plus ops (runs, files).
+marts (outcomes), plus ops (runs, files) and views (ready-made aggregate answers for managers' common
+questions, `sql/views/*.sql`, created in every published warehouse).
 
 SQL lives in `sql/`, one statement per file, by kind (docs/warehouse-sql.md):
 `models/<schema>/<table>.sql` are SELECTs named for the table they build, materialised by `materialise` (a
@@ -27,7 +28,7 @@ import duckdb
 
 from clinic_outcomes.settings import Settings
 
-SCHEMAS = ("raw", "core", "quality", "marts", "ops")
+SCHEMAS = ("raw", "core", "quality", "marts", "ops", "views")
 
 
 def _resource_dir(name: str) -> Path:
@@ -167,19 +168,34 @@ def apply_comments(con: duckdb.DuckDBPyConnection, schema: str) -> None:
                 con.execute(f"comment on column {qualified}.{column} is {_quote_literal(text)}")
 
 
+def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """(Re)create every view of `sql/views/` in schema `views`, commented from sql/views/comments.toml."""
+    con.execute("create schema if not exists views")
+    names = sorted(path.stem for path in (SQL_DIR / "views").glob("*.sql"))
+    for name in names:
+        run_sql(con, f"views/{name}")
+    apply_comments(con, "views")
+    return names
+
+
 def undocumented(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Tables and columns of our schemas that carry no COMMENT (should be none)."""
+    """Tables, views and columns of our schemas that carry no COMMENT (should be none)."""
     rows = con.execute(
         """
         select schema_name || '.' || table_name
         from duckdb_tables()
-        where schema_name in ('raw', 'core', 'quality', 'marts', 'ops') and coalesce(comment, '') = ''
+        where schema_name in (select unnest($schemas)) and coalesce(comment, '') = ''
+        union all
+        select schema_name || '.' || view_name
+        from duckdb_views()
+        where schema_name in (select unnest($schemas)) and coalesce(comment, '') = ''
         union all
         select schema_name || '.' || table_name || '.' || column_name
         from duckdb_columns()
-        where schema_name in ('raw', 'core', 'quality', 'marts', 'ops') and coalesce(comment, '') = ''
+        where schema_name in (select unnest($schemas)) and coalesce(comment, '') = ''
         order by 1
-        """
+        """,
+        {"schemas": list(SCHEMAS)},
     ).fetchall()
     return [row[0] for row in rows]
 

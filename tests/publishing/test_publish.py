@@ -139,7 +139,10 @@ def report_folder(site: fh.Site, run_id: int):
     return site.reports / "runs" / f"run-{run_id:05d}"
 
 
-# Observable milestones of a run, in the order they happen, and what is going on then.
+# Milestones of a run, in the order they happen. The run is started through PAUSE_AT, which makes the process
+# stop itself right after the milestone's step (it writes a marker and sleeps); the test then SIGKILLs it.
+# So the kill lands exactly at the milestone on any machine, however busy, instead of wherever a poll of the
+# file system happened to notice it. Each milestone's state is checked before the kill.
 MILESTONES = {
     "started (journal says running)": lambda site, run_id: any(
         line["run_id"] == run_id and line["status"] == "running" for line in site.journal_lines()
@@ -149,21 +152,81 @@ MILESTONES = {
     "rendering (report html written)": lambda site, run_id: (report_folder(site, run_id) / "report.html").exists(),
 }
 
+PAUSE_AT = """
+import os, sys, time
+from pathlib import Path
+
+milestone, marker = sys.argv[1], Path(sys.argv[2])
+
+
+def pause():
+    marker.write_text(str(os.getpid()))
+    time.sleep(3600)  # the test SIGKILLs the process group now
+
+
+from clinic_outcomes.publishing import publish
+
+if milestone.startswith("started"):
+    write = publish.RunJournal.write
+
+    def write_then_pause(self, record):
+        write(self, record)
+        if record.status == "running":
+            pause()
+
+    publish.RunJournal.write = write_then_pause
+elif milestone.startswith("loading"):
+    stage_copy = publish.stage_copy
+
+    def stage_copy_then_pause(*args, **kwargs):
+        stage_copy(*args, **kwargs)
+        pause()
+
+    publish.stage_copy = stage_copy_then_pause
+elif milestone.startswith("validating"):
+    from clinic_outcomes.validation import validate
+
+    run_validation = validate.validate
+
+    def validate_then_pause(*args, **kwargs):
+        run_validation(*args, **kwargs)
+        pause()
+
+    validate.validate = validate_then_pause
+elif milestone.startswith("rendering"):
+    from clinic_outcomes.report import render
+
+    render_report = render.render_report
+
+    def render_then_pause(*args, **kwargs):
+        render_report(*args, **kwargs)
+        pause()
+
+    render.render_report = render_then_pause
+else:
+    raise SystemExit(f"unknown milestone {milestone}")
+
+from clinic_outcomes.cli import main
+
+sys.exit(main(sys.argv[3:]))
+"""
+
 
 def kill_at(site: fh.Site, milestone: str, run_id: int) -> None:
-    reached = MILESTONES[milestone]
-    proc = site.start_run()
+    marker = site.root / f"paused-run-{run_id}"
+    proc = site.start_run([sys.executable, "-c", PAUSE_AT, milestone, str(marker)] + site.run_args()[3:])
     try:
 
-        def at_milestone():
-            if reached(site, run_id):
+        def paused():
+            if marker.exists():
                 return True
             if proc.poll() is not None:
                 output = sorted(site.root.glob("run-output-*.txt"))[-1].read_text()
                 pytest.fail(f"the run ended ({proc.returncode}) before '{milestone}':\n{output[-3000:]}")
             return False
 
-        fh.wait_for(at_milestone, 600, what=milestone)
+        fh.wait_for(paused, 900, interval=0.2, what=f"the run to pause at '{milestone}'")
+        assert MILESTONES[milestone](site, run_id), f"paused at '{milestone}', but its state is not there"
         fh.kill_now(proc)
     finally:
         fh.stop_process(proc)

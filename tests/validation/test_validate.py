@@ -156,13 +156,13 @@ def test_quality_tables_are_documented(clean):
     assert [name for name in warehouse.undocumented(con) if name.startswith("quality.")] == []
 
 
-def test_data_docs_are_written_to_the_given_folder(clean):
+def test_the_data_quality_page_is_written_to_the_given_folder(clean):
     _, first, _, docs = clean
     assert first.docs_index == docs / "index.html"
     index = first.docs_index.read_text(encoding="utf-8")
     for suite in suite_sizes():
-        assert suite in index
-        assert list((docs / "validations" / suite).glob("run 1 as of 2026-11-23/**/*.html"))
+        assert f"<td>{suite}</td>" in index
+    assert sorted(p.name for p in docs.iterdir()) == ["index.html"]  # one self-contained file, no GX site
 
 
 def test_a_core_table_that_cannot_be_read_is_a_critical_failure():
@@ -213,11 +213,10 @@ def test_a_suite_without_severities_is_refused(tmp_path: Path):
         validate.load_suites(tmp_path)
 
 
-def test_gx_context_sends_no_analytics_and_keeps_docs_out_of_temp_folders(tmp_path: Path):
-    context = validate._context(tmp_path / "docs")
+def test_gx_context_sends_no_analytics_and_builds_no_data_docs():
+    context = validate._context()
     assert context.config.analytics_enabled is False
-    assert list(context.list_data_docs_sites()) == [validate.DOCS_SITE]
-    assert context.list_data_docs_sites()[validate.DOCS_SITE]["store_backend"]["base_directory"] == str(tmp_path / "docs")
+    assert dict(context.list_data_docs_sites()) == {}
 
 
 # --- the frames GX validates -------------------------------------------------------------

@@ -78,16 +78,69 @@ def remove_leftovers(warehouse: Path) -> list[Path]:
     return removed
 
 
-def stage_copy(warehouse: Path, building: Path) -> None:
-    """Start the next warehouse as a copy of the published one (or empty on the first night)."""
+def storage_tag(path: Path) -> str | None:
+    """The storage version a DuckDB file is written in, as DuckDB tags it (e.g. 'v1.5.0+'); opened read-only."""
+    con = duckdb.connect()
+    try:
+        con.execute("attach $path as probed (read_only)", {"path": str(path)})
+        rows = con.execute("select tags['storage_version'] from duckdb_databases() where database_name = 'probed'").fetchall()
+    finally:
+        con.close()
+    return rows[0][0] if rows else None
+
+
+def _create_empty(path: Path, storage_version: str) -> None:
+    """A new, empty DuckDB file written in the given storage version (a later connection keeps that version)."""
+    con = duckdb.connect()
+    try:
+        # storage_version was checked by the settings parser (a DuckDB version string); DuckDB takes no parameter here.
+        con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as created (storage_version '{storage_version}')")
+        con.execute("detach created")
+    finally:
+        con.close()
+
+
+def _tag_of_version(storage_version: str, scratch: Path) -> str | None:
+    probe = scratch.with_name(scratch.name + ".probe")
+    probe.unlink(missing_ok=True)
+    try:
+        _create_empty(probe, storage_version)
+        return storage_tag(probe)
+    finally:
+        probe.unlink(missing_ok=True)
+        Path(str(probe) + ".wal").unlink(missing_ok=True)
+
+
+def stage_copy(warehouse: Path, building: Path, storage_version: str = "v1.5.0") -> None:
+    """Start the next warehouse as a copy of the published one (or empty on the first night), in the storage
+    version of the settings ([warehouse] storage_version), so that analysts' older DuckDB can open what we publish.
+
+    DuckDB keeps a file's storage version when it writes to it, so the copy is a plain file copy while the
+    published file is already in that version; when the setting changed (or a warehouse from before the setting
+    is met) the copy is made by `COPY FROM DATABASE` into a new file of the set version (comments and views
+    included), once.
+    """
     building.unlink(missing_ok=True)
     Path(str(building) + ".wal").unlink(missing_ok=True)
-    if warehouse.exists():
-        wal = Path(str(warehouse) + ".wal")
-        if wal.exists():
-            # A published file is always checkpointed; a WAL means a writer opened it outside the pipeline.
-            raise RuntimeError(f"{wal} exists: something wrote to the published warehouse; checkpoint or remove it")
+    if not warehouse.exists():
+        _create_empty(building, storage_version)
+        return
+    wal = Path(str(warehouse) + ".wal")
+    if wal.exists():
+        # A published file is always checkpointed; a WAL means a writer opened it outside the pipeline.
+        raise RuntimeError(f"{wal} exists: something wrote to the published warehouse; checkpoint or remove it")
+    if storage_tag(warehouse) == _tag_of_version(storage_version, building):
         shutil.copyfile(warehouse, building)
+        return
+    _create_empty(building, storage_version)
+    con = duckdb.connect()
+    try:
+        con.execute("attach $path as published (read_only)", {"path": str(warehouse)})
+        con.execute("attach $path as building", {"path": str(building)})
+        con.execute("copy from database published to building")
+        con.execute("detach building")
+    finally:
+        con.close()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -174,6 +227,7 @@ class RunRecord:
     expectations_failed: int = 0
     critical_failed: int = 0
     message: str | None = None
+    flow_run_id: str | None = None  # Prefect's flow-run id (None outside Prefect's engine)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_peak_mb: dict[str, float] = field(default_factory=dict)
     concurrent_seconds: dict[str, float] = field(default_factory=dict)  # validate and metrics, run side by side

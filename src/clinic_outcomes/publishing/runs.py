@@ -28,6 +28,7 @@ def write_ops_runs(con, journal: publish.RunJournal, current: publish.RunRecord)
             "files_rejected": pa.array([r.files_rejected for r in records], pa.int64()),
             "expectations_failed": pa.array([r.expectations_failed for r in records], pa.int64()),
             "message": pa.array([r.message for r in records], pa.string()),
+            "flow_run_id": pa.array([r.flow_run_id for r in records], pa.string()),
         }
     )
     con.register("journal_runs", table)

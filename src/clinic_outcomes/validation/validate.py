@@ -9,8 +9,9 @@ datasource over duckdb-engine returns no rows: GX closes the connection before f
 flag tables are built from, so GX and the warehouse cannot disagree. Each
 expectation carries `meta.severity`: `critical` failures stop the run from
 publishing, `warning` failures are reported and the run publishes. Every result
-of every run is appended to quality.expectation_results; GX Data Docs go to
-docs_dir.
+of every run is appended to quality.expectation_results; the data-quality page
+(validation/pages.py: this night's checks and their history, offline and escaped)
+goes to docs_dir. GX's own Data Docs are not built (why: see pages.py).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ import pyarrow as pa
 from clinic_outcomes import warehouse
 from clinic_outcomes.hooks import categorical_from_codes, no_batch_fingerprint
 from clinic_outcomes.settings import Settings
+from clinic_outcomes.validation.pages import write_quality_page
 
 SEVERITIES = ("critical", "warning")
-DOCS_SITE = "clinic_outcomes"
 DATASOURCE = "warehouse"
 # BASIC has every value quality.expectation_results keeps (counts, percent, a sample of
 # unexpected values). SUMMARY adds the index of every unexpected row (for R1 at 1M sessions
@@ -311,8 +312,8 @@ def _row_numbers(present: pa.ChunkedArray, distinct: bool) -> pd.Categorical:
     return categorical_from_codes(codes, pd.RangeIndex(categories))
 
 
-def _context(docs_dir: Path | None):
-    """An in-memory GX context: no analytics, no progress bars, Data Docs only in docs_dir."""
+def _context():
+    """An in-memory GX context: no analytics, no progress bars, no Data Docs site (pages.py writes our page)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -320,17 +321,9 @@ def _context(docs_dir: Path | None):
         ProgressBarsConfig,
     )
 
-    sites = {}
-    if docs_dir is not None:
-        sites[DOCS_SITE] = {
-            "class_name": "SiteBuilder",
-            "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        }
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        data_docs_sites=sites,
+        data_docs_sites={},
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
     )
@@ -369,7 +362,7 @@ def validate(
     evaluated_at = dt.datetime.now(dt.timezone.utc)
     gx_run = RunIdentifier(run_name=f"run {run_id} as of {as_of.isoformat()}", run_time=evaluated_at)
 
-    context = _context(docs_dir)
+    context = _context()
     rows: list[dict[str, Any]] = []
 
     def row(suite: str, expectation: str, **values: Any) -> dict[str, Any]:
@@ -433,9 +426,7 @@ def validate(
 
     docs_index = None
     if docs_dir is not None:
-        docs_dir.mkdir(parents=True, exist_ok=True)
-        context.build_data_docs(site_names=[DOCS_SITE])
-        docs_index = docs_dir / "index.html"
+        docs_index = write_quality_page(con, docs_dir, run_id).index
 
     failed = [r for r in rows if not r["success"]]
     return ValidationOutcome(

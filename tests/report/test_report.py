@@ -12,7 +12,9 @@ import re
 import pytest
 
 import report_fixtures as rf
-from clinic_outcomes.report.render import PRINT_TABLE_CHARS, ReportInputError, build_html, print_html, render_report, small_cell
+from clinic_outcomes.report.pdf import PRINT_TABLE_CHARS, print_html
+from clinic_outcomes.report.render import ReportInputError, build_html, render_report
+from clinic_outcomes.report.wording import small_cell
 
 
 @pytest.fixture(scope="module")
@@ -359,7 +361,7 @@ def test_a_chart_as_image_draws_the_same_pdf_as_inline():
     # Fails if a WeasyPrint release draws them differently (then charts must go inline again).
     import weasyprint
 
-    from clinic_outcomes.report.render import Series, line_chart
+    from clinic_outcomes.report.charts import Series, line_chart
 
     chart = line_chart(
         [Series("Ice & heat", [(0, 1.0), (24, 0.8), (48, None), (72, 0.5)]), Series("None", [(0, 1.0), (72, 0.9)])],

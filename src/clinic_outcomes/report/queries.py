@@ -51,6 +51,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "marts.adverse_events": ("group_by", "group_value", "needling_sessions", "patients", "event_type", "events", "per_100_sessions"),
     "marts.aftercare_mix": ("group_by", "group_value", "aftercare", "needling_sessions", "share"),
     "marts.pcp_clearance": ("group_by", "group_value", "plans", "plans_without_pcp_clearance", "share"),
+    "marts.report_cells": ("table_id", "clinic_id", "period", "row_key", "col_key", "measure", "value", "suppressed"),
 }
 
 # Built by prepare(), in this order, and dropped after the queries.
@@ -165,6 +166,7 @@ class ReportData:
     clinics: list[str]
     runs: list[dict[str, Any]]
     run_id: int | None
+    cells: pl.DataFrame  # marts.report_cells (R7)
 
 
 def load(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None) -> ReportData:
@@ -206,6 +208,7 @@ def _query(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None, p
         ).pl(),
         "flags": frame(con, "retreatment_flags", params),
         "clinics": [row[0] for row in clinic_rows if row[0] is not None],
+        "cells": con.sql("select * from marts.report_cells").pl(),
         "runs": runs,
         "run_id": run_id if run_id is not None else (runs[0]["run_id"] if runs else None),
     }

@@ -14,7 +14,9 @@ section per clinic. The parts, each in its own module of this package:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +26,14 @@ import jinja2
 from markupsafe import Markup
 
 from clinic_outcomes.report import queries
+from clinic_outcomes.report.cells import build_report_cells
 from clinic_outcomes.report.pdf import print_html
 from clinic_outcomes.report.queries import ReportInputError
 from clinic_outcomes.report.sections import Builder
 from clinic_outcomes.report.wording import PERIOD_DAYS, definitions, label_of
 from clinic_outcomes.settings import Settings
 
-__all__ = ["ReportInputError", "ReportPaths", "build_html", "render_report"]
+__all__ = ["ReportInputError", "ReportPaths", "build_html", "render_report", "safe_file_stem"]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -55,28 +58,70 @@ def _environment() -> jinja2.Environment:
 
 
 
-def build_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date,
-               data_docs_href: str | None = "data-docs/index.html", run_id: int | None = None) -> str:
-    """The report as one self-contained HTML document."""
+def safe_file_stem(clinic_id: str) -> str:
+    """A clinic id as a file name: a clinic id is export data (hostile), so only letters, digits, '_' and '-'
+    are kept (at most 60) and, when anything was changed, a digest of the id tells apart ids that would
+    otherwise collide ("a/b" and "a?b")."""
+    kept = re.sub(r"[^A-Za-z0-9_-]", "_", clinic_id)[:60]
+    if kept == clinic_id and kept and kept[0] not in "-_":
+        return kept
+    return f"{kept.lstrip('-_') or 'clinic'}-{hashlib.sha256(clinic_id.encode('utf-8')).hexdigest()[:12]}"
+
+
+@dataclass
+class _Loaded:
+    builder: Builder
+    clinics: list[str]
+    quality: dict
+
+
+def _load(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, run_id: int | None) -> _Loaded:
     missing = queries.missing_inputs(con)
     if missing:
         raise ReportInputError("the warehouse lacks what the report is built from: " + ", ".join(missing))
     with queries.prepared(con, as_of):
         data = queries.load(con, as_of, run_id)
-    builder = Builder(data, settings, as_of)
-    sections = [builder.section(None)] + [builder.section(clinic) for clinic in data.clinics]
+    return _Loaded(Builder(data, settings, as_of), data.clinics, queries.data_quality(con, data.run_id, data.runs))
+
+
+def _document(loaded: _Loaded, *, settings: Settings, as_of: dt.date, data_docs_href: str | None,
+              clinic_id: str | None, clinic_href) -> str:
+    """The network's report (clinic_id None), or one clinic's: its section, then the network's beside it."""
+    builder = loaded.builder
+    if clinic_id is None:
+        sections = [builder.section(None)]
+    else:
+        sections = [builder.section(clinic_id), builder.section(None)]
     current_start = as_of - dt.timedelta(days=PERIOD_DAYS - 1)
     context = {
         "as_of": as_of,
         "period": f"{current_start:%d %b %Y} to {as_of:%d %b %Y}",
         "sections": sections,
         "definitions": definitions(settings),
-        "quality": queries.data_quality(con, data.run_id, data.runs),
+        "quality": loaded.quality,
         "data_docs_href": data_docs_href,
         "min_cell": settings.rules.min_cell_patients,
         "css": Markup((TEMPLATES_DIR / "report.css").read_text(encoding="utf-8")),
+        "clinic_href": clinic_href,
     }
     return _environment().get_template("report.html.j2").render(**context)
+
+
+def build_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date,
+               data_docs_href: str | None = "data-docs/index.html", run_id: int | None = None,
+               clinic_id: str | None = None) -> str:
+    """One report as a self-contained HTML document: the network's, or one clinic's (clinic_id).
+    Reads marts.report_cells as it stands (build_report_cells writes it first in render_report)."""
+    loaded = _load(con, settings, as_of, run_id)
+    known = set(loaded.clinics)
+
+    def clinic_href(other: str) -> str | None:
+        if other not in known:
+            return None
+        return f"clinics/{safe_file_stem(other)}.html" if clinic_id is None else f"{safe_file_stem(other)}.html"
+
+    return _document(loaded, settings=settings, as_of=as_of, data_docs_href=data_docs_href, clinic_id=clinic_id,
+                     clinic_href=clinic_href)
 
 
 def render_report(
@@ -88,20 +133,37 @@ def render_report(
     data_docs_href: str | None = "data-docs/index.html",
     run_id: int | None = None,
 ) -> ReportPaths:
-    """Write report.html and report.pdf (the same document) into out_dir."""
+    """Compute marts.report_cells (R7), then write report.html and report.pdf (the network) and
+    clinics/<clinic>.html and .pdf (each clinic) into out_dir."""
     # WeasyPrint is imported here (loading pango costs time that build_html callers need not pay), in a
     # thread: the import (about a second) runs while the warehouse queries hold no lock on the interpreter.
     loading = threading.Thread(target=importlib.import_module, args=("weasyprint",), name="import-weasyprint", daemon=True)
     loading.start()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "clinics").mkdir(parents=True, exist_ok=True)
     try:
-        document = build_html(con, settings=settings, as_of=as_of, data_docs_href=data_docs_href, run_id=run_id)
+        build_report_cells(con, settings=settings, as_of=as_of)
+        loaded = _load(con, settings, as_of, run_id)
     finally:
         loading.join()
     import weasyprint  # already loaded by the thread; an import error shows here
-    paths = ReportPaths(html=out_dir / "report.html", pdf=out_dir / "report.pdf")
-    paths.html.write_text(document, encoding="utf-8")
-    # base_url None: the HTML refers to nothing outside itself, so WeasyPrint must fetch nothing.
-    weasyprint.HTML(string=print_html(document), base_url=None).write_pdf(paths.pdf)
-    return paths
+
+    known = set(loaded.clinics)
+    stems = {clinic: safe_file_stem(clinic) for clinic in loaded.clinics}
+    documents: list[tuple[Path, str]] = [(
+        out_dir / "report",
+        _document(loaded, settings=settings, as_of=as_of, data_docs_href=data_docs_href, clinic_id=None,
+                  clinic_href=lambda other: f"clinics/{stems[other]}.html" if other in known else None),
+    )]
+    clinic_docs = None if data_docs_href is None or "://" in data_docs_href else f"../{data_docs_href}"
+    for clinic in loaded.clinics:
+        documents.append((
+            out_dir / "clinics" / stems[clinic],
+            _document(loaded, settings=settings, as_of=as_of, data_docs_href=clinic_docs, clinic_id=clinic,
+                      clinic_href=lambda other: f"{stems[other]}.html" if other in known else None),
+        ))
+    for stem, document in documents:
+        stem.with_suffix(".html").write_text(document, encoding="utf-8")
+        # base_url None: the HTML refers to nothing outside itself, so WeasyPrint must fetch nothing.
+        weasyprint.HTML(string=print_html(document), base_url=None).write_pdf(stem.with_suffix(".pdf"))
+    return ReportPaths(html=out_dir / "report.html", pdf=out_dir / "report.pdf")

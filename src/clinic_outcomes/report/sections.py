@@ -15,10 +15,11 @@ from typing import Any
 
 import polars as pl
 
+from clinic_outcomes.report.cell_tables import CellTables
 from clinic_outcomes.report.charts import Series, line_chart, nice_ceiling, relief_chart
 from clinic_outcomes.report.queries import ReportData, months_of
 from clinic_outcomes.report.wording import (
-    COMPLETION_ORDER, EVENT_TYPES, REASON_ORDER, RELIEF_AT_HOURS, RETREATMENT_LIST_DAYS, RETREATMENT_LIST_MAX,
+    EVENT_TYPES, REASON_ORDER, RELIEF_AT_HOURS, RETREATMENT_LIST_DAYS, RETREATMENT_LIST_MAX,
     Formatter, Shown, change_text, hours_text, label_of,
 )
 from clinic_outcomes.settings import Settings
@@ -80,6 +81,7 @@ class Builder:
 
     def __init__(self, data: ReportData, settings: Settings, as_of: dt.date):
         self.data = data
+        self.tables = CellTables(data.cells, settings.rules.min_cell_patients)
         self.settings = settings
         self.as_of = as_of
         self.fmt = Formatter(settings.rules.min_cell_patients)
@@ -180,33 +182,8 @@ class Builder:
     # -- detail sections -------------------------------------------------------
 
     def pain(self, clinic_id: str | None) -> dict[str, Any]:
-        rows = _scoped(self.data.pain_rows, clinic_id)
-        roles = sorted({r["clinician_role"] for r in rows if not r["all_roles"] and r["clinician_role"] is not None})
-        if any(not r["all_roles"] and r["clinician_role"] is None for r in rows):
-            roles.append(None)
-        conditions = sorted(
-            {r["condition"] for r in rows if not r["all_conditions"]}, key=lambda v: (v is None, str(v))
-        )
-        cells = {(r["all_conditions"], r["condition"], r["all_roles"], r["clinician_role"]): r for r in rows}
-
-        def cell(all_conditions: bool, condition: Any, all_roles: bool, role: Any) -> dict[str, str]:
-            row = cells.get((all_conditions, None if all_conditions else condition, all_roles, None if all_roles else role))
-            if row is None:
-                return {"text": "", "detail": ""}
-            points = self.fmt.points(row["mean_relief_points"], row["patients"])
-            if points.suppressed:
-                return {"text": points.text, "detail": ""}
-            share = self.fmt.share(row["meaningful_share"], row["patients"])
-            return {"text": f"{points.text} points", "detail": f"{share.text} meaningful, {row['sessions']:,} sessions"}
-
-        table = [
-            {"label": label_of(condition), "total": False, "cells": [cell(False, condition, False, role) for role in roles]
-             + [cell(False, condition, True, None)]}
-            for condition in conditions
-        ]
-        table.append({"label": "All conditions", "total": True,
-                      "cells": [cell(True, None, False, role) for role in roles] + [cell(True, None, True, None)]})
-        return {"roles": [label_of(role) for role in roles] + ["All roles"], "table": table}
+        """Relief by condition and clinician role: marts.report_cells' relief_by_condition_role."""
+        return self.tables.relief_by_condition_role(clinic_id)
 
     def relief(self, clinic_id: str | None) -> dict[str, Any]:
         fmt = self.fmt
@@ -279,15 +256,10 @@ class Builder:
 
     def retreatment(self, clinic_id: str | None) -> dict[str, Any]:
         flags = self.data.flags
+        counts = self.tables.retreatments(clinic_id)
         if clinic_id is None:
-            counts = (
-                flags.group_by("clinic_id")
-                .agg(recent=pl.col("is_recent").sum(), total=pl.len())
-                .sort("clinic_id")
-                .with_columns(anchor=pl.lit("clinic-") + pl.col("clinic_id").map_elements(anchor_of, return_dtype=pl.String))
-                .to_dicts()
-            )
             return {"counts": counts, "days": RETREATMENT_LIST_DAYS}
+        # the case list: only in the clinic's own report (R7), sessions not patients
         recent = (
             flags.filter((pl.col("clinic_id") == clinic_id) & pl.col("is_recent"))
             # every shown column in the order, so that rows tied on date, clinician, site and side keep one order
@@ -300,19 +272,14 @@ class Builder:
             for row in recent.head(RETREATMENT_LIST_MAX).to_dicts()
         ]
         return {"rows": rows, "more": max(0, recent.height - RETREATMENT_LIST_MAX), "days": RETREATMENT_LIST_DAYS,
-                "total": flags.filter(pl.col("clinic_id") == clinic_id).height}
+                "counts": counts, "total": counts[0]["total"] if counts else "0"}
 
     def plans(self, clinic_id: str | None) -> dict[str, Any]:
         fmt = self.fmt
         rows = _scoped(self.data.completion, clinic_id)
         statuses = {r["value"]: r for r in rows if r["kind"] == "completion"}
         reasons = {r["value"]: r for r in rows if r["kind"] == "reason"}
-        total = sum(r["plans"] for r in statuses.values())
-        completion = [
-            {"label": label_of(status), "plans": fmt.count(statuses[status]["plans"], statuses[status]["patients"]).text,
-             "share": fmt.share(safe_div(statuses[status]["plans"], total), statuses[status]["patients"]).text}
-            for status in COMPLETION_ORDER if status in statuses
-        ]
+        completion = self.tables.plan_completion(clinic_id)
         incomplete = statuses.get("incomplete", {}).get("plans", 0)
         reason_rows = [
             {"label": label_of(reason), "plans": fmt.count(reasons[reason]["plans"], reasons[reason]["patients"]).text,
@@ -341,31 +308,8 @@ class Builder:
         fmt = self.fmt
         group_by, group_value = ("all", None) if clinic_id is None else ("clinic", clinic_id)
 
-        def events_column(rows: list[dict[str, Any]]) -> dict[str, str]:
-            by_type = {r["event_type"]: r for r in rows}
-            return {
-                event: fmt.rate(by_type[event]["per_100_sessions"], by_type[event]["patients"]).text
-                if event in by_type else fmt.rate(0.0, rows[0]["patients"] if rows else None).text
-                for event in EVENT_TYPES
-            }
-
-        columns = [("All needling sessions" if clinic_id is None else "This clinic", self._mart_group(self.data.adverse, group_by, group_value))]
-        if clinic_id is None:
-            roles = sorted({r["group_value"] for r in self.data.adverse if r["group_by"] == "clinician_role"}, key=str)
-            columns += [(label_of(role), self._mart_group(self.data.adverse, "clinician_role", role)) for role in roles]
-            clinics = sorted({r["group_value"] for r in self.data.adverse if r["group_by"] == "clinic"}, key=str)
-        else:
-            clinics = []
-        adverse = {
-            "headers": [title for title, _ in columns],
-            "rows": [{"label": label_of(event), "cells": [events_column(rows)[event] for _, rows in columns]} for event in EVENT_TYPES],
-            "sessions": [
-                fmt.count(rows[0]["needling_sessions"], rows[0]["patients"]).text if rows else "none" for _, rows in columns
-            ],
-        }
-        by_clinic = [
-            {"clinic_id": clinic, **events_column(self._mart_group(self.data.adverse, "clinic", clinic))} for clinic in clinics
-        ]
+        adverse = self.tables.adverse_events_by_role(clinic_id)
+        by_clinic = self.tables.adverse_events_by_clinic() if clinic_id is None else []
         needling_patients = self.data.group_patients.get(("sessions", group_by, group_value), {}).get("patients")
         mix = [
             {"label": label_of(r["aftercare"]), "share": fmt.share(r["share"], needling_patients).text}

@@ -6,7 +6,15 @@ cell c the attacker can narrow c to [min x_c, max x_c] over every completion of 
 what she knows. We solve the linear relaxation with HiGHS (scipy.optimize.linprog):
 
     min / max x_c   subject to   A x = b            (the equations, shown and known cells moved to b)
-                                 0 <= x <= N        (N: the grand total, the largest |value| in the input)
+                                 lower <= x <= cap
+
+`lower` is 0 (a count is never negative), except in a group of linked tables holding a negative figure
+(a sum of pain changes): there no cell has a lower bound (-cap), since the attacker cannot know the sign.
+The attacker knows no upper bound but what the equations give (a hidden grand total is not known): the
+cap is far above any figure (10 x the sum of every |value|, plus the minimum cell) and only keeps the LP
+bounded; an interval that reaches it is in truth unbounded. Bounding by the grand total instead would
+credit the attacker with figures that are hidden, and makes a table that is hidden in full unprotectable
+(two clinics, a 5 and a 20, every cell hidden: the 20's manager would "know" the network total <= 25).
 
 When every value is an integer the attacker also knows the completions are integers, so the bounds are
 rounded inwards (ceil of the minimum, floor of the maximum). The LP relaxation can still be wider than
@@ -38,7 +46,8 @@ class Network:
     values: np.ndarray  # float, one per cell
     equations: tuple[tuple[int, tuple[int, ...]], ...]  # (total, members) by cell position
     cell_equations: tuple[tuple[int, ...], ...]  # for each cell, the equations it takes part in
-    grand_total: float  # N, the upper bound of every cell
+    lower: np.ndarray  # each cell's lower bound: 0, or -cap where the figures can be negative
+    cap: float  # the bound of every cell, far above any figure (see the module docstring)
     integral: bool  # every value is an integer: completions are integers too
     tolerance: float
 
@@ -49,7 +58,7 @@ class Rule:
 
     Every hidden cell must keep an interval at least 1 wide (else its value is derived: R7's "no
     suppressed value can be derived"). A primary cell must also keep an upper bound of at least
-    `reach` (the minimum cell, capped at N): otherwise the attacker proves it is a small cell and pins
+    `reach` (the minimum cell): otherwise the attacker proves it is a small cell and pins
     it into a short range such as the handbook's [3, 6].
     """
 
@@ -113,8 +122,8 @@ class _PartLP:
             rhs.append(-known)
         self.a_eq = csr_array((data, (rows, cols)), shape=(len(eq_ids), len(part)))
         self.b_eq = np.asarray(rhs, dtype=float)
-        n = network.grand_total
-        self.bounds = [(0.0 if network.values[c] >= 0 else -n, n) for c in part]
+        n = network.cap
+        self.bounds = [(float(network.lower[c]), n) for c in part]
         values = network.values[part]
         self.low = values.copy()  # observed range over every completion found so far
         self.high = values.copy()

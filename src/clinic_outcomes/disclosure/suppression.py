@@ -112,18 +112,21 @@ class _Tables:
         for e, (total, members) in enumerate(eqs):
             for i in (total, *members):
                 cell_equations[i].append(e)
+        self.component = self._components(eqs, len(cells))
+        cap = 10.0 * (float(np.abs(self.values).sum()) + 1.0)
+        signed = np.unique(self.component[self.values < 0])
         self.network = Network(
             values=self.values,
+            lower=np.where(np.isin(self.component, signed), -cap, 0.0),
             equations=tuple(eqs),
             cell_equations=tuple(tuple(e) for e in cell_equations),
-            grand_total=scale if len(cells) else 1.0,
+            cap=cap,
             integral=bool(np.all(np.mod(self.values, 1.0) == 0.0)),
             tolerance=1e-7 * scale,
         )
         self.is_margin = np.zeros(len(cells), dtype=bool)
         for total, _ in eqs:
             self.is_margin[total] = True
-        self.component = self._components(eqs, len(cells))
 
     @staticmethod
     def _components(eqs: list[tuple[int, tuple[int, ...]]], n: int) -> np.ndarray:
@@ -153,7 +156,7 @@ class _Tables:
         )
 
     def rule(self, min_cell: int) -> Rule:
-        return Rule(reach=min(float(min_cell), self.network.grand_total))
+        return Rule(reach=float(min_cell))
 
 
 def _check_min_cell(min_cell: int) -> None:
@@ -172,13 +175,14 @@ def audit(
     an interval narrower than the rule allows: [(key, low, high), ...] in key order; empty when safe.
 
     The attacker's interval for a hidden cell is [min, max] of the cell over the completions that satisfy
-    every equation, with shown and known cells fixed and 0 <= x <= N (N the grand total, the largest
-    |value| given; a negative figure gets -N <= x), solved as LPs with HiGHS; for integer tables the bounds
-    are rounded inwards. A cell fails when
+    every equation, with shown and known cells fixed and x >= 0 (no lower bound in linked tables that hold a
+    negative figure, whose sign the attacker cannot know), solved
+    as LPs with HiGHS; for integer tables the bounds are rounded inwards. No upper bound is assumed beyond
+    what the equations give: a hidden grand total is hidden from the attacker too (attack.py explains why
+    "x <= grand total" is not used). A cell fails when
     - high - low < 1: its value can be derived (R7: "no suppressed value can be derived"); this holds for
       complementary cells too, since a derivable complementary cell is in effect published; or
-    - it is primary and high < min_cell (capped at N when the whole input is smaller than the minimum
-      cell): the attacker proves it is a small cell and narrows it below the threshold, which R7's
+    - it is primary and high < min_cell: the attacker proves it is a small cell and narrows it below the threshold, which R7's
       "fewer than 11" was meant to keep vague (the handbook's [3, 6] example fails here).
     Requiring only high - low >= 1 would pass [3, 6]; requiring a width in proportion to the value (as
     τ-ARGUS's protection levels do) needs a policy we do not have, so the threshold is the project rule.

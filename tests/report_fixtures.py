@@ -443,20 +443,30 @@ def suppression_module():
         return PrimaryOnlySuppression
 
 
-def report_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date, **kwargs) -> str:
-    """What the report stage does before rendering (marts.report_cells), then one report's HTML."""
+def report_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date, primary_only: bool = False,
+                **kwargs) -> str:
+    """What the report stage does before rendering (marts.report_cells), then one report's HTML.
+
+    primary_only: with the primary-only stand-in instead of the disclosure module, for the tests of how
+    each figure is computed on the small fixture (two clinics, one of one patient: with complementary
+    suppression, most network figures would hide). Complementary suppression is tested on whole networks
+    (test_report_disclosure.py) and in tests/disclosure."""
     from clinic_outcomes.report.cells import build_report_cells
     from clinic_outcomes.report.render import build_html
 
-    build_report_cells(con, settings=settings, as_of=as_of, suppression=suppression_module())
+    suppression = PrimaryOnlySuppression if primary_only else suppression_module()
+    build_report_cells(con, settings=settings, as_of=as_of, suppression=suppression)
     return build_html(con, settings=settings, as_of=as_of, **kwargs)
 
 
-def reports(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date, **kwargs) -> dict[str | None, str]:
+def reports(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date, primary_only: bool = False,
+            **kwargs) -> dict[str | None, str]:
     """The network's report (key None) and every clinic's, as render_report makes them."""
     from clinic_outcomes.report.render import build_html
 
-    documents: dict[str | None, str] = {None: report_html(con, settings=settings, as_of=as_of, **kwargs)}
+    documents: dict[str | None, str] = {
+        None: report_html(con, settings=settings, as_of=as_of, primary_only=primary_only, **kwargs)
+    }
     clinics = con.sql("select clinic_id from core.sessions union select clinic_id from core.plans order by 1").fetchall()
     for (clinic,) in clinics:
         if clinic is not None:

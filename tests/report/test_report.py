@@ -1,7 +1,8 @@
 """The manager's report: given the hand-made warehouse of report_fixtures, expect these figures.
 
-Most tests use a minimum cell of 2 patients so that a handful of rows can show
-figures; test_default_minimum_cell_hides_every_small_figure uses the real default (11).
+Most tests use a minimum cell of 2 patients so that a handful of rows can show figures, and primary
+suppression only (report_fixtures.report_html: complementary suppression is tested on whole networks);
+test_default_minimum_cell_hides_every_small_figure uses the real default (11).
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import pytest
 
 import report_fixtures as rf
 from clinic_outcomes.report.pdf import PRINT_TABLE_CHARS, print_html
-from clinic_outcomes.report.render import ReportInputError, build_html, render_report
+from clinic_outcomes.report.render import ReportInputError, render_report
 from clinic_outcomes.report.wording import small_cell
 
 
 @pytest.fixture(scope="module")
 def html() -> str:
     con = rf.build_warehouse()
-    return rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF)
+    return rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF, primary_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -170,10 +171,8 @@ def test_retreatment_list_for_follow_up(html):
 
 
 def test_data_quality_of_the_latest_run(html):
-    assert rf.table_rows(html, None, "rejected") == [
-        ["sessions", "pain_before: (value) is not a whole number from 0 to 10", "2"],
-        ["patients", "date_of_birth: (value) is not a date (YYYY-MM-DD)", "1"],
-    ]
+    # the reason text quotes the rejected value: never shown, only the file type (R7)
+    assert rf.table_rows(html, None, "rejected") == [["sessions", "2"], ["patients", "1"]]
     assert rf.table_rows(html, None, "expectations") == [
         ["retreatment", "expect_column_values_to_be_null(retreatment_flag)", "warning", "1"],
     ]
@@ -186,8 +185,8 @@ def test_data_quality_of_the_latest_run(html):
 
 def test_data_quality_of_a_chosen_run_without_data_docs():
     con = rf.build_warehouse()
-    html = rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF, run_id=1, data_docs_href=None)
-    assert rf.table_rows(html, None, "rejected") == [["sessions", "patient_id: missing", "1"]]
+    html = rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF, primary_only=True, run_id=1, data_docs_href=None)
+    assert rf.table_rows(html, None, "rejected") == [["sessions", "1"]]
     assert "data docs" not in html
 
 
@@ -204,7 +203,7 @@ def test_monthly_trends(html):
 
 def test_default_minimum_cell_hides_every_small_figure():
     con = rf.build_warehouse()
-    html = rf.every_report(con, settings=rf.settings(min_cell_patients=11), as_of=rf.AS_OF)
+    html = rf.every_report(con, settings=rf.settings(min_cell_patients=11), as_of=rf.AS_OF, primary_only=True)
     for scope in ("network", "clinic_a", "clinic_b"):
         assert set(rf.figures(html, scope).values()) == {"fewer than 11"}
     assert '<path class="series"' not in html  # no curve or trend rests on 11 patients
@@ -257,7 +256,7 @@ def test_long_relief_curves_are_downsampled():
         "insert into marts.relief_curves "
         "select 'condition', 'neck_pain', i * 0.1, 1 - i / 40000, null, null, 20000 - i from range(20000) as steps(i)"
     )
-    html = rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF)
+    html = rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF, primary_only=True)
     network = rf.section_html(html, "network")
     path = re.search(r'<path class="series" d="([^"]+)"[^>]*><title>Neck pain', network).group(1)
     assert 100 < path.count("L") <= 2 * 242
@@ -267,14 +266,14 @@ def test_long_relief_curves_are_downsampled():
 def test_a_missing_table_is_an_error(table):
     con = rf.build_warehouse(without=[table])
     with pytest.raises(ReportInputError, match=re.escape(table)):
-        rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF)
+        rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF, primary_only=True)
 
 
 def test_a_missing_column_is_an_error():
     con = rf.build_warehouse()
     con.execute("alter table marts.adverse_events drop column per_100_sessions")
     with pytest.raises(ReportInputError, match=r"marts\.adverse_events\.per_100_sessions"):
-        rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF)
+        rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF, primary_only=True)
 
 
 def test_relief_comparison_by_aftercare_with_its_log_rank_p_value(html):
@@ -287,7 +286,7 @@ def test_relief_comparison_by_aftercare_with_its_log_rank_p_value(html):
 
 def test_relief_comparison_hides_groups_under_the_default_minimum_cell():
     con = rf.build_warehouse()
-    html = rf.every_report(con, settings=rf.settings(min_cell_patients=11), as_of=rf.AS_OF)
+    html = rf.every_report(con, settings=rf.settings(min_cell_patients=11), as_of=rf.AS_OF, primary_only=True)
     cells = {cell for row in rf.table_rows(html, "network", "relief-comparison") for cell in row[1:]}
     assert cells == {"fewer than 11"}
 
@@ -348,8 +347,8 @@ def test_build_html_leaves_the_connection_as_it_found_it(html):
     con = rf.build_warehouse()
     temp_tables = "select table_name from duckdb_tables() where temporary"
     before = con.sql(temp_tables).fetchall()
-    assert rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF) == html
-    assert rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF) == html
+    assert rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF, primary_only=True) == html
+    assert rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF, primary_only=True) == html
     assert con.sql(temp_tables).fetchall() == before
 
 
@@ -382,3 +381,18 @@ def test_a_chart_as_image_draws_the_same_pdf_as_inline():
     assert "<svg" not in as_image and "<img" in as_image
     pdfs = [weasyprint.HTML(string=document, base_url=None).write_pdf() for document in (inline, as_image)]
     assert pdfs[0] == pdfs[1]
+
+
+def test_rejected_rows_show_column_and_problem_from_their_fields():
+    # Mutant tried: rejected_by_problem.sql grouping by reason instead of problem -> the quoted value shows.
+    con = rf.build_warehouse()
+    con.execute("alter table quality.rejected_rows add column column_name varchar")
+    con.execute("alter table quality.rejected_rows add column problem varchar")
+    con.execute("update quality.rejected_rows set column_name = split_part(reason, ':', 1), "
+                "problem = if(reason like '%missing%', 'missing', 'out_of_range')")
+    html = rf.report_html(con, settings=rf.settings(), as_of=rf.AS_OF, primary_only=True)
+    assert rf.table_rows(html, None, "rejected") == [
+        ["sessions", "pain_before", "out of range", "2"], ["patients", "date_of_birth", "out of range", "1"],
+    ]
+    for value in ("'12'", "'11'", "1961-02-03", "&#39;12&#39;"):
+        assert value not in html

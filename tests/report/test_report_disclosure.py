@@ -13,7 +13,11 @@ Mutants tried (each made a test here fail):
 - cells_adverse_events_by_role.sql: `100.0 * events / sessions` -> `10.0 * ...` ->
   test_shown_figures_equal_a_recomputation;
 - sections.retreatment: the case list for clinic_id None too -> test_case_lists_only_in_the_clinic_s_own_report;
-- render.safe_file_stem returning the id unchanged -> test_clinic_file_names_are_safe.
+- render.safe_file_stem returning the id unchanged -> test_clinic_file_names_are_safe;
+- cells_retreatments.sql: `local_date > $as_of - $list_days` -> `>=` -> test_shown_figures_equal_a_recomputation
+  (survived until the last-30-days counts were recomputed here too);
+- render._document: the network report with every clinic's section again (as before issue 14) ->
+  test_case_lists_only_in_the_clinic_s_own_report.
 """
 
 from __future__ import annotations
@@ -133,14 +137,27 @@ def _expected(con) -> pl.DataFrame:
                                                  figure=pl.len().cast(pl.Float64))
     parts.append(per_clinic.rename({"clinic_id": "row_key"}).with_columns(
         clinic_id=pl.lit("all"), col_key=pl.lit("total"), table_id=pl.lit("retreatments"), measure=pl.lit("flags")))
-    columns = ["table_id", "clinic_id", "row_key", "col_key", "measure", "patients", "figure"]
+    parts = [part.with_columns(period=pl.lit("all_time")) for part in parts]
+    recent = con.sql(
+        """
+        select flags.clinic_id as row_key, count(*)::double as figure, count(distinct sessions.patient_key) as patients
+        from quality.retreatment_flags as flags join core.sessions as sessions using (session_id)
+        where cast(timezone(sessions.clinic_timezone, sessions.started_at) as date)
+              between getvariable('as_of') - 29 and getvariable('as_of')
+        group by all
+        """
+    ).pl()
+    parts.append(recent.with_columns(clinic_id=pl.lit("all"), col_key=pl.lit("total"), table_id=pl.lit("retreatments"),
+                                     measure=pl.lit("flags"), period=pl.lit("last_30_days")))
+    columns = ["table_id", "clinic_id", "period", "row_key", "col_key", "measure", "patients", "figure"]
     return pl.concat([part.select(columns) for part in parts], how="vertical_relaxed")
 
 
 def _joined(network) -> pl.DataFrame:
     expected = _expected(network["con"])
-    shown = network["cells"].filter(pl.col("period") == "all_time")
-    keys = ["table_id", "clinic_id", "row_key", "col_key", "measure"]
+    network["con"].execute("set variable as_of = ?", [network["as_of"]])
+    shown = network["cells"]
+    keys = ["table_id", "clinic_id", "period", "row_key", "col_key", "measure"]
     joined = shown.join(expected, on=keys, how="inner")
     return joined
 
@@ -226,3 +243,25 @@ def test_clinic_file_names_are_safe():
         assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}", stem), stem
     assert safe_file_stem("a/b") != safe_file_stem("a?b")
     assert safe_file_stem("clinic_nyc") == "clinic_nyc"
+
+
+def test_no_hidden_cell_can_be_narrowed_by_an_outsider(network):
+    """The disclosure module's own auditor over what the mart publishes (the outsider: every shown cell)."""
+    from clinic_outcomes.disclosure import suppression
+    from clinic_outcomes.report import cells as report_cells
+    from clinic_outcomes.report import queries
+
+    con, as_of = network["con"], network["as_of"]
+    with queries.prepared(con, as_of):
+        data = queries.load(con, as_of, None, with_cells=False)
+    raw = pl.concat([report_cells.raw_cells(con, as_of), report_cells.headline_cells(data, queries.months_of(as_of))],
+                    how="vertical_relaxed")
+    marks = {tuple(r[c] for c in report_cells.KEY_COLUMNS): r["suppressed"] for r in network["cells"].to_dicts()}
+    base = raw.filter(~pl.struct("table_id", "measure").map_elements(
+        lambda s: (s["table_id"], s["measure"]) in report_cells.DERIVED, return_dtype=pl.Boolean))
+    for table_id in base["table_id"].unique():
+        rows = base.filter(pl.col("table_id") == table_id).to_dicts()
+        keys = [tuple(r[c] for c in report_cells.KEY_COLUMNS) for r in rows]
+        cells = [suppression.Cell(key=k, value=r["base"], patients=int(r["patients"])) for k, r in zip(keys, rows)]
+        equations = [suppression.Equation(total=t, members=m) for t, m in report_cells.equations_of(keys)]
+        assert suppression.audit(cells, equations, {k: marks[k] for k in keys}, MIN_CELL) == [], table_id

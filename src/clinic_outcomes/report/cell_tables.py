@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from clinic_outcomes.report.cells import MARGIN, NETWORK
-from clinic_outcomes.report.wording import COMPLETION_ORDER, EVENT_TYPES, label_of
+from clinic_outcomes.report.wording import COMPLETION_ORDER, EVENT_TYPES, Shown, hours_text, label_of
 
 NOT_RECORDED = "not_recorded"
 
@@ -46,6 +46,24 @@ class CellTables:
         if render == "share":
             return f"{100 * value:.0f}%"
         return f"{value:.1f}"
+
+    def shown(self, key: tuple, kind: str) -> Shown:
+        """A headline or trend figure: no cell means no patient at all ("no data"), as before the mart."""
+        row = self.cells.get(key)
+        if row is None:
+            return Shown("no data", None, True)
+        if row["suppressed"]:
+            return Shown(f"fewer than {self.min_cell}", None, True)
+        value = row["value"]
+        if kind == "hours":
+            return Shown(hours_text(value), value, False)
+        if value is None:
+            return Shown("none", None, False)
+        if kind == "count":
+            return Shown(f"{int(value):,}", value, False)
+        if kind == "share":
+            return Shown(f"{100 * value:.0f}%", value, False)
+        return Shown(f"{value:.1f}", value, False)
 
     @staticmethod
     def scope(clinic_id: str | None) -> str:

@@ -166,10 +166,10 @@ class ReportData:
     clinics: list[str]
     runs: list[dict[str, Any]]
     run_id: int | None
-    cells: pl.DataFrame  # marts.report_cells (R7)
+    cells: pl.DataFrame | None  # marts.report_cells (R7)
 
 
-def load(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None) -> ReportData:
+def load(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None, with_cells: bool = True) -> ReportData:
     """Run every query (inside `prepared`). The Kaplan-Meier estimates (Polars) need only the episodes: they
     run in a thread while the other queries run in DuckDB (both release the interpreter while they compute)."""
     params = period_params(as_of)
@@ -178,13 +178,14 @@ def load(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None) -> 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-km") as estimating:
         medians = estimating.submit(period_medians, episodes)
         clinic_km = estimating.submit(lambda: [survival.every_clinic(by) for by in (None, "condition", "aftercare")])
-        found = _query(con, as_of, run_id, {**params, "list_days": RETREATMENT_LIST_DAYS})
+        found = _query(con, as_of, run_id, {**params, "list_days": RETREATMENT_LIST_DAYS}, with_cells)
         data = ReportData(episodes=episodes, survival=survival, medians=medians.result(), **found)
         clinic_km.result()
     return data
 
 
-def _query(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None, params: dict[str, Any]) -> dict[str, Any]:
+def _query(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None, params: dict[str, Any],
+           with_cells: bool) -> dict[str, Any]:
     params = {**params, "patients": max(1, scalar(con, "select count(*) from report_patients"))}
     clinic_rows = con.sql(
         "select distinct clinic_id from core.sessions union select distinct clinic_id from core.plans order by 1"
@@ -208,7 +209,8 @@ def _query(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None, p
         ).pl(),
         "flags": frame(con, "retreatment_flags", params),
         "clinics": [row[0] for row in clinic_rows if row[0] is not None],
-        "cells": con.sql("select * from marts.report_cells").pl(),
+        # with_cells False: the report stage is about to compute marts.report_cells from this very data
+        "cells": con.sql("select * from marts.report_cells").pl() if with_cells else None,
         "runs": runs,
         "run_id": run_id if run_id is not None else (runs[0]["run_id"] if runs else None),
     }
@@ -217,11 +219,15 @@ def _query(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None, p
 def data_quality(con: duckdb.DuckDBPyConnection, run_id: int | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run's rejected rows (by entity and kind of problem) and failed expectations, and the last runs."""
     if run_id is None:
-        return {"run_id": None, "rejected": [], "expectations": [], "runs": []}
+        return {"run_id": None, "rejected": [], "rejected_by_problem": False, "expectations": [], "runs": []}
     params = {"run_id": run_id}
+    structured = {name for (name,) in con.sql(
+        "select column_name from duckdb_columns() where schema_name = 'quality' and table_name = 'rejected_rows'"
+    ).fetchall()} >= {"column_name", "problem"}
     return {
         "run_id": run_id,
-        "rejected": rows(con, "rejected", params),
+        "rejected_by_problem": structured,
+        "rejected": rows(con, "rejected_by_problem" if structured else "rejected", params),
         "expectations": rows(con, "expectations", params),
         "runs": runs,
     }

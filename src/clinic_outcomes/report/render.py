@@ -26,6 +26,7 @@ import jinja2
 from markupsafe import Markup
 
 from clinic_outcomes.report import queries
+from clinic_outcomes.report.cell_tables import CellTables
 from clinic_outcomes.report.cells import build_report_cells
 from clinic_outcomes.report.pdf import print_html
 from clinic_outcomes.report.queries import ReportInputError
@@ -75,12 +76,14 @@ class _Loaded:
     quality: dict
 
 
-def _load(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, run_id: int | None) -> _Loaded:
-    missing = queries.missing_inputs(con)
+def _load(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, run_id: int | None,
+          cells: bool = True) -> _Loaded:
+    """The report's queries; `cells` False: marts.report_cells is not read (the caller is about to build it)."""
+    missing = [name for name in queries.missing_inputs(con) if cells or not name.startswith("marts.report_cells")]
     if missing:
         raise ReportInputError("the warehouse lacks what the report is built from: " + ", ".join(missing))
     with queries.prepared(con, as_of):
-        data = queries.load(con, as_of, run_id)
+        data = queries.load(con, as_of, run_id, with_cells=cells)
     return _Loaded(Builder(data, settings, as_of), data.clinics, queries.data_quality(con, data.run_id, data.runs))
 
 
@@ -142,8 +145,10 @@ def render_report(
     out_dir = Path(out_dir)
     (out_dir / "clinics").mkdir(parents=True, exist_ok=True)
     try:
-        build_report_cells(con, settings=settings, as_of=as_of)
-        loaded = _load(con, settings, as_of, run_id)
+        loaded = _load(con, settings, as_of, run_id, cells=False)
+        # R7: every figure the reports show, computed and protected once, before any is rendered
+        loaded.builder.data.cells = build_report_cells(con, settings=settings, as_of=as_of, data=loaded.builder.data)
+        loaded.builder.tables = CellTables(loaded.builder.data.cells, settings.rules.min_cell_patients)
     finally:
         loading.join()
     import weasyprint  # already loaded by the thread; an import error shows here

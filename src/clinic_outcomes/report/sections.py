@@ -9,13 +9,13 @@ out of charts.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
 from clinic_outcomes.report.cell_tables import CellTables
+from clinic_outcomes.report.cells import PERIODS
 from clinic_outcomes.report.charts import Series, line_chart, nice_ceiling, relief_chart
 from clinic_outcomes.report.queries import ReportData, months_of
 from clinic_outcomes.report.wording import (
@@ -81,7 +81,7 @@ class Builder:
 
     def __init__(self, data: ReportData, settings: Settings, as_of: dt.date):
         self.data = data
-        self.tables = CellTables(data.cells, settings.rules.min_cell_patients)
+        self.tables = CellTables(data.cells if data.cells is not None else pl.DataFrame(), settings.rules.min_cell_patients)
         self.settings = settings
         self.as_of = as_of
         self.fmt = Formatter(settings.rules.min_cell_patients)
@@ -90,32 +90,18 @@ class Builder:
 
     # -- headline and trends ------------------------------------------------
 
+    METRIC_KINDS = {
+        "patients": "count", "plans": "count", "needling_sessions": "count", "plans_complete": "share",
+        "meaningful_relief": "share", "median_relief": "hours", "mcid_plans": "share", "adverse_per_100": "rate",
+    }
+
     def _metrics(self, clinic_id: str | None, bucket: str) -> dict[str, Shown]:
-        fmt = self.fmt
-        # a period with no rows at all has zero patients ("no data"), not an unknown number
-        activity = defaultdict(int, self.data.activity.get((clinic_id, bucket), {}))
-        plans = defaultdict(int, self.data.plan_periods.get((clinic_id, bucket), {}))
-        median = defaultdict(int, self.data.medians.get((clinic_id, bucket), {}))
+        """The headline figures of one clinic (or the network) and bucket, as marts.report_cells holds them."""
+        scope = "all" if clinic_id is None else clinic_id
+        period = PERIODS.get(bucket, f"month:{bucket}")
         return {
-            "patients": fmt.count(activity["patients"], activity["patients"]),
-            "plans": fmt.count(activity["plans"], activity["plan_patients"]),
-            "needling_sessions": fmt.count(activity["needling_sessions"], activity["needling_patients"]),
-            "plans_complete": fmt.share(
-                safe_div(plans["complete_plans"], plans["evaluated_plans"]), plans["evaluated_patients"]
-            ),
-            "meaningful_relief": fmt.share(
-                safe_div(activity["meaningful_relief_sessions"], activity["relief_sessions"]),
-                activity["relief_patients"],
-            ),
-            "median_relief": fmt.hours(median["median_hours"], median["patients"]),
-            "mcid_plans": fmt.share(
-                safe_div(plans["mcid_plans"], plans["outcome_plans"]), plans["outcome_patients"]
-            ),
-            "adverse_per_100": fmt.rate(
-                None if not activity["needling_sessions"]
-                else 100 * activity["adverse_events"] / activity["needling_sessions"],
-                activity["needling_patients"],
-            ),
+            measure: self.tables.shown(("headline", scope, period, "total", "total", measure), kind)
+            for measure, kind in self.METRIC_KINDS.items()
         }
 
     HEADLINE = (

@@ -9,10 +9,10 @@ Mutants tried (each made a test here fail):
   test_no_shown_cell_rests_on_fewer_patients_than_the_minimum;
 - cells_relief_by_condition_role.sql: `count(distinct patient_key)` -> `count(*)` (sessions as patients) ->
   test_no_shown_cell_rests_on_fewer_patients_than_the_minimum;
-- cells.suppress: a derived measure keeps its own (absent) mark instead of its base's -> KeyError in every test;
 - cells_adverse_events_by_role.sql: `100.0 * events / sessions` -> `10.0 * ...` ->
   test_shown_figures_equal_a_recomputation;
-- sections.retreatment: the case list for clinic_id None too -> test_case_lists_only_in_the_clinic_s_own_report;
+- sections.retreatment building the case list for the network too: survived, and rightly (the template shows
+  a case list only in a clinic's section), so the next mutant aims at where the network report is made;
 - render.safe_file_stem returning the id unchanged -> test_clinic_file_names_are_safe;
 - cells_retreatments.sql: `local_date > $as_of - $list_days` -> `>=` -> test_shown_figures_equal_a_recomputation
   (survived until the last-30-days counts were recomputed here too);

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib
 import re
 import zlib
+from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Iterable
 
 import duckdb
@@ -403,3 +406,75 @@ def assert_absent(text: str, where: str) -> None:
     for value in NEVER_SHOWN:
         assert value not in text, f"{value!r} appears in the {where}"
 
+
+
+# ---------------------------------------------------------------------------
+# Disclosure control (R7) for the report's tests.
+
+
+class PrimaryOnlySuppression:
+    """A stand-in for clinic_outcomes.disclosure.suppression (same interface) until that module is merged:
+    primary suppression only, so tests of what the report shows can run; never used by the product."""
+
+    @dataclass(frozen=True)
+    class Cell:
+        key: Hashable
+        value: float | None
+        patients: int
+
+    @dataclass(frozen=True)
+    class Equation:
+        total: Hashable
+        members: tuple[Hashable, ...]
+
+    @staticmethod
+    def protect(cells, equations, min_cell, groups=None):
+        return {
+            cell.key: None if cell.patients >= min_cell or (cell.patients == 0 and not cell.value) else "primary"
+            for cell in cells
+        }
+
+
+def suppression_module():
+    """The real suppression module when it is there, else the primary-only stand-in."""
+    try:
+        return importlib.import_module("clinic_outcomes.disclosure.suppression")
+    except ModuleNotFoundError:
+        return PrimaryOnlySuppression
+
+
+def report_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date, primary_only: bool = False,
+                **kwargs) -> str:
+    """What the report stage does before rendering (marts.report_cells), then one report's HTML.
+
+    primary_only: with the primary-only stand-in instead of the disclosure module, for the tests of how
+    each figure is computed on the small fixture (two clinics, one of one patient: with complementary
+    suppression, most network figures would hide). Complementary suppression is tested on whole networks
+    (test_report_disclosure.py) and in tests/disclosure."""
+    from clinic_outcomes.report.cells import build_report_cells
+    from clinic_outcomes.report.render import build_html
+
+    suppression = PrimaryOnlySuppression if primary_only else suppression_module()
+    build_report_cells(con, settings=settings, as_of=as_of, suppression=suppression)
+    return build_html(con, settings=settings, as_of=as_of, **kwargs)
+
+
+def reports(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date, primary_only: bool = False,
+            **kwargs) -> dict[str | None, str]:
+    """The network's report (key None) and every clinic's, as render_report makes them."""
+    from clinic_outcomes.report.render import build_html
+
+    documents: dict[str | None, str] = {
+        None: report_html(con, settings=settings, as_of=as_of, primary_only=primary_only, **kwargs)
+    }
+    clinics = con.sql("select clinic_id from core.sessions union select clinic_id from core.plans order by 1").fetchall()
+    for (clinic,) in clinics:
+        if clinic is not None:
+            documents[clinic] = build_html(con, settings=settings, as_of=as_of, clinic_id=clinic, **kwargs)
+    return documents
+
+
+def every_report(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date, **kwargs) -> str:
+    """The network's report, then every clinic's, one after the other: a section found by its scope is the
+    first with it, so "network" is the network report's and each clinic's is its own report's."""
+    return "\n".join(reports(con, settings=settings, as_of=as_of, **kwargs).values())

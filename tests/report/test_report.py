@@ -1,7 +1,8 @@
 """The manager's report: given the hand-made warehouse of report_fixtures, expect these figures.
 
-Most tests use a minimum cell of 2 patients so that a handful of rows can show
-figures; test_default_minimum_cell_hides_every_small_figure uses the real default (11).
+Most tests use a minimum cell of 2 patients so that a handful of rows can show figures, and primary
+suppression only (report_fixtures.report_html: complementary suppression is tested on whole networks);
+test_default_minimum_cell_hides_every_small_figure uses the real default (11).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import re
 import pytest
 
 import report_fixtures as rf
-from clinic_outcomes.report.render import PRINT_TABLE_CHARS, ReportInputError, build_html, print_html, render_report, small_cell
+from clinic_outcomes.report.pdf import PRINT_TABLE_CHARS, print_html
+from clinic_outcomes.report.render import ReportInputError, render_report
+from clinic_outcomes.report.wording import small_cell
 
 
 @pytest.fixture(scope="module")
 def html() -> str:
     con = rf.build_warehouse()
-    return build_html(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF)
+    return rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF, primary_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +154,16 @@ def test_adverse_events_per_100_needling_sessions(html):
         ["Bleeding", "0.0", "fewer than 2", "fewer than 2", "0.0"],
         ["Fainting", "0.0", "fewer than 2", "fewer than 2", "0.0"],
         ["Other", "0.0", "fewer than 2", "fewer than 2", "0.0"],
+        ["All adverse events", "33.3", "fewer than 2", "fewer than 2", "50.0"],
         ["Needling sessions", "6", "fewer than 2", "fewer than 2", "4"],
     ]
 
 
 def test_retreatment_list_for_follow_up(html):
-    assert rf.table_rows(html, "network", "retreatment-counts") == [["clinic_a", "1", "1"]]
+    # one flag of one patient: under the minimum cell (2 here), also in the total; clinic_b's zero is shown
+    assert rf.table_rows(html, "network", "retreatment-counts") == [
+        ["clinic_a", "fewer than 2", "fewer than 2"], ["clinic_b", "0", "0"], ["All clinics", "fewer than 2", "fewer than 2"],
+    ]
     # date is the local date of the flagged session; no patient or session identifier
     assert rf.table_rows(html, "clinic_a", "retreatment") == [
         ["2026-11-04", "c_pt1", "lumbar multifidus", "left", "48.0"],
@@ -164,10 +171,8 @@ def test_retreatment_list_for_follow_up(html):
 
 
 def test_data_quality_of_the_latest_run(html):
-    assert rf.table_rows(html, None, "rejected") == [
-        ["sessions", "pain_before: (value) is not a whole number from 0 to 10", "2"],
-        ["patients", "date_of_birth: (value) is not a date (YYYY-MM-DD)", "1"],
-    ]
+    # the reason text quotes the rejected value: never shown, only the file type (R7)
+    assert rf.table_rows(html, None, "rejected") == [["sessions", "2"], ["patients", "1"]]
     assert rf.table_rows(html, None, "expectations") == [
         ["retreatment", "expect_column_values_to_be_null(retreatment_flag)", "warning", "1"],
     ]
@@ -180,8 +185,8 @@ def test_data_quality_of_the_latest_run(html):
 
 def test_data_quality_of_a_chosen_run_without_data_docs():
     con = rf.build_warehouse()
-    html = build_html(con, settings=rf.settings(), as_of=rf.AS_OF, run_id=1, data_docs_href=None)
-    assert rf.table_rows(html, None, "rejected") == [["sessions", "patient_id: missing", "1"]]
+    html = rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF, primary_only=True, run_id=1, data_docs_href=None)
+    assert rf.table_rows(html, None, "rejected") == [["sessions", "1"]]
     assert "data docs" not in html
 
 
@@ -198,7 +203,7 @@ def test_monthly_trends(html):
 
 def test_default_minimum_cell_hides_every_small_figure():
     con = rf.build_warehouse()
-    html = build_html(con, settings=rf.settings(min_cell_patients=11), as_of=rf.AS_OF)
+    html = rf.every_report(con, settings=rf.settings(min_cell_patients=11), as_of=rf.AS_OF, primary_only=True)
     for scope in ("network", "clinic_a", "clinic_b"):
         assert set(rf.figures(html, scope).values()) == {"fewer than 11"}
     assert '<path class="series"' not in html  # no curve or trend rests on 11 patients
@@ -219,9 +224,13 @@ def test_pdf_is_the_same_report(rendered):
     pdf = rendered.pdf.read_bytes()
     assert pdf.startswith(b"%PDF")
     text = rf.pdf_text(pdf)
-    for words in ("Clinic outcomes", "All clinics", "Clinic clinic_a", "lumbar multifidus", "fewer than 2",
-                  "What the figures mean"):
+    for words in ("Clinic outcomes", "All clinics", "fewer than 2", "What the figures mean"):
         assert words in text, words
+    # the case list is the clinic's own: in its report, never in the network's (R7)
+    assert "lumbar multifidus" not in text and "Clinic clinic_a" not in text
+    clinic_text = rf.pdf_text((rendered.html.parent / "clinics" / "clinic_a.pdf").read_bytes())
+    for words in ("Clinic clinic_a", "lumbar multifidus", "All clinics"):
+        assert words in clinic_text, words
 
 
 def test_html_is_self_contained(rendered):
@@ -247,7 +256,7 @@ def test_long_relief_curves_are_downsampled():
         "insert into marts.relief_curves "
         "select 'condition', 'neck_pain', i * 0.1, 1 - i / 40000, null, null, 20000 - i from range(20000) as steps(i)"
     )
-    html = build_html(con, settings=rf.settings(), as_of=rf.AS_OF)
+    html = rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF, primary_only=True)
     network = rf.section_html(html, "network")
     path = re.search(r'<path class="series" d="([^"]+)"[^>]*><title>Neck pain', network).group(1)
     assert 100 < path.count("L") <= 2 * 242
@@ -257,14 +266,14 @@ def test_long_relief_curves_are_downsampled():
 def test_a_missing_table_is_an_error(table):
     con = rf.build_warehouse(without=[table])
     with pytest.raises(ReportInputError, match=re.escape(table)):
-        build_html(con, settings=rf.settings(), as_of=rf.AS_OF)
+        rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF, primary_only=True)
 
 
 def test_a_missing_column_is_an_error():
     con = rf.build_warehouse()
     con.execute("alter table marts.adverse_events drop column per_100_sessions")
     with pytest.raises(ReportInputError, match=r"marts\.adverse_events\.per_100_sessions"):
-        build_html(con, settings=rf.settings(), as_of=rf.AS_OF)
+        rf.every_report(con, settings=rf.settings(), as_of=rf.AS_OF, primary_only=True)
 
 
 def test_relief_comparison_by_aftercare_with_its_log_rank_p_value(html):
@@ -277,7 +286,7 @@ def test_relief_comparison_by_aftercare_with_its_log_rank_p_value(html):
 
 def test_relief_comparison_hides_groups_under_the_default_minimum_cell():
     con = rf.build_warehouse()
-    html = build_html(con, settings=rf.settings(min_cell_patients=11), as_of=rf.AS_OF)
+    html = rf.every_report(con, settings=rf.settings(min_cell_patients=11), as_of=rf.AS_OF, primary_only=True)
     cells = {cell for row in rf.table_rows(html, "network", "relief-comparison") for cell in row[1:]}
     assert cells == {"fewer than 11"}
 
@@ -338,8 +347,8 @@ def test_build_html_leaves_the_connection_as_it_found_it(html):
     con = rf.build_warehouse()
     temp_tables = "select table_name from duckdb_tables() where temporary"
     before = con.sql(temp_tables).fetchall()
-    assert build_html(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF) == html
-    assert build_html(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF) == html
+    assert rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF, primary_only=True) == html
+    assert rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF, primary_only=True) == html
     assert con.sql(temp_tables).fetchall() == before
 
 
@@ -359,7 +368,7 @@ def test_a_chart_as_image_draws_the_same_pdf_as_inline():
     # Fails if a WeasyPrint release draws them differently (then charts must go inline again).
     import weasyprint
 
-    from clinic_outcomes.report.render import Series, line_chart
+    from clinic_outcomes.report.charts import Series, line_chart
 
     chart = line_chart(
         [Series("Ice & heat", [(0, 1.0), (24, 0.8), (48, None), (72, 0.5)]), Series("None", [(0, 1.0), (72, 0.9)])],
@@ -372,3 +381,18 @@ def test_a_chart_as_image_draws_the_same_pdf_as_inline():
     assert "<svg" not in as_image and "<img" in as_image
     pdfs = [weasyprint.HTML(string=document, base_url=None).write_pdf() for document in (inline, as_image)]
     assert pdfs[0] == pdfs[1]
+
+
+def test_rejected_rows_show_column_and_problem_from_their_fields():
+    # Mutant tried: rejected_by_problem.sql grouping by reason instead of problem -> the quoted value shows.
+    con = rf.build_warehouse()
+    con.execute("alter table quality.rejected_rows add column column_name varchar")
+    con.execute("alter table quality.rejected_rows add column problem varchar")
+    con.execute("update quality.rejected_rows set column_name = split_part(reason, ':', 1), "
+                "problem = if(reason like '%missing%', 'missing', 'out_of_range')")
+    html = rf.report_html(con, settings=rf.settings(), as_of=rf.AS_OF, primary_only=True)
+    assert rf.table_rows(html, None, "rejected") == [
+        ["sessions", "pain_before", "out of range", "2"], ["patients", "date_of_birth", "out of range", "1"],
+    ]
+    for value in ("'12'", "'11'", "1961-02-03", "&#39;12&#39;"):
+        assert value not in html

@@ -1,18 +1,19 @@
-"""The report's bucket_date (flows/report.py, REPORT_TABLES_SQL) places every completed session in the same
+"""The report's bucket_date (sql/report/report_sessions.sql) places every completed session in the same
 period, month and reported range as its local date would, in zones from UTC-11 to UTC+14, hour by hour
 across every boundary the report compares dates with."""
 
 from __future__ import annotations
 
 import report_fixtures as rf
-from clinic_outcomes.report.render import PERIOD_DAYS, REPORT_TABLES_SQL, _period_params
+from clinic_outcomes.report.queries import create_report_tables, period_params
+from clinic_outcomes.report.wording import PERIOD_DAYS
 
 ZONES = ("Pacific/Pago_Pago", "America/New_York", "UTC", "Europe/London", "Asia/Kathmandu", "Pacific/Kiritimati")
 
 
 def test_bucket_date_buckets_like_the_local_date():
     con = rf.build_warehouse()
-    params = _period_params(rf.AS_OF)
+    params = {name: value for name, value in period_params(rf.AS_OF).items() if name in ('as_of', 'first_day')}
     zones = ", ".join(f"'{zone}'" for zone in ZONES)
     # one session every 37 minutes (every minute of the hour comes round) from 3 days before the first day
     # reported to 3 days after as_of, in each zone
@@ -26,9 +27,7 @@ def test_bucket_date_buckets_like_the_local_date():
         """,
         params,
     )
-    for statement in REPORT_TABLES_SQL.split(";"):
-        if statement.strip():
-            con.execute(statement, {name: params[name] for name in params if f"${name}" in statement})
+    create_report_tables(con, rf.AS_OF)
     buckets = """
         {day} between $first_day and $as_of as in_range,
         strftime({day}, '%Y-%m') as month,

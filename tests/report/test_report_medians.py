@@ -7,7 +7,7 @@ import random
 
 import polars as pl
 
-from clinic_outcomes.report.render import _period_medians
+from clinic_outcomes.report.estimates import period_medians
 from clinic_outcomes.metrics.survival import curve_summary, kaplan_meier
 
 
@@ -47,11 +47,11 @@ def _episodes(seed: int, rows: int) -> pl.DataFrame:
 def test_period_medians_one_scope_at_a_time_equal_the_stacked_estimate():
     for seed, rows in ((1, 40), (2, 400), (3, 5000)):
         episodes = _episodes(seed, rows)
-        medians = _period_medians(episodes)
+        medians = period_medians(episodes)
         got = {key: (r["median_hours"], r["median_ci_low"], r["median_ci_high"], r["patients"]) for key, r in medians.items()}
         assert got == _stacked(episodes), seed
         assert {clinic for clinic, _ in got} == {None, "a", "b", "c"}
 
 
 def test_period_medians_of_no_episodes():
-    assert _period_medians(_episodes(4, 0)) == {}
+    assert period_medians(_episodes(4, 0)) == {}

@@ -1,0 +1,58 @@
+-- marts.report_cells, table adverse_events_by_role (R6, R7), before suppression: adverse events per 100
+-- needling sessions, rows event type ('total': every event), columns clinician role ('total'), for every
+-- clinic and the network ('all'), all time. per_100_sessions: base the events (additive), patients those
+-- of its denominator (the column's needling sessions, R7); sessions on the total row: base and patients
+-- the sessions'. A type outside the six counts as 'other', so the types add up to the total row.
+-- Reads: core.sessions.
+with
+
+source as (
+    select
+        clinic_id,
+        coalesce(clinician_role, 'not_recorded') as clinician_role,
+        patient_key,
+        case
+            when coalesce(adverse_event, 'none') = 'none' then null
+            when adverse_event in ('soreness', 'bruising', 'swelling', 'bleeding', 'fainting') then adverse_event
+            else 'other'
+        end as event_type,
+    from core.sessions
+    where status = 'completed' and list_contains(therapies, 'dry_needling')
+),
+
+grouped as (
+    select
+        if(grouping(clinic_id) = 1, 'all', clinic_id) as clinic_id,
+        if(grouping(clinician_role) = 1, 'total', clinician_role) as col_key,
+        count(*) as sessions,
+        count(distinct patient_key) as patients,
+        count(*) filter (where event_type = 'soreness') as soreness,
+        count(*) filter (where event_type = 'bruising') as bruising,
+        count(*) filter (where event_type = 'swelling') as swelling,
+        count(*) filter (where event_type = 'bleeding') as bleeding,
+        count(*) filter (where event_type = 'fainting') as fainting,
+        count(*) filter (where event_type = 'other') as other,
+        count(event_type) as total,
+    from source
+    group by grouping sets ((clinic_id, clinician_role), (clinic_id), (clinician_role), ())
+),
+
+events as (
+    unpivot grouped
+    on soreness, bruising, swelling, bleeding, fainting, other, total
+    into name row_key value events
+),
+
+final as (
+    select clinic_id, row_key, col_key, 'per_100_sessions' as measure,
+        events::double as base, patients, 100.0 * events / sessions as figure,
+    from events
+    union all
+    select clinic_id, 'total' as row_key, col_key, 'sessions' as measure,
+        sessions::double as base, patients, sessions::double as figure,
+    from grouped
+)
+
+select 'adverse_events_by_role' as table_id, clinic_id, 'all_time' as period, row_key, col_key, measure,
+    base, patients, figure,
+from final

@@ -1,0 +1,323 @@
+"""The report's sections: the network's and each clinic's headline, trends, pain, relief, re-treatment, plans
+and safety, as the template shows them, built from the queries' results (clinic_outcomes.report.queries).
+
+Every figure that rests on patients goes through the Formatter (wording.small_cell): computed from fewer
+than `settings.rules.min_cell_patients` distinct patients, it is shown as "fewer than 11" and it is left
+out of charts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from clinic_outcomes.report.cell_tables import CellTables
+from clinic_outcomes.report.cells import PERIODS
+from clinic_outcomes.report.charts import Series, line_chart, nice_ceiling, relief_chart
+from clinic_outcomes.report.queries import ReportData, months_of
+from clinic_outcomes.report.wording import (
+    EVENT_TYPES, REASON_ORDER, RELIEF_AT_HOURS, RETREATMENT_LIST_DAYS, RETREATMENT_LIST_MAX,
+    Formatter, Shown, change_text, hours_text, label_of,
+)
+from clinic_outcomes.settings import Settings
+
+@dataclass
+class Section:
+    clinic_id: str | None
+    title: str
+    anchor: str
+    headline: list[dict[str, Any]] = field(default_factory=list)
+    pain: dict[str, Any] = field(default_factory=dict)
+    relief: dict[str, Any] = field(default_factory=dict)
+    retreatment: dict[str, Any] = field(default_factory=dict)
+    plans: dict[str, Any] = field(default_factory=dict)
+    safety: dict[str, Any] = field(default_factory=dict)
+    trends: dict[str, Any] = field(default_factory=dict)
+
+
+def month_title(label: str) -> str:
+    return dt.date(int(label[:4]), int(label[5:]), 1).strftime("%b %Y")
+
+
+def safe_div(numerator: float | None, denominator: float | None) -> float | None:
+    return None if not denominator else (numerator or 0) / denominator
+
+
+def _relief_table_rows(summary_rows: list[dict[str, Any]], fmt: Formatter, with_ci: bool) -> list[dict[str, Any]]:
+    rows = []
+    for row in summary_rows:
+        patients = row.get("patients")
+        median = fmt.hours(row.get("median_hours"), patients)
+        if with_ci and not median.suppressed and row.get("median_hours") is not None:
+            low = row.get("median_ci_low")
+            high = row.get("median_ci_high")
+            ci = f"{hours_text(low)} to {hours_text(high)}" if low is not None else ""
+        else:
+            ci = ""
+        rows.append(
+            {
+                "label": row["label"],
+                "episodes": fmt.count(row.get("episodes"), patients).text,
+                "median": median.text,
+                "ci": ci,
+                **{name: fmt.share(row.get(name), patients).text for name in RELIEF_AT_HOURS},
+                "no_followup": fmt.count(row.get("no_followup"), patients).text if "no_followup" in row else "",
+            }
+        )
+    return rows
+
+
+def _scoped(rows: list[dict[str, Any]], clinic_id: str | None) -> list[dict[str, Any]]:
+    if clinic_id is None:
+        return [row for row in rows if row["all_clinics"]]
+    return [row for row in rows if not row["all_clinics"] and row["clinic_id"] == clinic_id]
+
+
+class Builder:
+    """Every section of the report (the network's, a clinic's) from the queries' results."""
+
+    def __init__(self, data: ReportData, settings: Settings, as_of: dt.date):
+        self.data = data
+        self.tables = CellTables(data.cells if data.cells is not None else pl.DataFrame(), settings.rules.min_cell_patients)
+        self.settings = settings
+        self.as_of = as_of
+        self.fmt = Formatter(settings.rules.min_cell_patients)
+        self.months = months_of(as_of)
+        self.max_hours = float(settings.rules.relief_followup_days * 24)
+
+    # -- headline and trends ------------------------------------------------
+
+    METRIC_KINDS = {
+        "patients": "count", "plans": "count", "needling_sessions": "count", "plans_complete": "share",
+        "meaningful_relief": "share", "median_relief": "hours", "mcid_plans": "share", "adverse_per_100": "rate",
+    }
+
+    def _metrics(self, clinic_id: str | None, bucket: str) -> dict[str, Shown]:
+        """The headline figures of one clinic (or the network) and bucket, as marts.report_cells holds them."""
+        scope = "all" if clinic_id is None else clinic_id
+        period = PERIODS.get(bucket, f"month:{bucket}")
+        return {
+            measure: self.tables.shown(("headline", scope, period, "total", "total", measure), kind)
+            for measure, kind in self.METRIC_KINDS.items()
+        }
+
+    HEADLINE = (
+        ("patients", "count"), ("plans", "count"), ("needling_sessions", "count"), ("plans_complete", "share"),
+        ("meaningful_relief", "share"), ("median_relief", "hours"), ("mcid_plans", "share"),
+    )
+
+    def headline(self, clinic_id: str | None) -> list[dict[str, Any]]:
+        now = self._metrics(clinic_id, "current")
+        before = self._metrics(clinic_id, "previous")
+        return [
+            {"key": key, "text": now[key].text, "suppressed": now[key].suppressed,
+             "previous": before[key].text, "change": change_text(kind, now[key], before[key])}
+            for key, kind in self.HEADLINE
+        ]
+
+    TRENDS = (
+        ("patients", "Patients", "count"),
+        ("needling_sessions", "Needling sessions", "count"),
+        ("meaningful_relief", "Sessions with meaningful relief", "share"),
+        ("plans_complete", "Plans complete", "share"),
+        ("mcid_plans", "Plans reaching a meaningful improvement", "share"),
+        ("median_relief", "Median relief duration", "hours"),
+        ("adverse_per_100", "Adverse events per 100 needling sessions", "rate"),
+    )
+
+    def trends(self, clinic_id: str | None) -> dict[str, Any]:
+        by_month = {month: self._metrics(clinic_id, month) for month in self.months}
+        table = [
+            {"month": month_title(month) + (" (to date)" if index == len(self.months) - 1 else ""),
+             **{key: by_month[month][key].text for key, _, _ in self.TRENDS}}
+            for index, month in enumerate(self.months)
+        ]
+        charts = []
+        x_ticks = [(i, month_title(m)[:3]) for i, m in enumerate(self.months) if i % 2 == len(self.months) % 2 - 1 or i == len(self.months) - 1]
+        for key, title, kind in self.TRENDS[1:4]:
+            values = [by_month[month][key].value for month in self.months]
+            hidden = [month_title(month) for month in self.months if by_month[month][key].suppressed]
+            if all(v is None for v in values):
+                charts.append({"title": title, "chart": None, "hidden": hidden})
+                continue
+            top = max(v for v in values if v is not None)
+            if kind == "share":
+                y_max, y_ticks = 1.0, [(v / 100, f"{v}%") for v in (0, 25, 50, 75, 100)]
+            else:
+                y_max = nice_ceiling(top)
+                y_ticks = [(y_max * i / 4, f"{y_max * i / 4:,.0f}") for i in range(5)]
+            charts.append({
+                "title": title,
+                "hidden": hidden,
+                "chart": line_chart(
+                    [Series(title, list(enumerate(values)))],
+                    title=f"{title} by month",
+                    x_ticks=x_ticks,
+                    y_ticks=y_ticks,
+                    x_max=len(self.months) - 1,
+                    y_max=y_max,
+                    width=420,
+                    height=200,
+                ),
+            })
+        return {"table": table, "charts": charts, "columns": [(key, title) for key, title, _ in self.TRENDS]}
+
+    # -- detail sections -------------------------------------------------------
+
+    def pain(self, clinic_id: str | None) -> dict[str, Any]:
+        """Relief by condition and clinician role: marts.report_cells' relief_by_condition_role."""
+        return self.tables.relief_by_condition_role(clinic_id)
+
+    def relief(self, clinic_id: str | None) -> dict[str, Any]:
+        fmt = self.fmt
+        if clinic_id is None:
+            summary = self.data.relief_summary
+            patients = {(r["group_by"], r["group_value"]): r["patients"] for r in summary}
+            charts = []
+            for group_by, title in (("condition", "by condition"), ("aftercare", "by aftercare advice")):
+                curves = self.data.network_curves.filter(pl.col("group_by") == group_by)
+                group_patients = {value: n for (by, value), n in patients.items() if by == group_by}
+                charts.append(relief_chart(curves, group_patients, "group_value", fmt, f"Still in relief {title}", self.max_hours))
+            table = []
+            for group_by in ("all", "condition", "aftercare"):
+                for row in sorted((r for r in summary if r["group_by"] == group_by), key=lambda r: (r["group_value"] is None, str(r["group_value"]))):
+                    label = "All needling sessions" if group_by == "all" else label_of(row["group_value"])
+                    table.append({**row, "label": label})
+            return {
+                "charts": charts,
+                "table": _relief_table_rows(table, fmt, with_ci=True),
+                "with_ci": True,
+                "comparison": self._relief_comparison(),
+            }
+
+        charts, table = [], []
+        overall = self.data.survival.clinic(clinic_id, None)
+        table.extend(overall["rows"])
+        for group_column, title in (("condition", "by condition"), ("aftercare", "by aftercare advice")):
+            km = self.data.survival.clinic(clinic_id, group_column)
+            table.extend(km["rows"])
+            charts.append(relief_chart(km["curves"], km["patients"], group_column, fmt, f"Still in relief {title}", self.max_hours))
+        # The log-rank comparison is a network figure: per clinic, most groups fall under the minimum cell.
+        return {"charts": charts, "table": _relief_table_rows(table, fmt, with_ci=True), "with_ci": True, "comparison": []}
+
+    def _relief_comparison(self) -> list[dict[str, Any]]:
+        """Relief duration by aftercare advice and by clinician role, each with its log-rank p-value."""
+        fmt = self.fmt
+        factors = []
+        for factor, title in (("aftercare", "By aftercare advice"), ("clinician_role", "By clinician role")):
+            rows = [r for r in self.data.relief_comparison if r["factor"] == factor]
+            if not rows:
+                continue
+            p_value = next((r["logrank_p"] for r in rows if r["logrank_p"] is not None), None)
+            if p_value is None:
+                verdict = "Too few patients in at least two groups to compare them."
+            else:
+                shown = "below 0.001" if p_value < 0.001 else f"{p_value:.3f}"
+                meaning = (
+                    "relief lasts differently long between these groups"
+                    if p_value < 0.05
+                    else "no clear difference between these groups"
+                )
+                verdict = f"Log-rank p-value {shown}: {meaning}."
+            factors.append(
+                {
+                    "title": title,
+                    "verdict": verdict,
+                    "rows": [
+                        {
+                            "label": label_of(r["group_value"]),
+                            "episodes": fmt.count(r["episodes"], r["patients"]).text,
+                            "median": fmt.hours(r["median_hours"], r["patients"]).text,
+                            "in_relief_72h": fmt.share(r["in_relief_72h"], r["patients"]).text,
+                            "in_relief_7d": fmt.share(r["in_relief_7d"], r["patients"]).text,
+                        }
+                        for r in rows
+                    ],
+                }
+            )
+        return factors
+
+    def retreatment(self, clinic_id: str | None) -> dict[str, Any]:
+        flags = self.data.flags
+        counts = self.tables.retreatments(clinic_id)
+        if clinic_id is None:
+            return {"counts": counts, "days": RETREATMENT_LIST_DAYS}
+        # the case list: only in the clinic's own report (R7), sessions not patients
+        recent = (
+            flags.filter((pl.col("clinic_id") == clinic_id) & pl.col("is_recent"))
+            # every shown column in the order, so that rows tied on date, clinician, site and side keep one order
+            .sort(["local_date", "clinician_id", "site", "side", "hours_since_previous"],
+                  descending=[True, False, False, False, False])
+        )
+        rows = [
+            {"date": row["local_date"].isoformat(), "clinician_id": row["clinician_id"], "site": row["site"].replace("_", " "),
+             "side": row["side"], "hours": f"{row['hours_since_previous']:.1f}"}
+            for row in recent.head(RETREATMENT_LIST_MAX).to_dicts()
+        ]
+        return {"rows": rows, "more": max(0, recent.height - RETREATMENT_LIST_MAX), "days": RETREATMENT_LIST_DAYS,
+                "counts": counts, "total": counts[0]["total"] if counts else "0"}
+
+    def plans(self, clinic_id: str | None) -> dict[str, Any]:
+        fmt = self.fmt
+        rows = _scoped(self.data.completion, clinic_id)
+        statuses = {r["value"]: r for r in rows if r["kind"] == "completion"}
+        reasons = {r["value"]: r for r in rows if r["kind"] == "reason"}
+        completion = self.tables.plan_completion(clinic_id)
+        incomplete = statuses.get("incomplete", {}).get("plans", 0)
+        reason_rows = [
+            {"label": label_of(reason), "plans": fmt.count(reasons[reason]["plans"], reasons[reason]["patients"]).text,
+             "share": fmt.share(safe_div(reasons[reason]["plans"], incomplete), reasons[reason]["patients"]).text}
+            for reason in [*REASON_ORDER, *sorted(set(reasons) - set(REASON_ORDER))] if reason in reasons
+        ]
+        outcome_row = next(iter(_scoped(self.data.outcomes, clinic_id)), None)
+        outcome = None
+        if outcome_row is not None:
+            n = outcome_row["patients"]
+            outcome = {
+                "plans": fmt.count(outcome_row["plans"], n).text,
+                "baseline": fmt.points(outcome_row["baseline_pain"], n).text,
+                "final": fmt.points(outcome_row["final_pain"], n).text,
+                "change": fmt.points(outcome_row["change_points"], n).text,
+                "mcid": fmt.share(outcome_row["mcid_share"], n).text,
+                "moderate": fmt.share(outcome_row["moderate_share"], n).text,
+                "substantial": fmt.share(outcome_row["substantial_share"], n).text,
+            }
+        return {"completion": completion, "reasons": reason_rows, "outcome": outcome}
+
+    def _mart_group(self, rows: list[dict[str, Any]], group_by: str, group_value: Any) -> list[dict[str, Any]]:
+        return [r for r in rows if r["group_by"] == group_by and (group_by == "all" or r["group_value"] == group_value)]
+
+    def safety(self, clinic_id: str | None) -> dict[str, Any]:
+        fmt = self.fmt
+        group_by, group_value = ("all", None) if clinic_id is None else ("clinic", clinic_id)
+
+        adverse = self.tables.adverse_events_by_role(clinic_id)
+        by_clinic = self.tables.adverse_events_by_clinic() if clinic_id is None else []
+        needling_patients = self.data.group_patients.get(("sessions", group_by, group_value), {}).get("patients")
+        mix = [
+            {"label": label_of(r["aftercare"]), "share": fmt.share(r["share"], needling_patients).text}
+            for r in sorted(self._mart_group(self.data.aftercare, group_by, group_value), key=lambda r: (r["aftercare"] is None, str(r["aftercare"])))
+        ]
+        plan_patients = self.data.group_patients.get(("plans", group_by, group_value), {}).get("patients")
+        pcp_rows = self._mart_group(self.data.pcp, group_by, group_value)
+        pcp = fmt.share(pcp_rows[0]["share"], plan_patients).text if pcp_rows else fmt.share(None, plan_patients).text
+        return {"adverse": adverse, "by_clinic": by_clinic, "event_types": [label_of(e) for e in EVENT_TYPES],
+                "aftercare": mix, "pcp": pcp}
+
+    def section(self, clinic_id: str | None) -> Section:
+        title = "All clinics" if clinic_id is None else f"Clinic {clinic_id}"
+        anchor = "network" if clinic_id is None else f"clinic-{anchor_of(clinic_id)}"
+        return Section(
+            clinic_id=clinic_id, title=title, anchor=anchor,
+            headline=self.headline(clinic_id), pain=self.pain(clinic_id), relief=self.relief(clinic_id),
+            retreatment=self.retreatment(clinic_id), plans=self.plans(clinic_id), safety=self.safety(clinic_id),
+            trends=self.trends(clinic_id),
+        )
+
+
+def anchor_of(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in text)
+

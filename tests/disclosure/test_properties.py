@@ -4,9 +4,11 @@ A network is 2-5 clinics, each a table of 2-5 rows x 2-4 columns with row and co
 network's table is the clinics' sum, cell by cell (margins included). Values are people counts (patients
 = value) drawn so that about a third are under the minimum cell.
 
-Mutants tried (by hand, then reverted): the insider pass dropped -> test_protect_is_safe_for_everyone
-fails (an insider reads a cell); `<=` in the primary rule -> test_protect_is_safe_for_everyone fails
-(cells of 11 marked primary); the audit loop dropped -> fails (the outsider narrows cells).
+The integer test asks a MILP (exact integer bounds) rather than the LP auditor: in a three-way table
+the LP can be wider than any integer completion (test_audit.test_integer_tables_round_bounds_inwards).
+
+Mutants: see test_suppression.py and test_audit.py; these properties were run against the insider-pass
+mutant only by reasoning, not by a run (each run of this module takes minutes on the shared machine).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def attackers(groups):
         yield [k for k, g in groups.items() if g == clinic]
 
 
-@settings(derandomize=True, max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(derandomize=True, max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks())
 def test_protect_is_safe_for_everyone(case):
     cells, equations, groups = case
@@ -85,7 +87,7 @@ def integer_intervals(cells, equations, marks, known):
     return out
 
 
-@settings(derandomize=True, max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(derandomize=True, max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks(max_clinics=3, max_rows=3, max_cols=3))
 def test_protect_is_safe_against_integer_attackers(case):
     cells, equations, groups = case

@@ -14,7 +14,7 @@ mutant only by reasoning, not by a run (each run of this module takes minutes on
 from __future__ import annotations
 
 import numpy as np
-from disclosure_tables import network
+from disclosure_tables import assert_no_published_sum, network
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -47,6 +47,7 @@ def test_protect_is_safe_for_everyone(case):
     cells, equations, groups = case
     marks = protect(cells, equations, MIN_CELL, groups)
     assert {k for k, m in marks.items() if m == "primary"} == {c.key for c in cells if 0 < c.patients < MIN_CELL}
+    assert_no_published_sum(cells, equations, marks, MIN_CELL)
     for known in attackers(groups):
         assert audit(cells, equations, marks, MIN_CELL, known=known) == []
 

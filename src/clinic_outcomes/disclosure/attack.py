@@ -25,8 +25,8 @@ Two shortcuts keep the cost down without changing the answer:
 - the problem splits into connected parts (hidden cells linked by an equation); each part is its own LP;
 - every LP solution is a completion the attacker cannot exclude, so each one widens the observed range
   of *every* hidden cell in its part. A cell whose observed range already satisfies the rule is certified
-  without an LP of its own; aggregate objectives (maximise, then minimise, the sum of the uncertified
-  cells) certify most cells in a few solves, and only the rest get their own two LPs.
+  without an LP of its own; aggregate objectives (lift every uncertified cell to its goal at once, then
+  push them all down) certify most cells in a few solves, and only the rest get their own two LPs.
 """
 
 from __future__ import annotations

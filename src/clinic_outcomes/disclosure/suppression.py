@@ -12,7 +12,8 @@ Choices where the spec is silent (also in docs/disclosure.md):
   strings before tuples (compared element by element) so that mixed keys such as ('t', 'all', ...) and
   ('t', 7, ...) still order; the result does not depend on the order of the input.
 - Complementary cells are picked, in this order: non-zero before zero, inner cells before cells that are
-  the total of some equation, smallest |value|, key order. A zero is hidden only when nothing else can help.
+  the total of some equation, smallest |value|, key order. A zero is hidden only when no non-zero cell of
+  the equations in question is left (never as a primary).
 - Equations must add up on the values given (within 1e-9 relative): a non-additive margin (distinct
   patients across roles or clinics) is refused rather than audited wrongly.
 - A cell that fails the audit is repaired with a cell the attacker does not know, taken (in the order
@@ -36,7 +37,7 @@ _MARKS = {PRIMARY, COMPLEMENTARY, None}
 
 
 class DisclosureError(RuntimeError):
-    """The tables cannot be made safe by suppression (or an audit could not be run)."""
+    """The tables cannot be made safe by suppression. (A solver failure raises RuntimeError.)"""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ network's table is the clinics' sum, cell by cell (margins included). Values are
 The integer test asks a MILP (exact integer bounds) rather than the LP auditor: in a three-way table
 the LP can be wider than any integer completion (test_audit.test_integer_tables_round_bounds_inwards).
 
-Mutants: see test_suppression.py and test_audit.py; these properties were run against the insider-pass
-mutant only by reasoning, not by a run (each run of this module takes minutes on the shared machine).
+Mutants tried here (edited into suppression.py, test_protect_is_safe_for_everyone run, reverted): the
+insider pass dropped, and `<=` for `<` in the primary rule: each makes it fail. More in test_suppression.py
+and test_audit.py.
 """
 
 from __future__ import annotations

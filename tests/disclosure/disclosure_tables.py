@@ -50,3 +50,12 @@ def network(clinics):
 def hidden_marks(marks):
     """The keys a pattern hides."""
     return {k for k, m in marks.items() if m}
+
+
+def assert_no_published_sum(cells, equations, marks, min_cell):
+    """No shown total whose hidden members add up to 1 .. min_cell - 1 (R7's sum test)."""
+    value = {c.key: c.value for c in cells}
+    for eq in equations:
+        if not marks[eq.total]:
+            hidden_sum = sum(value[m] for m in eq.members if marks[m])
+            assert not 0 < hidden_sum < min_cell, eq

@@ -1,16 +1,18 @@
 """audit: the attacker's intervals, on the published examples and against brute force.
 
-Mutants tried (edited into attack.py / suppression.py by hand, tests run, reverted):
+Mutants tried (edited into attack.py / suppression.py, this module run, reverted; 2026-12-07):
 - the reach rule dropped (only high - low < 1 fails): test_handbook_interval_example fails.
-- `<=` for `<` in the width rule: the brute-force test fails (a width of exactly 1 is safe).
-- bounds not rounded inwards for integer tables: test_audit_equals_brute_force fails.
+- `<=` for `<` in the width rule: test_a_width_of_exactly_one_is_enough fails (the brute-force test
+  alone did not kill it).
+- bounds not rounded inwards for integer tables: test_integer_tables_round_bounds_inwards fails (two-way
+  tables have integer LP vertices, so brute force on them cannot see it).
 - known cells not fixed for an insider: test_known_cells_are_fixed fails.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from disclosure_tables import TOTAL, two_way
+from disclosure_tables import TOTAL, network, two_way
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,6 +89,34 @@ def test_negative_figures_have_no_lower_bound():
     cells = [Cell("all", 4, 30), Cell("a", -3, 5), Cell("b", 7, 25)]
     equations = [Equation("all", ("a", "b"))]
     assert audit(cells, equations, {"a": "primary", "b": "complementary"}, 11) == []
+
+
+def test_a_width_of_exactly_one_is_enough():
+    # a is 0 or 1: not derivable, and a complementary cell needs nothing more.
+    cells = [Cell("t", 1, 30), Cell("a", 1, 30), Cell("b", 0, 0)]
+    pattern = {"a": "complementary", "b": "complementary"}
+    assert audit(cells, [Equation("t", ("a", "b"))], pattern, 11) == []
+
+
+def test_integer_tables_round_bounds_inwards():
+    # Three clinics and their network (a three-way table): here the LP's maximum of k0|r1|c1 is 4.5,
+    # which no integer completion reaches; the attacker who knows counts are whole reads 4.
+    clinics = {
+        "k0": [[3, 3, 1], [3, 0, 2], [2, 4, 3]],
+        "k1": [[3, 2, 0], [3, 4, 3], [0, 2, 3]],
+        "k2": [[4, 4, 3], [1, 1, 2], [2, 3, 4]],
+    }
+    cells, equations, _ = network(clinics)
+    shown = {
+        ("k0", "r0", "c2"), ("k0", "r1", "c2"), ("k0", "r2", "total"), ("k0", "total", "c0"),
+        ("k0", "total", "c1"), ("k0", "total", "c2"), ("k1", "r0", "total"), ("k1", "r2", "c2"),
+        ("k1", "r2", "total"), ("k1", "total", "total"), ("k2", "r0", "c0"), ("k2", "r1", "c1"),
+        ("k2", "r2", "c2"), ("k2", "total", "c2"), ("k2", "total", "total"), ("all", "r0", "c0"),
+        ("all", "r0", "c1"), ("all", "r1", "total"), ("all", "r2", "c1"), ("all", "total", "total"),
+    }  # fmt: skip
+    pattern = {c.key: "complementary" for c in cells if c.key not in shown}
+    pattern[("k0", "r1", "c1")] = "primary"
+    assert (("k0", "r1", "c1"), 0.0, 4.0) in audit(cells, equations, pattern, 11)
 
 
 # Brute force: every integer completion of a small two-way table, against the LP auditor.

@@ -1,11 +1,12 @@
 """protect: primary and complementary suppression (R7), on small tables whose answer is known.
 
-Mutants tried (each edited into suppression.py by hand, the tests run, then reverted):
+Mutants tried (each edited into suppression.py, this module run, then reverted; 2026-12-07):
 - `<=` for `<` in the primary rule (patients <= min_cell): test_primary_rule_boundary fails.
-- the sum test dropped from the line rule: test_sum_test_hides_a_third_cell_of_the_row fails.
-- the insider pass dropped (only the outsider attacks): test_insider_with_two_clinics and the property
-  test in test_properties.py fail.
-- complementary cells chosen largest first: test_smallest_partner_first fails.
+- the sum test dropped from the line rule: test_sum_test_covers_complementary_cells fails. (Where a
+  primary cell is among the hidden members, the LP audit catches the published sum anyway, so
+  test_sum_test_hides_a_third_cell_of_the_row alone did not kill this mutant.)
+- the insider pass dropped (only the outsider attacks): test_insider_with_two_clinics fails.
+- complementary cells chosen largest first: test_sdctable_line_rule_is_not_enough fails.
 - zeros preferred to non-zero partners: test_zeros_are_shown_and_never_chosen fails.
 - the audit loop dropped (line rule only): test_sdctable_line_rule_is_not_enough fails.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from disclosure_tables import TOTAL, hidden_marks, network, two_way
+from disclosure_tables import TOTAL, assert_no_published_sum, hidden_marks, network, two_way
 
 from clinic_outcomes.disclosure import Cell, DisclosureError, Equation, audit, protect
 
@@ -44,7 +45,9 @@ def test_sdctable_line_rule_is_not_enough():
     marks = protect(cells, equations, 11)
     assert {k for k, m in marks.items() if m == "primary"} == set(pattern)
     complementary = {k for k, m in marks.items() if m == "complementary"}
-    assert complementary == {("t", "r0", "c3")}  # w|d (89): the smallest partner that widens w|b
+    # One more cell, as in sdcTable (which hides x|b, 124): ours is x|d (31), the smallest shown cell of
+    # the equations the derivation uses (rows w and x, columns a and c).
+    assert complementary == {("t", "r1", "c3")}
     assert audit(cells, equations, marks, 11) == []
 
 
@@ -83,6 +86,19 @@ def test_sum_test_hides_a_third_cell_of_the_row():
         ("t", "r0", "c0"), ("t", "r0", "c1"), ("t", "r0", "c2"),
         ("t", "r1", "c0"), ("t", "r1", "c1"), ("t", "r1", "c2"),
     }  # fmt: skip
+    assert audit(cells, equations, marks, 11) == []
+
+
+def test_sum_test_covers_complementary_cells():
+    # Only p (5 patients) is primary. a (3 sessions) and b (4 sessions) come from 30 patients each, so
+    # the audit does not protect them, but hidden together under the shown column total 7 they would
+    # publish their sum: the sum test hides more.
+    cells, equations = two_way(
+        "t", [[5, 3, 50], [20, 4, 60]], patients=[[5, 30, 50], [20, 30, 60]]
+    )
+    marks = protect(cells, equations, 11)
+    assert marks[("t", "r0", "c1")] == "complementary" and marks[("t", "r1", "c1")] == "complementary"
+    assert_no_published_sum(cells, equations, marks, 11)
     assert audit(cells, equations, marks, 11) == []
 
 

@@ -25,8 +25,8 @@ Two shortcuts keep the cost down without changing the answer:
 - the problem splits into connected parts (hidden cells linked by an equation); each part is its own LP;
 - every LP solution is a completion the attacker cannot exclude, so each one widens the observed range
   of *every* hidden cell in its part. A cell whose observed range already satisfies the rule is certified
-  without an LP of its own; aggregate objectives (maximise, then minimise, the sum of the uncertified
-  cells) certify most cells in a few solves, and only the rest get their own two LPs.
+  without an LP of its own; aggregate objectives (lift every uncertified cell to its goal at once, then
+  push them all down) certify most cells in a few solves, and only the rest get their own two LPs.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linprog
-from scipy.sparse import csr_array
+from scipy.sparse import csr_array, eye_array, hstack
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,7 @@ class _PartLP:
         self.cells = part
         self.position = {c: j for j, c in enumerate(part)}
         eq_ids = sorted({e for c in part for e in network.cell_equations[c]})
+        self.eq_ids = eq_ids
         rows, cols, data, rhs = [], [], [], []
         for r, e in enumerate(eq_ids):
             total, members = network.equations[e]
@@ -129,14 +130,40 @@ class _PartLP:
         self.high = values.copy()
         self.solves = 0
 
-    def solve(self, objective: np.ndarray) -> np.ndarray:
+    def solve(self, objective: np.ndarray):
         result = linprog(objective, A_eq=self.a_eq, b_eq=self.b_eq, bounds=self.bounds, method="highs")
         self.solves += 1
         if result.status != 0:
             raise RuntimeError(f"the attacker's LP did not solve: {result.message}")
         np.minimum(self.low, result.x, out=self.low)
         np.maximum(self.high, result.x, out=self.high)
-        return result.x
+        return result
+
+    def lift(self, cells: list[int], goals: np.ndarray) -> None:
+        """One completion that lifts as many `cells` as it can, each up to its goal and no further:
+        maximise sum(t_c) with t_c <= x_c and t_c <= goal_c. Unlike maximising sum(x_c), no cell takes
+        the slack of its equation beyond its goal, so the cells of one row can all be lifted together."""
+        n, m = len(self.cells), len(cells)
+        columns = np.asarray([self.position[c] for c in cells])
+        a_eq = hstack([self.a_eq, csr_array((self.a_eq.shape[0], m))], format="csr")
+        a_ub = hstack([csr_array((np.full(m, -1.0), (np.arange(m), columns)), shape=(m, n)), eye_array(m)])
+        objective = np.concatenate([np.zeros(n), -np.ones(m)])
+        bounds = self.bounds + [(self.bounds[j][0], float(g)) for j, g in zip(columns, goals)]
+        result = linprog(
+            objective, A_ub=a_ub.tocsr(), b_ub=np.zeros(m), A_eq=a_eq, b_eq=self.b_eq, bounds=bounds, method="highs"
+        )
+        self.solves += 1
+        if result.status != 0:
+            raise RuntimeError(f"the attacker's LP did not solve: {result.message}")
+        x = result.x[:n]
+        np.minimum(self.low, x, out=self.low)
+        np.maximum(self.high, x, out=self.high)
+
+    def binding(self, result) -> set[int]:
+        """The equations whose multipliers are non-zero at this optimum: the ones the bound comes from."""
+        marginals = result.eqlin.marginals
+        tol = 1e-9 * max(1.0, float(np.abs(marginals).max(initial=0.0)))
+        return {self.eq_ids[r] for r in np.flatnonzero(np.abs(marginals) > tol)}
 
 
 def intervals(
@@ -166,18 +193,22 @@ def intervals(
             return rule.passes(lp.low[j], lp.high[j], bool(primary[c]), network)
 
         pending = [c for c in targets if not safe(c)]
-        # Aggregate objectives first: push every uncertified cell up at once, then down, while that helps.
+        # Aggregate objectives first: lift every uncertified cell to what it needs (the reach for a
+        # primary cell, one above its value for any cell) in one completion, again while that certifies
+        # more; then push them all down at once, for cells that cannot go up.
+        reach = np.asarray([rule.reach if primary[c] else -np.inf for c in part])
         while pending:
             before = len(pending)
-            for sign in (-1.0, 1.0):
-                objective = np.zeros(len(part))
-                objective[[lp.position[c] for c in pending]] = sign
-                lp.solve(objective)
-                pending = [c for c in pending if not safe(c)]
-                if not pending:
-                    break
+            goals = [max(reach[lp.position[c]], network.values[c] + 1) for c in pending]
+            lp.lift(pending, np.asarray(goals))
+            pending = [c for c in pending if not safe(c)]
             if len(pending) == before:
                 break
+        if pending:
+            objective = np.zeros(len(part))
+            objective[[lp.position[c] for c in pending]] = 1.0
+            lp.solve(objective)
+            pending = [c for c in pending if not safe(c)]
         for c in pending:
             if safe(c):
                 continue
@@ -197,3 +228,27 @@ def intervals(
         solves += lp.solves
     failures.sort()
     return failures, certified, solves
+
+
+def binding_equations(
+    network: Network, hidden: np.ndarray, cell: int, primary: bool, rule: Rule
+) -> tuple[set[int] | None, int]:
+    """The equations the attacker's bounds on `cell` come from (None when `cell` passes `rule`), and the
+    number of LPs solved. An upper bound under the reach needs the maximum's equations; a too narrow
+    interval needs both ends'. Hiding a shown cell of such an equation is what can widen the interval
+    (a cell of any other equation leaves that optimum, and so the bound, where it is)."""
+    part = next(p for p in hidden_parts(network, hidden) if cell in p)
+    lp = _PartLP(network, part, hidden)
+    j = lp.position[cell]
+    objective = np.zeros(len(part))
+    objective[j] = -1.0
+    at_max = lp.solve(objective)
+    objective[j] = 1.0
+    at_min = lp.solve(objective)
+    low, high = float(lp.low[j]), float(lp.high[j])
+    if rule.passes(low, high, primary, network):
+        return None, lp.solves
+    low, high = _rounded(low, high, network)
+    if high - low >= 1 - network.tolerance:  # wide enough: only the reach fails, the maximum is too low
+        return lp.binding(at_max), lp.solves
+    return lp.binding(at_max) | lp.binding(at_min), lp.solves

@@ -12,12 +12,13 @@ Choices where the spec is silent (also in docs/disclosure.md):
   strings before tuples (compared element by element) so that mixed keys such as ('t', 'all', ...) and
   ('t', 7, ...) still order; the result does not depend on the order of the input.
 - Complementary cells are picked, in this order: non-zero before zero, inner cells before cells that are
-  the total of some equation, smallest |value|, key order. A zero is hidden only when nothing else can help.
+  the total of some equation, smallest |value|, key order. A zero is hidden only when no non-zero cell of
+  the equations in question is left (never as a primary).
 - Equations must add up on the values given (within 1e-9 relative): a non-additive margin (distinct
   patients across roles or clinics) is refused rather than audited wrongly.
-- An insider failure is repaired with a cell she does not know, chosen among the failing cell's partners by
-  trying them in the order above and taking the first that makes the failing cell pass (else the first
-  that widens its interval, else the first): cheaper in suppressions than suppressing blindly.
+- A cell that fails the audit is repaired with a cell the attacker does not know, taken (in the order
+  above) from the equations her bound comes from (those with a non-zero multiplier in her LP): hiding a
+  cell of any other equation could not move that bound.
 - `protect` raises DisclosureError when it cannot make the tables safe (it never returns an unsafe pattern).
 """
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clinic_outcomes.disclosure.attack import Network, Rule, intervals
+from clinic_outcomes.disclosure.attack import Network, Rule, binding_equations, intervals
 
 PRIMARY = "primary"
 COMPLEMENTARY = "complementary"
@@ -36,7 +37,7 @@ _MARKS = {PRIMARY, COMPLEMENTARY, None}
 
 
 class DisclosureError(RuntimeError):
-    """The tables cannot be made safe by suppression (or an audit could not be run)."""
+    """The tables cannot be made safe by suppression. (A solver failure raises RuntimeError.)"""
 
 
 @dataclass(frozen=True)
@@ -296,35 +297,29 @@ class _Protection:
         return [i for group in (own, second, rest) for i in sorted(group, key=tables.preference)]
 
     def _repair(self, a: int, cell: int) -> None:
-        """Suppress one more cell so that `cell` is no longer narrowed by attacker `a`."""
-        known = self.attackers[a]
-        if cell in self.certified[a] or not self._attack(a, [cell]):
-            return  # an earlier repair of this round already fixed it
-        candidates = self._candidates(cell, known)
-        if not candidates:
-            raise DisclosureError(f"no cell left to protect {self.tables.keys[cell]!r}")
-        before = self._width(a, cell)
-        widening = None
-        for i in candidates[:_TRIALS]:
-            self.marks[i] = 2
-            failures = self._attack(a, [cell])
-            width = self._width(a, cell) if failures else None
-            self.marks[i] = 0
-            if not failures:  # `cell` is now certified for a, with i hidden: keep i
-                self.suppress(i)
-                return
-            if widening is None and width is not None and width > before:
-                widening = i
-        self.suppress(candidates[0] if widening is None else widening)
-
-    def _width(self, a: int, cell: int) -> float:
+        """Hide one more cell so that attacker `a` narrows `cell` less: the preferred shown cell (that she
+        does not know) of the equations her bounds on `cell` come from; if there is none, of `cell`'s
+        neighbourhood (see `_candidates`)."""
         known = self.attackers[a]
         hidden = (self.marks > 0) & ~known
-        every = np.ones(len(known), dtype=bool)  # as primaries, so that no cell passes _NEVER
-        failures, _, solves = intervals(self.tables.network, hidden, [cell], every, _NEVER)
+        binding, solves = binding_equations(
+            self.tables.network, hidden, cell, bool(self.marks[cell] == 1), self.rule
+        )
         self.lp_solves += solves
-        (_, low, high), = failures
-        return high - low
+        if binding is None:
+            self.certified[a].add(cell)  # an earlier repair of this round already fixed it
+            return
+        net = self.tables.network
+        shown = {
+            i
+            for e in binding
+            for i in (net.equations[e][0], *net.equations[e][1])
+            if not self.marks[i] and not known[i]
+        }
+        candidates = sorted(shown, key=self.tables.preference) or self._candidates(cell, known)
+        if not candidates:
+            raise DisclosureError(f"no cell left to protect {self.tables.keys[cell]!r}")
+        self.suppress(candidates[0])
 
     def run(self) -> None:
         while True:
@@ -351,9 +346,6 @@ class _Protection:
             return np.ones(len(known), dtype=bool)
         return np.isin(self.tables.component, np.unique(self.tables.component[known]))
 
-
-_TRIALS = 12  # candidates tried per repair before falling back to the one that widens the interval
-_NEVER = Rule(reach=float("inf"))  # a rule no cell passes: `intervals` then returns every cell's bounds
 
 
 def protect(

@@ -40,7 +40,7 @@ def _result(run_id, suite, expectation, column, success, unexpected=0, details=N
 def con():
     con = warehouse.connect()
     con.execute("create schema quality")
-    warehouse.run_sql(con, "quality/expectation_results")
+    warehouse.run_sql(con, "ddl/quality_expectation_results")
     rows = []
     for run_id in (1, 2, 3):
         rows.append(_result(run_id, "core_sessions", "expect_column_values_to_be_unique", "session_id", True,
@@ -98,7 +98,7 @@ def test_the_page_forbids_every_fetch_and_script(con, tmp_path):
 def test_the_history_keeps_the_last_runs_only(tmp_path):
     con = warehouse.connect()
     con.execute("create schema quality")
-    warehouse.run_sql(con, "quality/expectation_results")
+    warehouse.run_sql(con, "ddl/quality_expectation_results")
     rows = [_result(n, "core_patients", "expect_column_values_to_not_be_null", "patient_key", True)
             for n in range(1, HISTORY_RUNS + 6)]
     con.executemany(f"insert into quality.expectation_results ({COLUMNS}) values ({', '.join('?' * 14)})", rows)

@@ -78,15 +78,36 @@ def remove_leftovers(warehouse: Path) -> list[Path]:
     return removed
 
 
-def storage_tag(path: Path) -> str | None:
-    """The storage version a DuckDB file is written in, as DuckDB tags it (e.g. 'v1.5.0+'); opened read-only."""
+# The night's working copy is written compacted (COPY FROM DATABASE into a new file) instead of copied byte for
+# byte once this share of the published file's blocks is free: DuckDB reuses free blocks but never gives them
+# back, so a file written night after night only grows. Below it, the byte copy is cheaper.
+COMPACT_AT_FREE_SHARE = 0.2
+
+
+def _probe(path: Path) -> tuple[str | None, float]:
+    """The storage version a DuckDB file is written in, as DuckDB tags it (e.g. 'v1.5.0+'), and the share of its
+    blocks that are free; opened read-only."""
     con = duckdb.connect()
     try:
         con.execute("attach $path as probed (read_only)", {"path": str(path)})
-        rows = con.execute("select tags['storage_version'] from duckdb_databases() where database_name = 'probed'").fetchall()
+        tags = con.execute("select tags['storage_version'] from duckdb_databases() where database_name = 'probed'").fetchall()
+        blocks = con.execute(
+            "select free_blocks, total_blocks from pragma_database_size() where database_name = 'probed'"
+        ).fetchall()
     finally:
         con.close()
-    return rows[0][0] if rows else None
+    free, total = blocks[0] if blocks else (0, 0)
+    return (tags[0][0] if tags else None), (free / total if total else 0.0)
+
+
+def storage_tag(path: Path) -> str | None:
+    """The storage version a DuckDB file is written in, as DuckDB tags it (e.g. 'v1.5.0+'); opened read-only."""
+    return _probe(path)[0]
+
+
+def free_block_share(path: Path) -> float:
+    """The share of a DuckDB file's blocks that are free (left by deleted or rewritten data)."""
+    return _probe(path)[1]
 
 
 def _create_empty(path: Path, storage_version: str) -> None:
@@ -118,7 +139,8 @@ def stage_copy(warehouse: Path, building: Path, storage_version: str = "v1.5.0")
     DuckDB keeps a file's storage version when it writes to it, so the copy is a plain file copy while the
     published file is already in that version; when the setting changed (or a warehouse from before the setting
     is met) the copy is made by `COPY FROM DATABASE` into a new file of the set version (comments and views
-    included), once.
+    included), once. The same compacting copy is made when COMPACT_AT_FREE_SHARE of the published file's blocks
+    are free, so the warehouse does not grow night after night with blocks DuckDB never returns.
     """
     building.unlink(missing_ok=True)
     Path(str(building) + ".wal").unlink(missing_ok=True)
@@ -129,7 +151,8 @@ def stage_copy(warehouse: Path, building: Path, storage_version: str = "v1.5.0")
     if wal.exists():
         # A published file is always checkpointed; a WAL means a writer opened it outside the pipeline.
         raise RuntimeError(f"{wal} exists: something wrote to the published warehouse; checkpoint or remove it")
-    if storage_tag(warehouse) == _tag_of_version(storage_version, building):
+    tag, free_share = _probe(warehouse)
+    if tag == _tag_of_version(storage_version, building) and free_share < COMPACT_AT_FREE_SHARE:
         shutil.copyfile(warehouse, building)
         return
     _create_empty(building, storage_version)

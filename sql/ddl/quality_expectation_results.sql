@@ -15,4 +15,5 @@ create table if not exists quality.expectation_results (
     details varchar,
     as_of date,
     evaluated_at timestamptz,
+    scope varchar,
 )

@@ -329,3 +329,26 @@ def test_no_suite_frame_outlives_its_suite(monkeypatch):
     gc.collect()
     assert len(frames) == len(suite_sizes())
     assert [ref for ref in frames if ref() is not None] == []
+
+
+def test_every_result_says_which_rows_it_describes():
+    # interface.md: quality.expectation_results.scope is 'night' or 'full'; every night validates every row today.
+    con = core_connection(**CLEAN)
+    build_quality(con)
+    validate.validate(con, run_id=1, settings=Settings(), as_of=AS_OF, docs_dir=None)
+    assert rows(con, "select distinct scope from quality.expectation_results") == [("full",)]
+
+
+def test_a_warehouse_from_before_the_scope_column_gains_it():
+    con = core_connection(**CLEAN)
+    build_quality(con)
+    con.execute("create schema if not exists quality")
+    con.execute("create table quality.expectation_results (run_id bigint, suite varchar, expectation varchar, "
+                "column_name varchar, description varchar, severity varchar, dimension varchar, success boolean, "
+                "element_count bigint, unexpected_count bigint, unexpected_percent double, details varchar, "
+                "as_of date, evaluated_at timestamptz)")
+    con.execute("insert into quality.expectation_results (run_id, suite) values (0, 'older')")
+    validate.validate(con, run_id=1, settings=Settings(), as_of=AS_OF, docs_dir=None)
+    assert rows(con, "select run_id = 0, scope from quality.expectation_results group by all order by 1") == [
+        (False, "full"), (True, None),
+    ]

@@ -169,8 +169,14 @@ RESULT_SCHEMA = pa.schema(
         ("details", pa.string()),
         ("as_of", pa.date32()),
         ("evaluated_at", pa.timestamp("us", tz="UTC")),
+        ("scope", pa.string()),
     ]
 )
+
+# Which rows a night's results describe (quality.expectation_results.scope): every night validates every row of
+# the warehouse today, so its results are 'full'. ('night', the rows the night wrote, is the scope of an
+# incremental validation, which is not built yet.)
+SCOPE = "full"
 
 
 def _column_of(kwargs: dict[str, Any]) -> str | None:
@@ -359,6 +365,7 @@ def validate(
 
     warehouse.set_variables(con, settings, as_of)
     warehouse.run_sql(con, "ddl/quality_expectation_results")
+    warehouse.run_sql(con, "ddl/quality_expectation_results_scope")
     evaluated_at = dt.datetime.now(dt.timezone.utc)
     gx_run = RunIdentifier(run_name=f"run {run_id} as of {as_of.isoformat()}", run_time=evaluated_at)
 
@@ -367,7 +374,8 @@ def validate(
 
     def row(suite: str, expectation: str, **values: Any) -> dict[str, Any]:
         base = {name: None for name in RESULT_SCHEMA.names}
-        base.update(run_id=run_id, suite=suite, expectation=expectation, as_of=as_of, evaluated_at=evaluated_at)
+        base.update(run_id=run_id, suite=suite, expectation=expectation, as_of=as_of, evaluated_at=evaluated_at,
+                    scope=SCOPE)
         base.update(values)
         return base
 

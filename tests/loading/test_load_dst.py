@@ -36,7 +36,7 @@ import pytest
 from clinic_outcomes import warehouse
 from clinic_outcomes.settings import Settings
 from load_fixtures import checkin, load_all, plan, rows, session, site, write_drop
-from tests.gx_fixtures import build_quality
+from gx_fixtures import build_quality
 
 UTC = dt.timezone.utc
 NY, BERLIN, LORD_HOWE = "America/New_York", "Europe/Berlin", "Australia/Lord_Howe"

@@ -29,26 +29,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from clinic_outcomes.settings import Settings
-from tests.gx_fixtures import at, build_quality, core_connection, rows
+from gx_fixtures import at, build_quality, core_connection, rows
+from zone_fixtures import ZONES
 
 UTC = dt.timezone.utc
 
-# UTC-11 .. UTC+14; half and quarter hours; DST north (US, EU) and south (Lord Howe's half-hour DST,
-# Auckland, Chatham at +12:45/+13:45), and Newfoundland at -03:30 with DST.
-ZONES = (
-    "Pacific/Pago_Pago",
-    "America/Los_Angeles",
-    "America/St_Johns",
-    "UTC",
-    "Europe/Berlin",
-    "Asia/Kolkata",
-    "Asia/Kathmandu",
-    "Asia/Tokyo",
-    "Australia/Lord_Howe",
-    "Pacific/Auckland",
-    "Pacific/Chatham",
-    "Pacific/Kiritimati",
-)
 STARTS = (
     dt.date(2026, 1, 15),  # winter in the north, summer time in the south
     dt.date(2026, 3, 8),  # the United States move their clocks forward that night

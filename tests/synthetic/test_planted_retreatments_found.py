@@ -19,7 +19,7 @@ from clinic_outcomes import warehouse
 from clinic_outcomes.settings import load_settings
 from clinic_outcomes.synthetic.generate import generate
 from load_fixtures import load_all, rows
-from tests.gx_fixtures import build_quality
+from gx_fixtures import build_quality
 
 
 @pytest.fixture(scope="module")

@@ -27,22 +27,10 @@ from zoneinfo import ZoneInfo
 
 from clinic_outcomes import warehouse
 from clinic_outcomes.settings import Settings
-from tests.gx_fixtures import core_connection, rows
+from gx_fixtures import core_connection, rows
+from zone_fixtures import ZONES
 
 UTC = dt.timezone.utc
-ZONES = (
-    "Pacific/Pago_Pago",
-    "America/Los_Angeles",
-    "America/St_Johns",
-    "UTC",
-    "Europe/Berlin",
-    "Asia/Kolkata",
-    "Asia/Kathmandu",
-    "Asia/Tokyo",
-    "Australia/Lord_Howe",
-    "Pacific/Chatham",
-    "Pacific/Kiritimati",
-)
 AS_OF = dt.date(2026, 3, 8)  # the United States move their clocks forward that night
 PLAN_START = dt.date(2026, 3, 29)  # so does Europe
 DEFAULT_ZONE = "Asia/Tokyo"

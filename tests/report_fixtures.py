@@ -100,7 +100,7 @@ TABLES: dict[str, dict[str, str]] = {
     "marts.session_relief": {
         "session_id": "varchar", "relief_points": "integer", "relief_pct": "double", "meaningful_relief": "boolean",
         "clinic_id": "varchar", "clinician_role": "varchar", "condition": "varchar", "aftercare": "varchar",
-        "started_at": "timestamptz",
+        "started_at": "timestamptz", "could_show_relief": "boolean",
     },
     "marts.relief_duration": {
         "session_id": "varchar", "clinic_id": "varchar", "condition": "varchar", "aftercare": "varchar",
@@ -111,6 +111,8 @@ TABLES: dict[str, dict[str, str]] = {
         "patients": "bigint", "no_followup": "bigint", "median_hours": "double", "median_ci_low": "double",
         "median_ci_high": "double", "in_relief_24h": "double", "in_relief_72h": "double",
         "in_relief_7d": "double", "in_relief_14d": "double",
+        **{f"{share}_ci_{end}": "double" for share in ("in_relief_24h", "in_relief_72h", "in_relief_7d", "in_relief_14d")
+           for end in ("low", "high")},
     },
     "marts.relief_curves": {
         "group_by": "varchar", "group_value": "varchar", "hours": "double", "survival": "double",
@@ -119,7 +121,9 @@ TABLES: dict[str, dict[str, str]] = {
     "marts.relief_comparison": {
         "factor": "varchar", "group_value": "varchar", "episodes": "bigint", "relapses": "bigint",
         "patients": "bigint", "median_hours": "double", "in_relief_72h": "double", "in_relief_7d": "double",
-        "logrank_p": "double",
+        "in_comparison": "boolean", "is_reference": "boolean", "hazard_ratio": "double",
+        "hazard_ratio_ci_low": "double", "hazard_ratio_ci_high": "double", "hazard_ratio_p": "double",
+        "factor_p": "double",
     },
     "marts.plan_outcomes": {
         "plan_id": "varchar", "baseline_pain": "integer", "final_pain": "integer", "change_points": "integer",
@@ -136,7 +140,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "marts.pcp_clearance": {
         "group_by": "varchar", "group_value": "varchar", "plans": "bigint", "plans_without_pcp_clearance": "bigint",
-        "share": "double",
+        "share": "double", "plans_pcp_not_recorded": "bigint", "not_recorded_share": "double",
     },
 }
 
@@ -207,12 +211,12 @@ ROWS: dict[str, list[tuple]] = {
         (2, at("2026-11-23 07:00"), at("2026-11-23 07:03"), dt.date(2026, 11, 23), "published", 12, 3),
     ],
     "marts.session_relief": [
-        ("s1", 3, 0.5, True, "clinic_a", "physical_therapist", "low_back_pain", "ice", at("2026-11-02 14:00")),
-        ("s2", 1, 0.2, False, "clinic_a", "physical_therapist", "low_back_pain", "heat", at("2026-11-04 14:00")),
-        ("s3", 4, 0.5, True, "clinic_a", "chiropractor", "neck_pain", "ice", at("2026-11-10 15:00")),
-        ("s4", 3, 3 / 7, True, "clinic_a", "physical_therapist", "low_back_pain", "none", at("2026-10-01 13:00")),
-        ("s6", 3, 0.6, True, "clinic_b", "acupuncturist", "neck_pain", "ice", at("2026-11-15 10:00")),
-        ("s8", None, None, None, "clinic_a", "physical_therapist", "low_back_pain", None, at("2026-10-25 03:00")),
+        ("s1", 3, 0.5, True, "clinic_a", "physical_therapist", "low_back_pain", "ice", at("2026-11-02 14:00"), True),
+        ("s2", 1, 0.2, False, "clinic_a", "physical_therapist", "low_back_pain", "heat", at("2026-11-04 14:00"), True),
+        ("s3", 4, 0.5, True, "clinic_a", "chiropractor", "neck_pain", "ice", at("2026-11-10 15:00"), True),
+        ("s4", 3, 3 / 7, True, "clinic_a", "physical_therapist", "low_back_pain", "none", at("2026-10-01 13:00"), True),
+        ("s6", 3, 0.6, True, "clinic_b", "acupuncturist", "neck_pain", "ice", at("2026-11-15 10:00"), True),
+        ("s8", None, None, None, "clinic_a", "physical_therapist", "low_back_pain", None, at("2026-10-25 03:00"), None),
     ],
     "marts.relief_duration": [
         ("s1", "clinic_a", "low_back_pain", "ice", "physical_therapist", 48.0, True),
@@ -222,13 +226,14 @@ ROWS: dict[str, list[tuple]] = {
     ],
     "marts.relief_summary": [
         # group_by     value            episodes relapses patients no_fu median ci_low ci_high 24h   72h   7d    14d
-        ("all", None, 4, 3, 4, 0, 30.0, 20.0, None, 0.75, 0.25, 0.25, 0.25),
-        ("condition", "low_back_pain", 2, 2, 2, 0, 30.0, 30.0, None, 1.0, 0.0, 0.0, 0.0),
-        ("condition", "neck_pain", 2, 1, 2, 0, 20.0, 20.0, None, 0.5, 0.5, 0.5, 0.5),
-        ("aftercare", "ice", 3, 2, 3, 0, 48.0, 20.0, None, 2 / 3, 1 / 3, 1 / 3, 1 / 3),
-        ("aftercare", "none", 1, 1, 1, 0, 30.0, None, None, 1.0, 0.0, 0.0, 0.0),
-        ("clinic", "clinic_a", 3, 2, 3, 0, 48.0, 30.0, None, 1.0, 1 / 3, 1 / 3, 1 / 3),
-        ("clinic", "clinic_b", 1, 1, 1, 0, 20.0, None, None, 0.0, 0.0, 0.0, 0.0),
+        # 14 days: fewer than min_cell_patients still followed, so the mart leaves the share null
+        ("all", None, 4, 3, 4, 0, 30.0, 20.0, None, 0.75, 0.25, 0.25, None, 0.55, 0.9, 0.1, 0.5, None, None, None, None),
+        ("condition", "low_back_pain", 2, 2, 2, 0, 30.0, 30.0, None, 1.0, 0.0, 0.0, 0.0, None, None, None, None, None, None, None, None),
+        ("condition", "neck_pain", 2, 1, 2, 0, 20.0, 20.0, None, 0.5, 0.5, 0.5, 0.5, None, None, None, None, None, None, None, None),
+        ("aftercare", "ice", 3, 2, 3, 0, 48.0, 20.0, None, 2 / 3, 1 / 3, 1 / 3, 1 / 3, None, None, None, None, None, None, None, None),
+        ("aftercare", "none", 1, 1, 1, 0, 30.0, None, None, 1.0, 0.0, 0.0, 0.0, None, None, None, None, None, None, None, None),
+        ("clinic", "clinic_a", 3, 2, 3, 0, 48.0, 30.0, None, 1.0, 1 / 3, 1 / 3, 1 / 3, None, None, None, None, None, None, None, None),
+        ("clinic", "clinic_b", 1, 1, 1, 0, 20.0, None, None, 0.0, 0.0, 0.0, 0.0, None, None, None, None, None, None, None, None),
     ],
     "marts.relief_curves": [
         ("condition", "low_back_pain", 0.0, 1.0, 1.0, 1.0, 2),
@@ -245,8 +250,9 @@ ROWS: dict[str, list[tuple]] = {
         ("aftercare", "none", 30.0, 0.0, None, None, 1),
     ],
     "marts.relief_comparison": [
-        ("aftercare", "ice", 3, 2, 3, 48.0, 0.6, 0.2, 0.4),
-        ("aftercare", "none", 1, 1, 1, 30.0, 0.3, 0.0, 0.4),
+        # factor    group   episodes relapses patients median 72h  7d  in_comparison reference HR  low   high  p     factor_p
+        ("aftercare", "ice", 3, 2, 3, 48.0, 0.6, 0.2, True, False, 1.8, 0.62, 5.2, 0.28, 0.4),
+        ("aftercare", "none", 1, 1, 1, 30.0, 0.3, 0.0, True, True, 1.0, None, None, None, 0.4),
     ],
     "marts.plan_outcomes": [
         ("P1", 6, 4, 2, 1 / 3, True, "clinic_a", True, False),
@@ -275,9 +281,10 @@ ROWS: dict[str, list[tuple]] = {
         ("clinic", "clinic_b", "ice", 1, 1.0),
     ],
     "marts.pcp_clearance": [
-        ("all", "all", 5, 3, 0.6),
-        ("clinic", "clinic_a", 4, 3, 0.75),
-        ("clinic", "clinic_b", 1, 0, 0.0),
+        # pcp_cleared false: P2, P5; not recorded (null): P4, never counted as not cleared
+        ("all", "all", 5, 2, 0.4, 1, 0.2),
+        ("clinic", "clinic_a", 4, 2, 0.5, 1, 0.25),
+        ("clinic", "clinic_b", 1, 0, 0.0, 0, 0.0),
     ],
 }
 

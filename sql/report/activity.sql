@@ -12,7 +12,9 @@ source as (
         clinic_id,
         is_needling,
         had_adverse_event,
-        relief_points is not null as has_relief,
+        -- R3 floor: only a session that could show meaningful relief (pain_before >= MCID) is in the share's
+        -- denominator; meaningful_relief is null for the others ("too little pain to measure", never a failure)
+        meaningful_relief is not null as has_relief,
         meaningful_relief,
         bucket_date,
     from report_sessions

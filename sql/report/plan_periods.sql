@@ -1,4 +1,4 @@
--- Evaluated plans (complete or incomplete) per clinic (and the network) and bucket (month, current and
+-- Evaluated plans (complete, discharged_improved or incomplete) per clinic (and the network) and bucket (month, current and
 -- previous period), counted in the period their planned window ended in, with their outcomes (R5).
 -- Reads: quality.plan_completion, marts.plan_outcomes, temp.report_patients (report_patients.sql).
 -- Parameters: $first_day, $as_of, $period_days, $patients.
@@ -9,14 +9,16 @@ source as (
         completion.plan_id,
         patients.patient_no,
         completion.clinic_id,
-        completion.completion = 'complete' as is_complete,
+        -- R2 "plans complete" (clinic_outcomes.metrics.plans.COMPLETE_COMPLETIONS over EVALUATED_COMPLETIONS;
+        -- tests/report/test_report_rules.py checks these lists against them)
+        completion.completion in ('complete', 'discharged_improved') as is_complete,
         -- a plan belongs to the period its planned window ended in (its last day)
         cast(completion.window_end as date) - 1 as last_day,
         outcome.achieved_mcid,
     from quality.plan_completion as completion
     left join report_patients as patients on patients.patient_key = completion.patient_key
     left join marts.plan_outcomes as outcome on outcome.plan_id = completion.plan_id
-    where completion.completion in ('complete', 'incomplete')
+    where completion.completion in ('complete', 'discharged_improved', 'incomplete')
 ),
 
 bucketed as (

@@ -37,20 +37,29 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "quality.rejected_rows": ("run_id", "source_file", "entity", "reason"),
     "quality.expectation_results": ("run_id", "suite", "expectation", "severity", "success", "unexpected_count"),
     "ops.runs": ("run_id", "started_at", "finished_at", "as_of", "status", "rows_loaded", "rows_rejected"),
-    "marts.session_relief": ("session_id", "relief_points", "meaningful_relief", "clinic_id", "clinician_role", "condition"),
+    "marts.session_relief": (
+        "session_id", "relief_points", "could_show_relief", "meaningful_relief", "clinic_id", "clinician_role", "condition",
+    ),
     "marts.relief_duration": ("session_id", "clinic_id", "condition", "aftercare", "duration_hours", "relapsed"),
     "marts.relief_summary": (
         "group_by", "group_value", "episodes", "relapses", "patients", "no_followup", "median_hours",
         "median_ci_low", "median_ci_high", "in_relief_24h", "in_relief_72h", "in_relief_7d", "in_relief_14d",
+        *(f"{share}_ci_{end}" for share in ("in_relief_24h", "in_relief_72h", "in_relief_7d", "in_relief_14d")
+          for end in ("low", "high")),
     ),
     "marts.relief_curves": ("group_by", "group_value", "hours", "survival"),
     "marts.relief_comparison": (
-        "factor", "group_value", "episodes", "patients", "median_hours", "in_relief_72h", "in_relief_7d", "logrank_p",
+        "factor", "group_value", "episodes", "patients", "median_hours", "in_relief_72h", "in_relief_7d",
+        "in_comparison", "is_reference", "hazard_ratio", "hazard_ratio_ci_low", "hazard_ratio_ci_high",
+        "hazard_ratio_p", "factor_p",
     ),
     "marts.plan_outcomes": ("plan_id", "baseline_pain", "final_pain", "change_points", "achieved_mcid", "moderate", "substantial"),
     "marts.adverse_events": ("group_by", "group_value", "needling_sessions", "patients", "event_type", "events", "per_100_sessions"),
     "marts.aftercare_mix": ("group_by", "group_value", "aftercare", "needling_sessions", "share"),
-    "marts.pcp_clearance": ("group_by", "group_value", "plans", "plans_without_pcp_clearance", "share"),
+    "marts.pcp_clearance": (
+        "group_by", "group_value", "plans", "plans_without_pcp_clearance", "share", "plans_pcp_not_recorded",
+        "not_recorded_share",
+    ),
     "marts.report_cells": ("table_id", "clinic_id", "period", "row_key", "col_key", "measure", "value", "suppressed"),
 }
 
@@ -159,6 +168,7 @@ class ReportData:
     adverse: list[dict[str, Any]]
     aftercare: list[dict[str, Any]]
     pcp: list[dict[str, Any]]
+    too_little_pain: list[dict[str, Any]]  # R3: sessions below the MCID floor, counted apart
     relief_summary: list[dict[str, Any]]
     relief_comparison: list[dict[str, Any]]
     network_curves: pl.DataFrame
@@ -201,6 +211,7 @@ def _query(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None, p
         "adverse": con.sql("select * from marts.adverse_events").pl().to_dicts(),
         "aftercare": con.sql("select * from marts.aftercare_mix").pl().to_dicts(),
         "pcp": con.sql("select * from marts.pcp_clearance").pl().to_dicts(),
+        "too_little_pain": rows(con, "too_little_pain"),
         "relief_summary": con.sql("select * from marts.relief_summary").pl().to_dicts(),
         "relief_comparison": con.sql("select * from marts.relief_comparison order by factor, group_value").pl().to_dicts(),
         "network_curves": con.sql(

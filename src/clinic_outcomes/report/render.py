@@ -111,7 +111,7 @@ def _document(loaded: _Loaded, *, settings: Settings, as_of: dt.date, data_docs_
 
 
 def build_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date,
-               data_docs_href: str | None = "data-docs/index.html", run_id: int | None = None,
+               data_docs_href: str | None = "data-quality/index.html", run_id: int | None = None,
                clinic_id: str | None = None) -> str:
     """One report as a self-contained HTML document: the network's, or one clinic's (clinic_id).
     Reads marts.report_cells as it stands (build_report_cells writes it first in render_report)."""
@@ -133,7 +133,7 @@ def render_report(
     settings: Settings,
     as_of: dt.date,
     out_dir: Path,
-    data_docs_href: str | None = "data-docs/index.html",
+    data_docs_href: str | None = "data-quality/index.html",
     run_id: int | None = None,
 ) -> ReportPaths:
     """Compute marts.report_cells (R7), then write report.html and report.pdf (the network) and

@@ -46,7 +46,31 @@ def safe_div(numerator: float | None, denominator: float | None) -> float | None
     return None if not denominator else (numerator or 0) / denominator
 
 
-def _relief_table_rows(summary_rows: list[dict[str, Any]], fmt: Formatter, with_ci: bool) -> list[dict[str, Any]]:
+NOT_ENOUGH_FOLLOWED = "not enough patients followed"
+
+
+def _in_relief_text(row: dict[str, Any], name: str, fmt: Formatter, with_ci: bool) -> str:
+    """An in-relief share with its 95% interval; marts.relief_summary leaves the share null when fewer than
+    min_cell_patients patients are still followed then (the estimate would be carried forward, not observed):
+    "not enough patients followed", not a number."""
+    patients = row.get("patients")
+    value = row.get(name)
+    shown = fmt.share(value, patients)
+    if shown.suppressed:
+        return shown.text
+    if value is None:
+        return NOT_ENOUGH_FOLLOWED if row.get("episodes") else shown.text
+    low, high = row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high")
+    if with_ci and low is not None and high is not None:
+        return f"{shown.text} ({fmt.share(low, patients).text} to {fmt.share(high, patients).text})"
+    return shown.text
+
+
+def _relief_table_rows(summary_rows: list[dict[str, Any]], fmt: Formatter, with_ci: bool,
+                       share_ci: bool = True) -> list[dict[str, Any]]:
+    """The relief table's rows. share_ci: show the in-relief shares' 95% intervals (marts.relief_summary's
+    patient-clustered band; a clinic's own estimates (estimates.ClinicSurvival) carry no clustered band, so
+    its report shows the shares alone)."""
     rows = []
     for row in summary_rows:
         patients = row.get("patients")
@@ -63,7 +87,7 @@ def _relief_table_rows(summary_rows: list[dict[str, Any]], fmt: Formatter, with_
                 "episodes": fmt.count(row.get("episodes"), patients).text,
                 "median": median.text,
                 "ci": ci,
-                **{name: fmt.share(row.get(name), patients).text for name in RELIEF_AT_HOURS},
+                **{name: _in_relief_text(row, name, fmt, share_ci) for name in RELIEF_AT_HOURS},
                 "no_followup": fmt.count(row.get("no_followup"), patients).text if "no_followup" in row else "",
             }
         )
@@ -169,7 +193,10 @@ class Builder:
 
     def pain(self, clinic_id: str | None) -> dict[str, Any]:
         """Relief by condition and clinician role: marts.report_cells' relief_by_condition_role."""
-        return self.tables.relief_by_condition_role(clinic_id)
+        table = self.tables.relief_by_condition_role(clinic_id)
+        found = next(iter(_scoped(self.data.too_little_pain, clinic_id)), {"sessions": 0, "patients": 0})
+        return {**table, "too_little_pain": self.fmt.count(found["sessions"], found["patients"]).text
+                if found["sessions"] else "none"}
 
     def relief(self, clinic_id: str | None) -> dict[str, Any]:
         fmt = self.fmt
@@ -200,45 +227,63 @@ class Builder:
             km = self.data.survival.clinic(clinic_id, group_column)
             table.extend(km["rows"])
             charts.append(relief_chart(km["curves"], km["patients"], group_column, fmt, f"Still in relief {title}", self.max_hours))
-        # The log-rank comparison is a network figure: per clinic, most groups fall under the minimum cell.
-        return {"charts": charts, "table": _relief_table_rows(table, fmt, with_ci=True), "with_ci": True, "comparison": []}
+        # The Cox comparison is a network figure: per clinic, most groups fall under the minimum cell.
+        return {"charts": charts, "table": _relief_table_rows(table, fmt, with_ci=True, share_ci=False), "with_ci": True,
+                "comparison": []}
 
     def _relief_comparison(self) -> list[dict[str, Any]]:
-        """Relief duration by aftercare advice and by clinician role, each with its log-rank p-value."""
+        """Relief duration by aftercare advice and by clinician role (marts.relief_comparison): each group's
+        hazard ratio of relapse against the reference group, with its 95% interval, and the factor's p-value,
+        from a Cox model with a cluster-robust variance (patients as clusters). Worded as associations: advice
+        and clinician were not assigned at random. A group outside the comparison (too few patients, or
+        aftercare not recorded) shows no ratio."""
         fmt = self.fmt
         factors = []
-        for factor, title in (("aftercare", "By aftercare advice"), ("clinician_role", "By clinician role")):
+        for factor, title, noun in (("aftercare", "By aftercare advice", "advice"),
+                                    ("clinician_role", "By clinician role", "clinician role")):
             rows = [r for r in self.data.relief_comparison if r["factor"] == factor]
             if not rows:
                 continue
-            p_value = next((r["logrank_p"] for r in rows if r["logrank_p"] is not None), None)
+            p_value = next((r["factor_p"] for r in rows if r.get("factor_p") is not None), None)
             if p_value is None:
                 verdict = "Too few patients in at least two groups to compare them."
             else:
                 shown = "below 0.001" if p_value < 0.001 else f"{p_value:.3f}"
                 meaning = (
-                    "relief lasts differently long between these groups"
+                    f"relief lasted differently long with different {noun}; an association, not proof that the "
+                    f"{noun} caused it"
                     if p_value < 0.05
                     else "no clear difference between these groups"
                 )
-                verdict = f"Log-rank p-value {shown}: {meaning}."
-            factors.append(
-                {
-                    "title": title,
-                    "verdict": verdict,
-                    "rows": [
-                        {
-                            "label": label_of(r["group_value"]),
-                            "episodes": fmt.count(r["episodes"], r["patients"]).text,
-                            "median": fmt.hours(r["median_hours"], r["patients"]).text,
-                            "in_relief_72h": fmt.share(r["in_relief_72h"], r["patients"]).text,
-                            "in_relief_7d": fmt.share(r["in_relief_7d"], r["patients"]).text,
-                        }
-                        for r in rows
-                    ],
-                }
-            )
+                verdict = f"p-value {shown} (all compared groups alike): {meaning}."
+            factors.append({"title": title, "verdict": verdict,
+                            "rows": [self._comparison_row(r, p_value is not None) for r in rows]})
         return factors
+
+    def _comparison_row(self, r: dict[str, Any], compared: bool) -> dict[str, Any]:
+        fmt = self.fmt
+        patients = r["patients"]
+        hazard = fmt.count(patients, patients)  # suppressed exactly when the group's other figures are
+        if hazard.suppressed:
+            ratio = hazard.text
+        elif not compared or not r.get("in_comparison"):
+            ratio = "not compared"
+        elif r.get("is_reference"):
+            ratio = "1 (reference)"
+        elif r.get("hazard_ratio") is None:
+            ratio = "not estimated"
+        else:
+            ratio = f"{r['hazard_ratio']:.2f}"
+            if r.get("hazard_ratio_ci_low") is not None and r.get("hazard_ratio_ci_high") is not None:
+                ratio += f" ({r['hazard_ratio_ci_low']:.2f} to {r['hazard_ratio_ci_high']:.2f})"
+        return {
+            "label": label_of(r["group_value"]),
+            "episodes": fmt.count(r["episodes"], patients).text,
+            "median": fmt.hours(r["median_hours"], patients).text,
+            "in_relief_72h": fmt.share(r["in_relief_72h"], patients).text,
+            "in_relief_7d": fmt.share(r["in_relief_7d"], patients).text,
+            "hazard_ratio": ratio,
+        }
 
     def retreatment(self, clinic_id: str | None) -> dict[str, Any]:
         flags = self.data.flags
@@ -303,9 +348,12 @@ class Builder:
         ]
         plan_patients = self.data.group_patients.get(("plans", group_by, group_value), {}).get("patients")
         pcp_rows = self._mart_group(self.data.pcp, group_by, group_value)
-        pcp = fmt.share(pcp_rows[0]["share"], plan_patients).text if pcp_rows else fmt.share(None, plan_patients).text
+        pcp_row = pcp_rows[0] if pcp_rows else {}
+        # R6: not cleared (pcp_cleared false) and not recorded (null) are two shares, never added up
+        pcp = fmt.share(pcp_row.get("share"), plan_patients).text
+        pcp_not_recorded = fmt.share(pcp_row.get("not_recorded_share"), plan_patients).text
         return {"adverse": adverse, "by_clinic": by_clinic, "event_types": [label_of(e) for e in EVENT_TYPES],
-                "aftercare": mix, "pcp": pcp}
+                "aftercare": mix, "pcp": pcp, "pcp_not_recorded": pcp_not_recorded}
 
     def section(self, clinic_id: str | None) -> Section:
         title = "All clinics" if clinic_id is None else f"Clinic {clinic_id}"

@@ -11,11 +11,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from clinic_outcomes.metrics import definitions as shared
 from clinic_outcomes.settings import Settings
 
 RELIEF_AT_HOURS = {"in_relief_24h": 24.0, "in_relief_72h": 72.0, "in_relief_7d": 168.0, "in_relief_14d": 336.0}
 EVENT_TYPES = ("soreness", "bruising", "swelling", "bleeding", "fainting", "other")
-COMPLETION_ORDER = ("complete", "incomplete", "in_progress", "cancelled")
+# R2: "plans complete" = complete + discharged_improved over the evaluated plans (metrics.plans.PLANS_COMPLETE_SQL)
+COMPLETION_ORDER = ("complete", "discharged_improved", "incomplete", "in_progress", "cancelled")
 REASON_ORDER = ("no_final_week_session", "no_dry_needling", "no_adjunct_therapy", "too_few_sessions")
 PERIOD_DAYS = 30
 TREND_MONTHS = 12
@@ -30,7 +32,7 @@ WORDS = {
     "physical_therapist": "Physical therapist", "chiropractor": "Chiropractor", "acupuncturist": "Acupuncturist",
     "nurse": "Nurse", "physician": "Physician",
     "ice": "Ice", "heat": "Heat", "none": "No aftercare advice",
-    "complete": "Complete", "incomplete": "Incomplete", "in_progress": "In progress", "cancelled": "Cancelled",
+    "complete": "Complete", "discharged_improved": "Discharged improved", "incomplete": "Incomplete", "in_progress": "In progress", "cancelled": "Cancelled",
     "no_final_week_session": "No session in the plan's last week",
     "no_dry_needling": "No dry needling in the plan",
     "no_adjunct_therapy": "No therapy besides dry needling",
@@ -61,7 +63,47 @@ def small_cell(patients: int | None, min_cell_patients: int) -> str | None:
 # (title attribute) and in the "What the figures mean" list the figures link to.
 
 
+# The report's keys whose label and hover text come from clinic_outcomes.metrics.definitions (one wording for
+# the warehouse's measures; the report adds only what it alone decides, e.g. the period a figure counts in).
+SHARED = {
+    "plans_complete": ("plans_complete_share", "A plan counts in the period its planned window ended."),
+    "discharged_improved": ("discharged_improved_plans", ""),
+    "meaningful_relief": ("meaningful_relief_share", ""),
+    "too_little_pain": ("too_little_pain_sessions", ""),
+    "median_relief": ("median_hours", "\"Not reached\": more than half were still in relief at the end of follow-up."),
+    "in_relief": ("in_relief_24h", "The same at 72 hours, 7 days and 14 days; \"not enough patients followed\" "
+                  "where the estimate would be carried forward, not observed."),
+    "no_followup": ("no_followup", ""),
+    "mcid_plans": ("plan_achieved_mcid_share", "A plan counts in the period its planned window ended."),
+    "hazard_ratio": ("hazard_ratio", ""),
+    "retreatment": ("retreatment_flags", ""),
+    "aftercare_mix": ("aftercare_share", ""),
+    "pcp_clearance": ("pcp_without_clearance_share", ""),
+    "pcp_not_recorded": ("pcp_not_recorded_share", ""),
+}
+
+
 def definitions(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Every figure's (label, one-sentence meaning), for hover texts and the "What the figures mean" list.
+    Measures the metrics define take clinic_outcomes.metrics.definitions' label, definition and method note
+    (SHARED); `intervals` is its INTERVALS text and `method` names the clustered methods."""
+    texts = _own_definitions(settings)
+    common = shared.definitions(settings.rules)
+    for key, (name, addition) in SHARED.items():
+        found = common[name]
+        texts[key] = (found.label, " ".join(part for part in (found.definition, found.method, addition) if part))
+    texts["intervals"] = ("95% intervals", shared.INTERVALS)
+    texts["method"] = (
+        "How the intervals and comparisons are computed",
+        f"Relief durations: {shared.CLUSTERED_KM_METHOD}. Comparisons between advice or clinician roles: "
+        f"{shared.CLUSTERED_COX_METHOD}. Both use a cluster-robust variance with patients as clusters: a patient's "
+        "episodes are not independent of each other. Comparisons are associations: advice and clinicians were not "
+        "assigned at random.",
+    )
+    return texts
+
+
+def _own_definitions(settings: Settings) -> dict[str, tuple[str, str]]:
     rules = settings.rules
     mcid = number(rules.mcid_points)
     window = number(rules.retreatment_window_hours)
@@ -113,12 +155,6 @@ def definitions(settings: Settings) -> dict[str, tuple[str, str]]:
             "Share of relief episodes still in relief (pain not back up to within "
             f"{mcid} points of where it started) against time since the session. Kaplan-Meier estimate: an episode "
             "whose follow-up ends without relapse counts until its last check-in.",
-        ),
-        "logrank": (
-            "Log-rank test",
-            "Whether relief lasts equally long in every group, allowing for episodes still in relief when their "
-            "follow-up ended. A p-value below 0.05 means the differences between the groups are unlikely to be chance. "
-            f"Only groups of at least {cell} patients take part.",
         ),
         "in_relief": (
             "Still in relief",

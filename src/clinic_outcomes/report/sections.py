@@ -237,7 +237,6 @@ class Builder:
         from a Cox model with a cluster-robust variance (patients as clusters). Worded as associations: advice
         and clinician were not assigned at random. A group outside the comparison (too few patients, or
         aftercare not recorded) shows no ratio."""
-        fmt = self.fmt
         factors = []
         for factor, title, noun in (("aftercare", "By aftercare advice", "advice"),
                                     ("clinician_role", "By clinician role", "clinician role")):

@@ -60,3 +60,43 @@ def test_sessions_with_too_little_pain_are_counted_apart_never_as_failures():
     assert network["too-little-pain"] == "1"
     assert network["meaningful_relief"] == "75%"  # s1 s3 s6 of s1 s2 s3 s6; s9 is not a failure
     assert rf.figures(html, "clinic_b")["too-little-pain"] == "none"
+
+
+def _with_adjusted():
+    con = rf.build_warehouse()
+    con.execute(
+        "create table marts.adjusted_outcomes (level varchar, unit_id varchar, measure varchar, n bigint, "
+        "patients bigint, observed double, expected double, difference double, ci_low double, ci_high double, "
+        "network_value double, limit_95 double, limit_998 double, funnel varchar)"
+    )
+    con.execute(
+        "insert into marts.adjusted_outcomes values "
+        "('clinic', 'clinic_a', 'plan_achieved_mcid', 40, 30, 0.60, 0.50, 0.10, 0.02, 0.18, 0.5, 0.08, 0.12, 'above_95'), "
+        "('clinic', 'clinic_b', 'plan_achieved_mcid', 12, 1, 0.40, 0.50, -0.10, -0.3, 0.1, 0.5, 0.2, 0.3, 'inside'), "
+        "('clinic', 'clinic_a', 'plan_change_points', 40, 30, 2.5, 2.0, 0.5, -0.1, 1.1, 2.2, 0.7, 1.0, 'inside'), "
+        "('clinician', 'c_pt1', 'plan_achieved_mcid', 20, 15, 0.7, 0.5, 0.2, 0.05, 0.35, 0.5, 0.1, 0.15, 'above_998')"
+    )
+    con.execute("create table marts.casemix_coefficients (measure varchar, term varchar, estimate double, "
+                "std_error double, rows bigint, note varchar)")
+    con.execute("insert into marts.casemix_coefficients values ('plan_achieved_mcid', 'intercept', -1.2, 0.3, 900, null)")
+    return con
+
+
+def test_adjusted_outcomes_per_clinic_as_associations():
+    html = rf.every_report(_with_adjusted(), settings=rf.settings(), as_of=rf.AS_OF, primary_only=True)
+    assert rf.table_rows(html, "network", "adjusted") == [
+        ["Plans reaching the MCID", "clinic_a", "40", "60%", "50%", "+10.0 points", "+2.0 to +18.0", "above (95% limit)"],
+        ["Plans reaching the MCID", "clinic_b"] + ["fewer than 2"] * 4 + ["", ""],  # one patient
+        ["Change in pain over a plan (points)", "clinic_a", "40", "2.5", "2.0", "+0.50 points", "-0.10 to +1.10",
+         "within the expected range"],
+    ]
+    assert rf.table_rows(html, "clinic_a", "adjusted")[0][1] == "clinic_a"
+    assert {row[1] for row in rf.table_rows(html, "clinic_a", "adjusted")} == {"clinic_a"}
+    assert "c_pt1" not in rf.section_html(html, "network")  # clinician rows are not a report table
+    assert "not proof of better or worse care" in html
+    assert rf.table_rows(html, "network", "casemix") == [["Plans reaching the MCID", "intercept", "-1.200", "0.300", "900", ""]]
+
+
+def test_without_the_case_mix_tables_the_report_says_so():
+    html = rf.every_report(rf.build_warehouse(), settings=rf.settings(), as_of=rf.AS_OF, primary_only=True)
+    assert "Not available in this run: the case-mix models have not been computed." in rf.section_html(html, "network")

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -62,6 +62,28 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "marts.report_cells": ("table_id", "clinic_id", "period", "row_key", "col_key", "measure", "value", "suppressed"),
 }
+
+# R8's tables: shown when present with these columns, else the report says the comparison is not available.
+OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
+    "marts.adjusted_outcomes": (
+        "level", "unit_id", "measure", "n", "patients", "observed", "expected", "difference", "ci_low", "ci_high",
+        "network_value", "limit_95", "limit_998", "funnel",
+    ),
+    "marts.casemix_coefficients": ("measure", "term", "estimate", "std_error", "rows", "note"),
+}
+
+
+def optional_rows(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, Any]]:
+    """An OPTIONAL_TABLES table's rows (its listed columns), or [] when it or a column is absent."""
+    schema, name = table.split(".")
+    have = {column for (column,) in con.execute(
+        "select column_name from duckdb_columns() where schema_name = ? and table_name = ?", [schema, name]
+    ).fetchall()}
+    columns = OPTIONAL_TABLES[table]
+    if not set(columns) <= have:
+        return []
+    return con.sql(f"select {', '.join(columns)} from {table} order by all").pl().to_dicts()
+
 
 # Built by prepare(), in this order, and dropped after the queries.
 REPORT_TABLES = ("report_patients", "report_sessions")
@@ -177,6 +199,9 @@ class ReportData:
     runs: list[dict[str, Any]]
     run_id: int | None
     cells: pl.DataFrame | None  # marts.report_cells (R7)
+    # R8, optional: empty when the warehouse has not (yet) the tables (OPTIONAL_TABLES)
+    adjusted: list[dict[str, Any]] = field(default_factory=list)
+    casemix: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None, with_cells: bool = True) -> ReportData:
@@ -222,6 +247,8 @@ def _query(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None, p
         "clinics": [row[0] for row in clinic_rows if row[0] is not None],
         # with_cells False: the report stage is about to compute marts.report_cells from this very data
         "cells": con.sql("select * from marts.report_cells").pl() if with_cells else None,
+        "adjusted": optional_rows(con, "marts.adjusted_outcomes"),
+        "casemix": optional_rows(con, "marts.casemix_coefficients"),
         "runs": runs,
         "run_id": run_id if run_id is not None else (runs[0]["run_id"] if runs else None),
     }

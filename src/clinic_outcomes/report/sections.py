@@ -36,6 +36,7 @@ class Section:
     plans: dict[str, Any] = field(default_factory=dict)
     safety: dict[str, Any] = field(default_factory=dict)
     trends: dict[str, Any] = field(default_factory=dict)
+    adjusted: dict[str, Any] = field(default_factory=dict)
 
 
 def month_title(label: str) -> str:
@@ -354,6 +355,58 @@ class Builder:
         return {"adverse": adverse, "by_clinic": by_clinic, "event_types": [label_of(e) for e in EVENT_TYPES],
                 "aftercare": mix, "pcp": pcp, "pcp_not_recorded": pcp_not_recorded}
 
+    # -- R8: outcomes adjusted for case mix --------------------------------------
+
+    ADJUSTED_MEASURES = {
+        "plan_achieved_mcid": ("Plans reaching the MCID", "share"),
+        "plan_change_points": ("Change in pain over a plan (points)", "points"),
+        "session_meaningful_relief": ("Sessions with meaningful relief", "share"),
+    }
+    FUNNEL_WORDS = {
+        "inside": "within the expected range", "above_95": "above (95% limit)", "below_95": "below (95% limit)",
+        "above_998": "above (99.8% limit)", "below_998": "below (99.8% limit)",
+    }
+
+    def adjusted(self, clinic_id: str | None) -> dict[str, Any]:
+        """marts.adjusted_outcomes (R8): observed against expected for the recorded case mix, per clinic (the
+        network's section: every clinic; a clinic's section: its own rows). Clinician rows are left out of
+        the reports (a manager's question, not a report table). The mart publishes only units with at least
+        min_cell_patients patients; the Formatter hides any smaller figure all the same."""
+        fmt = self.fmt
+        rows = [r for r in self.data.adjusted if r["level"] == "clinic"
+                and (clinic_id is None or r["unit_id"] == clinic_id)]
+        order = list(self.ADJUSTED_MEASURES)
+        table = []
+        for r in sorted(rows, key=lambda r: (order.index(r["measure"]) if r["measure"] in order else 99, r["unit_id"])):
+            label, kind = self.ADJUSTED_MEASURES.get(r["measure"], (label_of(r["measure"]), "points"))
+            n = r["patients"]
+            if kind == "share":
+                value = lambda v: fmt.share(v, n).text  # noqa: E731
+                diff = lambda v: fmt.figure(v, n, lambda x: f"{x * 100:+.1f} points").text  # noqa: E731
+                diff_bare = lambda v: fmt.figure(v, n, lambda x: f"{x * 100:+.1f}").text  # noqa: E731
+            else:
+                value = lambda v: fmt.points(v, n).text  # noqa: E731
+                diff = lambda v: fmt.figure(v, n, lambda x: f"{x:+.2f} points").text  # noqa: E731
+                diff_bare = lambda v: fmt.figure(v, n, lambda x: f"{x:+.2f}").text  # noqa: E731
+            hidden = fmt.count(n, n).suppressed
+            interval = "" if hidden or r["ci_low"] is None else f"{diff_bare(r['ci_low'])} to {diff_bare(r['ci_high'])}"
+            table.append({
+                "measure": label, "unit": r["unit_id"], "n": fmt.count(r["n"], n).text,
+                "observed": value(r["observed"]), "expected": value(r["expected"]), "difference": diff(r["difference"]),
+                "interval": interval,
+                "funnel": "" if hidden else self.FUNNEL_WORDS.get(r["funnel"], label_of(r["funnel"])),
+            })
+        coefficients = []
+        if clinic_id is None:
+            for r in self.data.casemix:
+                coefficients.append({
+                    "measure": self.ADJUSTED_MEASURES.get(r["measure"], (r["measure"], ""))[0],
+                    "term": r["term"], "estimate": "" if r["estimate"] is None else f"{r['estimate']:.3f}",
+                    "std_error": "" if r["std_error"] is None else f"{r['std_error']:.3f}",
+                    "rows": "" if r["rows"] is None else f"{r['rows']:,}", "note": r["note"] or "",
+                })
+        return {"available": bool(self.data.adjusted), "rows": table, "coefficients": coefficients}
+
     def section(self, clinic_id: str | None) -> Section:
         title = "All clinics" if clinic_id is None else f"Clinic {clinic_id}"
         anchor = "network" if clinic_id is None else f"clinic-{anchor_of(clinic_id)}"
@@ -361,7 +414,7 @@ class Builder:
             clinic_id=clinic_id, title=title, anchor=anchor,
             headline=self.headline(clinic_id), pain=self.pain(clinic_id), relief=self.relief(clinic_id),
             retreatment=self.retreatment(clinic_id), plans=self.plans(clinic_id), safety=self.safety(clinic_id),
-            trends=self.trends(clinic_id),
+            trends=self.trends(clinic_id), adjusted=self.adjusted(clinic_id),
         )
 
 

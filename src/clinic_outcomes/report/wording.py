@@ -93,6 +93,15 @@ def definitions(settings: Settings) -> dict[str, tuple[str, str]]:
         found = common[name]
         texts[key] = (found.label, " ".join(part for part in (found.definition, found.method, addition) if part))
     texts["intervals"] = ("95% intervals", shared.INTERVALS)
+    texts["adjusted"] = (
+        "Outcomes adjusted for case mix",
+        "Each clinic's observed outcome against the mean of what the network's models (logistic for yes/no "
+        "outcomes, least squares for the change in points; baseline pain, condition, age band, sex and chronicity, "
+        "no clinic term) predict for its patients. The difference's 95% interval is cluster-robust over the "
+        "clinic's patients; the funnel says whether it falls outside the 95% or 99.8% limits for its size. Only "
+        f"clinics with at least {settings.rules.min_cell_patients} patients are shown. An adjusted difference is an "
+        "association with the recorded case mix, not proof of better care.",
+    )
     texts["method"] = (
         "How the intervals and comparisons are computed",
         f"Relief durations: {shared.CLUSTERED_KM_METHOD}. Comparisons between advice or clinician roles: "

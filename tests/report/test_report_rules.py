@@ -94,6 +94,9 @@ def test_adjusted_outcomes_per_clinic_as_associations():
     assert {row[1] for row in rf.table_rows(html, "clinic_a", "adjusted")} == {"clinic_a"}
     assert "c_pt1" not in rf.section_html(html, "network")  # clinician rows are not a report table
     assert "not proof of better or worse care" in html
+    network = rf.section_html(html, "network")
+    # the funnel: clinic_a's two measures, not clinic_b (one patient)
+    assert re.findall(r'<circle class="funnel-dot"[^>]*><title>([^<]+)</title>', network) == ["clinic_a: +10.0", "clinic_a: +0.5"]
     assert rf.table_rows(html, "network", "casemix") == [["Plans reaching the MCID", "intercept", "-1.200", "0.300", "900", ""]]
 
 

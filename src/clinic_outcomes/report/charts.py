@@ -160,3 +160,49 @@ def nice_ceiling(value: float) -> float:
     return 10 * magnitude
 
 
+
+
+def funnel_chart(units: list[dict[str, Any]], *, title: str, scale: float, unit_text: str,
+                 width: int = 520, height: int = 250) -> Markup:
+    """R8's funnel plot as inline SVG: each unit's adjusted difference (dot, y) against its number of plans or
+    sessions (x), with its own 95% and 99.8% limits around 0 as whiskers (the limits depend on each unit's size
+    and case mix, so they are drawn per unit, not as a smooth funnel). `units`: dicts with unit_id, n,
+    difference, limit_95, limit_998 (only units that may be shown); `scale` multiplies the values for the
+    axis (100 for shares, in percentage points)."""
+    left, right, top, bottom = 56, 20, 12, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
+    x_max = nice_ceiling(max((u["n"] for u in units), default=1) * 1.05)
+    reach = max([abs(u["difference"]) for u in units] + [u["limit_998"] or 0 for u in units] + [1e-9]) * scale
+    y_max = nice_ceiling(reach * 1.1)
+
+    def sx(x: float) -> float:
+        return left + plot_w * x / x_max
+
+    def sy(y: float) -> float:
+        return top + plot_h * (0.5 - y * scale / (2 * y_max))
+
+    parts = [
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}"><title>{esc(title)}</title>'
+    ]
+    for tick in (-y_max, -y_max / 2, 0.0, y_max / 2, y_max):
+        y = top + plot_h * (0.5 - tick / (2 * y_max))
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{"#8a93a3" if tick == 0 else "#e6e9ef"}"/>'
+            f'<text class="tick" x="{left - 4}" y="{y + 3:.1f}" text-anchor="end" {TICK}>{tick:+g}</text>'
+        )
+    for index in range(5):
+        x = x_max * index / 4
+        parts.append(f'<text class="tick" x="{sx(x):.1f}" y="{top + plot_h + 16}" text-anchor="middle" {TICK}>{x:,.0f}</text>')
+    parts.append(f'<text class="tick" x="{left + plot_w / 2:.1f}" y="{height - 2}" text-anchor="middle" {TICK}>{esc(unit_text)}</text>')
+    for unit in units:
+        x = sx(unit["n"])
+        for limit, colour in ((unit.get("limit_998"), "#d7dbe3"), (unit.get("limit_95"), "#9aa3b2")):
+            if limit is not None:
+                parts.append(f'<line class="limit" x1="{x:.1f}" x2="{x:.1f}" y1="{sy(-limit):.1f}" y2="{sy(limit):.1f}" '
+                             f'stroke="{colour}" stroke-width="5"/>')
+        parts.append(f'<circle class="funnel-dot" cx="{x:.1f}" cy="{sy(unit["difference"]):.1f}" r="3.5" fill="{PALETTE[0]}">'
+                     f'<title>{esc(unit["unit_id"])}: {unit["difference"] * scale:+.1f}</title></circle>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -16,7 +16,7 @@ import polars as pl
 
 from clinic_outcomes.report.cell_tables import CellTables
 from clinic_outcomes.report.cells import PERIODS
-from clinic_outcomes.report.charts import Series, line_chart, nice_ceiling, relief_chart
+from clinic_outcomes.report.charts import Series, funnel_chart, line_chart, nice_ceiling, relief_chart
 from clinic_outcomes.report.queries import ReportData, months_of
 from clinic_outcomes.report.wording import (
     EVENT_TYPES, REASON_ORDER, RELIEF_AT_HOURS, RETREATMENT_LIST_DAYS, RETREATMENT_LIST_MAX,
@@ -405,7 +405,16 @@ class Builder:
                     "std_error": "" if r["std_error"] is None else f"{r['std_error']:.3f}",
                     "rows": "" if r["rows"] is None else f"{r['rows']:,}", "note": r["note"] or "",
                 })
-        return {"available": bool(self.data.adjusted), "rows": table, "coefficients": coefficients}
+        charts = []
+        if clinic_id is None:
+            for measure, (label, kind) in self.ADJUSTED_MEASURES.items():
+                units = [r for r in rows if r["measure"] == measure and not fmt.count(r["patients"], r["patients"]).suppressed
+                         and r["difference"] is not None]
+                if units:
+                    charts.append({"title": f"{label}: difference from the case mix's prediction", "hidden": [],
+                                   "chart": funnel_chart(units, title=label, scale=100 if kind == "share" else 1,
+                                                         unit_text="plans" if measure.startswith("plan") else "sessions")})
+        return {"available": bool(self.data.adjusted), "rows": table, "coefficients": coefficients, "charts": charts}
 
     def section(self, clinic_id: str | None) -> Section:
         title = "All clinics" if clinic_id is None else f"Clinic {clinic_id}"

@@ -190,7 +190,7 @@ def funnel_chart(units: list[dict[str, Any]], *, title: str, scale: float, unit_
         parts.append(
             f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{"#8a93a3" if tick == 0 else "#e6e9ef"}"/>'
-            f'<text class="tick" x="{left - 4}" y="{y + 3:.1f}" text-anchor="end" {TICK}>{tick:+g}</text>'
+            f'<text class="tick" x="{left - 4}" y="{y + 3:.1f}" text-anchor="end" {TICK}>{"0" if tick == 0 else f"{tick:+g}"}</text>'
         )
     for index in range(5):
         x = x_max * index / 4

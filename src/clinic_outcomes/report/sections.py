@@ -280,8 +280,8 @@ class Builder:
             "label": label_of(r["group_value"]),
             "episodes": fmt.count(r["episodes"], patients).text,
             "median": fmt.hours(r["median_hours"], patients).text,
-            "in_relief_72h": fmt.share(r["in_relief_72h"], patients).text,
-            "in_relief_7d": fmt.share(r["in_relief_7d"], patients).text,
+            "in_relief_72h": _in_relief_text(r, "in_relief_72h", fmt, False),
+            "in_relief_7d": _in_relief_text(r, "in_relief_7d", fmt, False),
             "hazard_ratio": ratio,
         }
 

@@ -58,7 +58,7 @@ def _pipeline(root: Path, patients: int) -> tuple:
     load.load_exports(con, exports, secret=keys.load_key(path), run_id=1)
     core_build.build_core(con)
     quality_tables.build(con, settings, as_of)
-    run_sql(con, "quality/expectation_results")
+    run_sql(con, "ddl/quality_expectation_results")
     marts.compute_marts(con, settings, as_of)
     record = publish.RunRecord(run_id=1, started_at="2026-11-24T02:00:00+00:00", as_of=as_of.isoformat(),
                                status="published")

@@ -287,7 +287,9 @@ def test_a_missing_column_is_an_error():
 
 
 def test_relief_comparison_by_aftercare_with_hazard_ratios_and_the_factor_p_value(html):
-    # mutants tried: the reference row shown with its ratio, factor_p read from hazard_ratio_p (0.280): fail here
+    # mutants run: factor_p read from hazard_ratio_p fails this test (and the two below); the reference row
+    # shown with its ratio instead of "1 (reference)" fails test_a_clear_difference_is_worded_as_an_association;
+    # "not enough patients followed" replaced by "none" fails test_network_relief_comes_from_the_marts
     assert rf.table_rows(html, "network", "relief-comparison") == [
         ["Ice", "3", "48 hours", "60%", "20%", "1.80 (0.62 to 5.20)"],
         ["No aftercare advice"] + ["fewer than 2"] * 5,

@@ -1,8 +1,9 @@
 """The report follows the statistics' rules (docs/rules.md, "How R2-R6 are computed"): R2's one definition of
 "plans complete", R3's floor (sessions with too little pain to measure are counted apart, never failures).
 
-Mutants tried (each failed a test here): plan_periods.sql's is_complete back to `= 'complete'`;
-activity.sql's has_relief back to `relief_points is not null`; COMPLETION_ORDER without discharged_improved.
+Mutants run (each failed a test here): plan_periods.sql's is_complete back to `= 'complete'`;
+activity.sql's has_relief back to `relief_points is not null`; COMPLETION_ORDER without discharged_improved;
+queries.optional_rows reading the R8 tables without checking they are there.
 """
 
 from __future__ import annotations

@@ -30,3 +30,14 @@ os.environ.pop("CLINIC_OUTCOMES_KEY", None)
 import hypothesis_profiles  # noqa: E402
 
 hypothesis_profiles.load_from_environment()
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect API for flow tests that need no published night (started once; ~8 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield

@@ -13,8 +13,7 @@ source as (
         patient_key,
         case
             when coalesce(adverse_event, 'none') = 'none' then null
-            when adverse_event in ('soreness', 'bruising', 'swelling', 'bleeding', 'fainting') then adverse_event
-            else 'other'
+            else adverse_event  -- the loader admits only the seed's types (sql/seeds/adverse_events.csv)
         end as event_type,
     from core.sessions
     where status = 'completed' and list_contains(therapies, 'dry_needling')

@@ -18,7 +18,7 @@ source as (
     from quality.plan_completion as completion
     left join report_patients as patients on patients.patient_key = completion.patient_key
     left join marts.plan_outcomes as outcome on outcome.plan_id = completion.plan_id
-    where completion.completion in ('complete', 'discharged_improved', 'incomplete')
+    where completion.completion not in ('in_progress', 'cancelled')  -- evaluated: R2's "otherwise"
 ),
 
 bucketed as (

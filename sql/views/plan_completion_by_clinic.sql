@@ -15,10 +15,10 @@ final as (
         count_if(source.completion = 'incomplete') as incomplete,
         count_if(source.completion = 'in_progress') as in_progress,
         count_if(source.completion = 'cancelled') as cancelled,
-        count_if(source.completion in ('complete', 'discharged_improved', 'incomplete')) as evaluated,
+        count_if(source.completion not in ('in_progress', 'cancelled')) as evaluated,
         round(
             100.0 * count_if(source.completion in ('complete', 'discharged_improved'))
-            / nullif(count_if(source.completion in ('complete', 'discharged_improved', 'incomplete')), 0),
+            / nullif(count_if(source.completion not in ('in_progress', 'cancelled')), 0),
             1
         ) as completed_pct,
     from source

@@ -27,8 +27,9 @@ def test_relief_pct_at_pain_before_1_and_2():
     )
     assert relief.select("session_id", "relief_points", "relief_pct", "meaningful_relief").sort(
         "session_id").collect().rows() == [
-        ("one_to_two", -1, pytest.approx(-1.0), False),
-        ("one_to_zero", 1, pytest.approx(1.0), False),
+        # Below the MCID floor (pain_before < 2) a session cannot show meaningful relief: null, not false (R3).
+        ("one_to_two", -1, pytest.approx(-1.0), None),
+        ("one_to_zero", 1, pytest.approx(1.0), None),
         ("two_to_zero", 2, pytest.approx(1.0), True),  # exactly the MCID
-        ("zero_to_one", -1, None, False),
+        ("zero_to_one", -1, None, None),
     ]

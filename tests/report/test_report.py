@@ -436,3 +436,14 @@ def test_rejected_rows_show_column_and_problem_from_their_fields():
     ]
     for value in ("'12'", "'11'", "1961-02-03", "&#39;12&#39;"):
         assert value not in html
+
+
+def test_a_clinic_is_shown_by_its_display_name_from_the_settings(tmp_path):
+    # interface.md: `[clinics.<id>] name = "..."`; reports show the name, the id where none is set.
+    import dataclasses
+
+    named = dataclasses.replace(rf.settings(min_cell_patients=2), clinic_names={"clinic_a": "Harbour <Clinic> & Co"})
+    paths = render_report(rf.build_warehouse(), settings=named, as_of=rf.AS_OF, out_dir=tmp_path)
+    clinic_html = (paths.html.parent / "clinics" / "clinic_a.html").read_text(encoding="utf-8")
+    assert "Harbour &lt;Clinic&gt; &amp; Co" in clinic_html  # escaped like every other value
+    assert "Clinic clinic_a" not in clinic_html

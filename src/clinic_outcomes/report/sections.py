@@ -417,7 +417,11 @@ class Builder:
         return {"available": bool(self.data.adjusted), "rows": table, "coefficients": coefficients, "charts": charts}
 
     def section(self, clinic_id: str | None) -> Section:
-        title = "All clinics" if clinic_id is None else f"Clinic {clinic_id}"
+        if clinic_id is None:
+            title = "All clinics"
+        else:  # the display name of the settings ([clinics.<id>] name), else the id
+            name = self.settings.clinic_name(clinic_id)
+            title = name if name != clinic_id else f"Clinic {clinic_id}"
         anchor = "network" if clinic_id is None else f"clinic-{anchor_of(clinic_id)}"
         return Section(
             clinic_id=clinic_id, title=title, anchor=anchor,

@@ -40,6 +40,7 @@ from clinic_outcomes.synthetic.files import (
     _write_drops,
 )
 from clinic_outcomes.synthetic.network import (
+    CLINIC_NAMES,
     ADVERSE,
     AFTERCARE,
     CHANNELS,
@@ -181,7 +182,7 @@ def _settings_toml() -> str:
         "",
     ]
     for clinic_id, zone, _ in CLINICS:
-        lines += [f"[clinics.{clinic_id}]", f'timezone = "{zone}"', ""]
+        lines += [f"[clinics.{clinic_id}]", f'timezone = "{zone}"', f'name = "{CLINIC_NAMES[clinic_id]}"', ""]
     return "\n".join(lines)
 
 

@@ -31,6 +31,12 @@ CLINICS: tuple[tuple[str, str, float], ...] = (
     ("clinic_sea", "America/Los_Angeles", 0.10),
     ("clinic_lax", "America/Los_Angeles", 0.16),
 )
+# Display names the generated settings give the clinics ([clinics.<id>] name): what the reports show.
+CLINIC_NAMES = {
+    "clinic_bos": "Boston Back Bay", "clinic_nyc": "New York Midtown", "clinic_chi": "Chicago Loop",
+    "clinic_den": "Denver Highlands", "clinic_phx": "Phoenix Arcadia", "clinic_sea": "Seattle Capitol Hill",
+    "clinic_lax": "Los Angeles Westside",
+}
 
 # Case mix (R8). Chronicity of a plan: acute, subacute, chronic, not recorded (-1).
 CHRONICITY = value_set("chronicity")

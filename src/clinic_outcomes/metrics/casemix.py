@@ -55,6 +55,7 @@ import numpy as np
 import polars as pl
 
 from clinic_outcomes.metrics.frames import NOT_RECORDED
+from clinic_outcomes.warehouse import sql_text
 
 log = logging.getLogger(__name__)
 
@@ -79,77 +80,10 @@ ADJUSTED_SCHEMA = {
     "funnel": pl.String,
 }
 
-# The rows of each measure: patient_key, clinic_id, clinician_id, baseline_pain, the categorical terms, y.
-_PATIENTS = """
-    select patient_key, arg_max(sex, updated_at) as sex, arg_max(age_band, updated_at) as age_band,
-    from core.patients group by patient_key
-"""
-PLAN_ROWS_SQL = f"""
-with
-plan_clinicians as (
-    select plan_id, arg_min(clinician_id, (-sessions, first_started, clinician_id)) as clinician_id,
-    from (
-        select plan_id, clinician_id, count(*) as sessions, min(started_at) as first_started,
-        from core.sessions
-        where status = 'completed' and plan_id is not null
-        group by plan_id, clinician_id
-    )
-    group by plan_id
-),
-patients as ({_PATIENTS}),
-final as (
-    select
-        outcomes.plan_id as row_id,
-        plans.patient_key,
-        plans.clinic_id,
-        plan_clinicians.clinician_id,
-        outcomes.baseline_pain::double as baseline_pain,
-        outcomes.condition,
-        patients.age_band,
-        patients.sex,
-        plans.chronicity,
-        outcomes.change_points::double as change_points,
-        outcomes.achieved_mcid,
-    from marts.plan_outcomes as outcomes
-    inner join core.plans as plans on plans.plan_id = outcomes.plan_id
-    left join plan_clinicians on plan_clinicians.plan_id = outcomes.plan_id
-    left join patients on patients.patient_key = plans.patient_key
-    where outcomes.baseline_pain is not null and outcomes.change_points is not null
-)
-select * from final order by row_id
-"""
-SESSION_ROWS_SQL = f"""
-with
-patients as ({_PATIENTS}),
-final as (
-    select
-        sessions.session_id as row_id,
-        sessions.patient_key,
-        sessions.clinic_id,
-        sessions.clinician_id,
-        sessions.pain_before::double as baseline_pain,
-        sessions.condition,
-        patients.age_band,
-        patients.sex,
-        plans.chronicity,
-        sessions.pain_before - sessions.pain_after >= $mcid as meaningful_relief,
-    from core.sessions as sessions
-    left join core.plans as plans on plans.plan_id = sessions.plan_id
-    left join patients on patients.patient_key = sessions.patient_key
-    where sessions.status = 'completed'
-        and list_contains(sessions.therapies, 'dry_needling')
-        and sessions.pain_before is not null
-        and sessions.pain_after is not null
-        and sessions.pain_before >= $mcid
-)
-select * from final order by row_id
-"""
-
-
 def measure_rows(con: duckdb.DuckDBPyConnection, mcid: float) -> dict[str, pl.DataFrame]:
     """The rows each model is fitted on: patient_key, clinic_id, clinician_id, baseline_pain, terms, y."""
-    plans = pl.from_arrow(con.sql(PLAN_ROWS_SQL).to_arrow_table())
-    sessions = pl.from_arrow(con.sql(SESSION_ROWS_SQL, params={"mcid": mcid}).to_arrow_table())
+    plans = pl.from_arrow(con.sql(sql_text("metrics/casemix_plan_rows")).to_arrow_table())
+    sessions = pl.from_arrow(con.sql(sql_text("metrics/casemix_session_rows"), params={"mcid": mcid}).to_arrow_table())
     keep = ["row_id", "patient_key", "clinic_id", "clinician_id", "baseline_pain", *CATEGORICAL_TERMS]
     return {
         "plan_achieved_mcid": plans.filter(pl.col("baseline_pain") >= mcid)

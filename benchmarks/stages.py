@@ -98,10 +98,11 @@ def main() -> int:
         if not before.exists():  # another --work folder: start from the shared warehouses
             before = shared / before.name
         shutil.copyfile(before, building)
-    from flows.nightly import _peak_memory_mb, _reset_peak_memory
+    from clinic_outcomes.hooks import reset_peak_memory
+    from clinic_outcomes.runtime import peak_memory_mb
 
     for stage in stages:
-        _reset_peak_memory()
+        reset_peak_memory()
         start = time.perf_counter()
         if stage == args.profile:
             profiler = cProfile.Profile()
@@ -110,7 +111,7 @@ def main() -> int:
         else:
             run_stage(stage)
         seconds = time.perf_counter() - start
-        peak = _peak_memory_mb()
+        peak = peak_memory_mb()
         print(f"{stage:10s} {seconds:7.2f} s" + (f"  peak {peak / 1024:5.2f} GiB" if peak is not None else ""), flush=True)
         shutil.copyfile(building, saved[stage])
     return 0

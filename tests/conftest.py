@@ -1,4 +1,5 @@
-"""Shared test setup: offline Prefect with a home of its own, and Hypothesis profiles.
+"""Shared test setup: offline Prefect with a home of its own, Hypothesis profiles, and how the tests are
+shared between pytest-xdist's workers.
 
 Hypothesis profiles (HYPOTHESIS_PROFILE selects one; `ci` is the default):
 - `ci`: derandomized (the same examples on every run and every machine), no example database (nothing read
@@ -8,6 +9,14 @@ Hypothesis profiles (HYPOTHESIS_PROFILE selects one; `ci` is the default):
   (hypothesis_profiles.scaled), the local example database so a failure found is replayed first.
 Tests that set `max_examples` themselves keep that count under `ci`; those that use
 hypothesis_profiles.scaled(n) get n under `ci` and 20 n under `deep`.
+
+Workers (pyproject's addopts: `-n auto --dist loadgroup`; `-n 0` runs everything in one process): every
+worker is its own Python process, so everything session-scoped here (PREFECT_HOME, the Prefect harness,
+flow_helpers' server, scratch folder and published sites) exists once per worker. So that the expensive
+ones are built once, the scheduler below (FileOrGroupScheduling) hands out whole test modules (a module's
+fixtures are built once) and keeps every test that uses flow_helpers' `prefect_server` (the server, the
+generated network and the published sites) on one worker as a single unit; units start longest first
+(SLOW_FIRST, measured), so the last unit to finish is a short one.
 """
 
 from __future__ import annotations
@@ -32,6 +41,50 @@ import hypothesis_profiles  # noqa: E402
 hypothesis_profiles.load_from_environment()
 
 import pytest  # noqa: E402
+
+# Test modules by measured wall time, longest first (docs/testing.md says how to measure them again). A
+# module not listed runs after these, in collection order. The `prefect_server` unit is the tests of every
+# module that uses flow_helpers' server (listed under their group's name).
+SLOW_FIRST = (
+    "prefect_server",
+)
+SERVER_GROUP = "prefect_server"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    """Tests that share flow_helpers' server go to one worker; the longest units come first."""
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    for item in items:
+        if "prefect_server" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group(SERVER_GROUP))
+
+    def unit(item) -> str:
+        return SERVER_GROUP if "prefect_server" in item.fixturenames else item.nodeid.split("::", 1)[0]
+
+    first_seen = {}
+    for index, item in enumerate(items):
+        first_seen.setdefault(unit(item), index)
+    # a stable sort: within a unit the tests keep their order
+    items.sort(key=lambda item: (rank.get(unit(item), len(rank)), first_seen[unit(item)]))
+
+
+@pytest.hookimpl(optionalhook=True)  # the hook exists only while xdist is loaded (not under -p no:xdist)
+def pytest_xdist_make_scheduler(config, log):
+    """Whole modules (and the server group) as units of work, in collection order (see the docstring above)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrGroupScheduling(LoadScopeScheduling):
+        def __init__(self, config, log=None):
+            super().__init__(config, log)
+            config.option.loadscopereorder = False  # keep SLOW_FIRST's order, not the count of tests
+
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # xdist's suffix for an xdist_group mark
+                return nodeid.rsplit("@", 1)[-1]
+            return nodeid.split("::", 1)[0]
+
+    return FileOrGroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,9 @@ cd "$(dirname "$0")/.."
 log_dir=${STRESS_LOG_DIR:-$(mktemp -d -t clinic-outcomes-stress.XXXXXX)}
 mkdir -p "$log_dir"
 export HYPOTHESIS_PROFILE=${STRESS_HYPOTHESIS_PROFILE:-ci}
-# sync once (uv.lock as committed), then run every round without re-syncing (and re-compiling bytecode)
-uv sync --frozen --quiet
+# sync once (uv.lock as committed) with bytecode compiled (these machines set PYTHONDONTWRITEBYTECODE), then
+# run every round without re-syncing
+uv sync --frozen --quiet --compile-bytecode
 runner=(uv run --frozen --no-sync python -m pytest -p no:randomly -x "$@")
 if [[ -n "${STRESS_NICE:-}" ]]; then
     runner=(nice -n "$STRESS_NICE" "${runner[@]}")
@@ -41,6 +42,7 @@ for ((round = 1; round <= rounds; round++)); do
         code=$?
         echo "round $round/$rounds FAILED (exit $code) after $((SECONDS - start)) s; its log, $log:" >&2
         tail -n 80 "$log" >&2
+        echo "stress: $((round - 1)) round(s) in a row passed, then round $round failed" >&2
         exit "$code"
     fi
 done

@@ -6,6 +6,14 @@ Mutants tried (each applied alone; 4 of 4 killed, the last two only after the th
 - LEGACY_DROPS = 0: test_older_drops_lack_the_chronicity_column;
 - plan starts back to 80% early / 20% in the last window: test_plan_starts_and_sessions_are_steady_over_the_months
   (over 18 months that is a surge at the end, not a drop: the last months must be like the rest either way).
+
+The demo's adjusted outcomes (issue 16; test_the_hard_case_mix_clinic_... and test_the_edge_clinic_...):
+- the previous generator (change in proportion to baseline, responders by chronicity): killed, clinic_den
+  is not lowest raw on plan_achieved_mcid and lies outside the funnel on plan_change_points;
+- EDGE_CHANGE = EDGE_RELIEF_LOGIT = 0: killed by test_the_edge_clinic_is_above_the_998_limit;
+- eta multiplied by baseline / BASELINE_MEAN before the noise: survived (clinic_den stays inside: a
+  proportional eta with additive logistic noise is close enough to linear over baselines 2-9); the tests catch
+  a mechanism as far from R8's form as the previous generator's, not every small departure from it.
 """
 
 from __future__ import annotations

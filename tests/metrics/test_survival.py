@@ -21,6 +21,8 @@ Mutants tried (survival.exact_side_of_half / curve_summary), each caught:
 - clustered KM band: m_before off by one, and one cluster per episode instead of per patient:
   test_clustered_band_matches_the_subject_by_subject_sandwich, test_clustered_band_treats_copies_of_a_patients_episodes_as_one,
   test_relief_summary_matches_lifelines_per_group;
+- clustered KM band, packed sorts (issue 16, cost): the subjects sorted by (group, cluster, time, event) instead
+  of (group, time, ...), and a key packed one bit short (`<< width - 1`): test_relief_summary_matches_lifelines_per_group;
 - (equivalent, not caught: multiplying rows without events too, since (n - 0) / n = 1.)
 """
 

@@ -42,6 +42,22 @@ Where rules.md and the notes are silent, chosen here:
 - Published units: at least min_cell_patients distinct patients among the measure's rows (R7: the patients
   of the denominator). A measure whose model cannot be fitted (no rows, no variation, fewer rows than terms)
   publishes nothing for that measure that night.
+
+Cells and cost (issue 16: the models must fit the nightly budget). Every quantity above is a sum over rows,
+and rows with the same patient, clinic, clinician and covariates share their fitted value, so DuckDB sums each
+measure's rows into such cells (n, sum y, sum y^2; measure_cells, sorted so that later sums add in one order)
+and everything after works on cells: the fit on covariate patterns, a patient's scores as a sparse
+patient-by-pattern product, the within-patient correlation and the unit results. The marts equal the row
+version's within 3e-15. The small fits run on one BLAS thread (threadpoolctl): OpenBLAS threads waiting for a
+busy core cost seconds. Measured with casemix_marts on warehouses from the generator (90 days, seed 11), on
+a machine shared with other jobs (load 6-11 on 2 cores: CPU seconds are the steadier figure):
+- 84,012 sessions (47,177 session rows, 5,101 plans): 1.9-2.4 CPU s (4-14 s wall) before, 0.6-0.7 CPU s
+  (1-3 s wall) now;
+- 837,155 sessions (469,947 session rows in 335,948 cells, 50,652 plans): 7.6-8.8 CPU s (24-39 s wall) before,
+  4.9-5.2 CPU s (20-22 s wall) now, of which DuckDB's row queries and cells 3.1 CPU s, the three fits 1.0 s,
+  the unit results 0.7 s;
+- 10M sessions, an estimate (not run): every step is linear in the rows (the patterns are bounded), so about
+  12 x the 837k figure, some 60 CPU s.
 """
 
 from __future__ import annotations
@@ -80,35 +96,90 @@ ADJUSTED_SCHEMA = {
     "funnel": pl.String,
 }
 
-def measure_rows(con: duckdb.DuckDBPyConnection, mcid: float) -> dict[str, pl.DataFrame]:
-    """The rows each model is fitted on: patient_key, clinic_id, clinician_id, baseline_pain, terms, y."""
-    plans = pl.from_arrow(con.sql(sql_text("metrics/casemix_plan_rows")).to_arrow_table())
-    sessions = pl.from_arrow(con.sql(sql_text("metrics/casemix_session_rows"), params={"mcid": mcid}).to_arrow_table())
-    keep = ["row_id", "patient_key", "clinic_id", "clinician_id", "baseline_pain", *CATEGORICAL_TERMS]
+# A cell: rows of one measure with the same patient, clinic, clinician and covariates. Every quantity the fit
+# and the unit results need is a sum over rows, so it is a sum over cells of their n, sum_y and sum_y2.
+CELL_KEYS = ("patient_key", "clinic_id", "clinician_id", "baseline_pain", *CATEGORICAL_TERMS)
+CELL_SCHEMA = {
+    "patient_key": pl.String, "clinic_id": pl.String, "clinician_id": pl.String, "baseline_pain": pl.Float64,
+    **{term: pl.String for term in CATEGORICAL_TERMS}, "n": pl.Int64, "sum_y": pl.Float64, "sum_y2": pl.Float64,
+}
+_OUTCOMES = {  # measure -> (row query, outcome expression, row filter)
+    "plan_achieved_mcid": ("plans", "achieved_mcid::double", "baseline_pain >= {mcid!r}"),
+    "plan_change_points": ("plans", "change_points", None),
+    "session_meaningful_relief": ("sessions", "meaningful_relief::double", None),
+}
+_CELL_AGGREGATES = (  # (source, aggregate expressions): one pass over each row query
+    ("plans", "count(*) as n, sum(change_points) as sum_change, sum(change_points * change_points) as sum_change2, "
+              "sum(achieved_mcid::double) as sum_mcid"),
+    ("sessions", "count(*) as n, sum(meaningful_relief::double) as sum_y, sum(meaningful_relief::double) as sum_y2"),
+)
+
+
+def _relations(con: duckdb.DuckDBPyConnection, mcid: float) -> dict[str, duckdb.DuckDBPyRelation]:
     return {
-        "plan_achieved_mcid": plans.filter(pl.col("baseline_pain") >= mcid)
-        .select(*keep, pl.col("achieved_mcid").cast(pl.Float64).alias("y")),
-        "plan_change_points": plans.select(*keep, pl.col("change_points").alias("y")),
-        "session_meaningful_relief": sessions.select(*keep, pl.col("meaningful_relief").cast(pl.Float64).alias("y")),
+        "plans": con.sql(sql_text("metrics/casemix_plan_rows")),
+        "sessions": con.sql(sql_text("metrics/casemix_session_rows"), params={"mcid": mcid}),
     }
+
+
+def measure_rows(con: duckdb.DuckDBPyConnection, mcid: float) -> dict[str, pl.DataFrame]:
+    """The rows each model is fitted on: row_id, patient_key, clinic_id, clinician_id, baseline_pain, terms, y."""
+    relations, frames = _relations(con, float(mcid)), {}
+    for measure, (source, outcome, where) in _OUTCOMES.items():
+        relation = relations[source].filter(where.format(mcid=float(mcid))) if where else relations[source]
+        frames[measure] = pl.from_arrow(relation.select(
+            f"row_id, {', '.join(CELL_KEYS)}, ({outcome}) as y").order("row_id").to_arrow_table())
+    return frames
+
+
+def measure_cells(con: duckdb.DuckDBPyConnection, mcid: float) -> dict[str, pl.DataFrame]:
+    """Each measure's rows (measure_rows) summed into cells by DuckDB: CELL_KEYS, n, sum_y, sum_y2, in key order.
+
+    The outcomes are 0/1 or whole points, so the sums are exact whatever order DuckDB adds them in.
+    """
+    relations, keys = _relations(con, float(mcid)), ", ".join(CELL_KEYS)
+    # Sorted by DuckDB (nulls last, as Polars sorts them), so every later sum adds in one fixed order.
+    plans, sessions = (
+        pl.from_arrow(relations[source].aggregate(f"{keys}, {aggregates}", keys).order(
+            ", ".join(f"{key} nulls last" for key in CELL_KEYS)).to_arrow_table())
+        for source, aggregates in _CELL_AGGREGATES
+    )
+    # baseline_pain is a cell key: the cells of plans whose baseline is at least the MCID are whole plan cells.
+    return {
+        "plan_achieved_mcid": _cell_columns(plans.filter(pl.col("baseline_pain") >= mcid).with_columns(
+            sum_y=pl.col("sum_mcid"), sum_y2=pl.col("sum_mcid"))),
+        "plan_change_points": _cell_columns(plans.with_columns(sum_y=pl.col("sum_change"), sum_y2=pl.col("sum_change2"))),
+        "session_meaningful_relief": _cell_columns(sessions),
+    }
+
+
+def cells_of_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """measure_rows' rows summed into cells (Polars), as measure_cells sums them in DuckDB."""
+    cells = rows.group_by(CELL_KEYS).agg(
+        pl.len().alias("n"), pl.col("y").sum().alias("sum_y"), (pl.col("y") ** 2).sum().alias("sum_y2"),
+    )
+    return _cell_columns(cells).sort(CELL_KEYS, nulls_last=True)
+
+
+def _cell_columns(cells: pl.DataFrame) -> pl.DataFrame:
+    return cells.cast(CELL_SCHEMA).select(list(CELL_SCHEMA))
 
 
 @dataclass
 class Fit:
-    """One fitted measure: its coefficient rows and, per input row, the fitted value."""
+    """One fitted measure: its coefficient rows and, per input cell, the fitted value (of each of its rows)."""
     coefficients: pl.DataFrame
     fitted: np.ndarray
     residual_variance: float | None  # OLS: the residual variance (scale); None for a yes/no measure
 
 
-def _level_plan(values: pl.Series, y: np.ndarray, patients: np.ndarray, binary: bool, min_patients: int):
+def _level_plan(values: pl.Series, cells: pl.DataFrame, binary: bool, min_patients: int):
     """(reference level, levels kept as columns, {collapsed level: reason}, rows per level) of one term."""
-    frame = pl.DataFrame({"level": values, "y": y, "patient": patients})
+    frame = pl.DataFrame({"level": values, "n": cells["n"], "sum_y": cells["sum_y"], "patient": cells["patient_key"]})
     stats = frame.group_by("level").agg(
-        pl.len().alias("rows"),
+        pl.col("n").sum().alias("rows"),
         pl.col("patient").n_unique().alias("patients"),
-        pl.col("y").min().alias("y_min"),
-        pl.col("y").max().alias("y_max"),
+        pl.col("sum_y").sum().alias("sum_y"),
     ).sort(["rows", "level"], descending=[True, False])
     reference = stats["level"][0]
     kept, collapsed = [], {}
@@ -119,26 +190,27 @@ def _level_plan(values: pl.Series, y: np.ndarray, patients: np.ndarray, binary: 
             collapsed[row["level"]] = (
                 f"collapsed into the reference level: fewer than {MIN_LEVEL_ROWS} rows or {min_patients} patients"
             )
-        elif binary and row["y_min"] == row["y_max"]:
+        elif binary and row["sum_y"] in (0, row["rows"]):
             collapsed[row["level"]] = "collapsed into the reference level: every row has the same outcome (separation)"
         else:
             kept.append(row["level"])
     return reference, sorted(kept), collapsed, dict(zip(stats["level"], stats["rows"]))
 
 
-def fit_measure(measure: str, rows: pl.DataFrame, min_patients: int) -> Fit | None:
-    """Fit one measure's model on `rows` (see the module docstring); None when it cannot be fitted."""
+def fit_measure(measure: str, cells: pl.DataFrame, min_patients: int) -> Fit | None:
+    """Fit one measure's model on its `cells` (see the module docstring); None when it cannot be fitted."""
     binary = measure in BINARY_MEASURES
-    y = rows["y"].to_numpy().astype(float)
-    if rows.height == 0 or (binary and (y.min() == y.max())):
+    nobs, successes = int(cells["n"].sum()), float(cells["sum_y"].sum())
+    if nobs == 0 or (binary and successes in (0.0, nobs)):
         return None
-    groups = rows["patient_key"].rank("dense").to_numpy().astype(np.int64)
+    if not binary and float(cells["sum_y2"].sum()) * nobs == successes**2:
+        return None  # every row has the same change: nothing to explain
     names, dummies = ["intercept", "baseline_pain"], []
     coefficient_rows: list[dict] = []
     mapped = {}
     for term in CATEGORICAL_TERMS:
-        values = rows[term].fill_null(NOT_RECORDED)
-        reference, kept, collapsed, counts = _level_plan(values, y, groups, binary, min_patients)
+        values = cells[term].fill_null(NOT_RECORDED)
+        reference, kept, collapsed, counts = _level_plan(values, cells, binary, min_patients)
         mapped[term] = values.replace(list(collapsed), [reference] * len(collapsed)) if collapsed else values
         coefficient_rows.append({"term": f"{term}[{reference}]", "rows": counts[reference], "note": "reference level"})
         names.extend(f"{term}[{level}]" for level in kept)
@@ -146,20 +218,22 @@ def fit_measure(measure: str, rows: pl.DataFrame, min_patients: int) -> Fit | No
         coefficient_rows.extend({"term": f"{term}[{level}]", "rows": counts[level], "note": None} for level in kept)
         for level, reason in sorted(collapsed.items()):
             coefficient_rows.append({"term": f"{term}[{level}]", "rows": counts[level], "note": reason})
-    if rows.height <= len(names):
+    if nobs <= len(names):
         return None
-    design = pl.DataFrame({"baseline_pain": rows["baseline_pain"], **mapped, "y": y, "patient": groups})
+    design = pl.DataFrame({
+        "baseline_pain": cells["baseline_pain"], **mapped, "n": cells["n"], "sum_y": cells["sum_y"],
+        "sum_y2": cells["sum_y2"], "patient": cells["patient_key"],
+    })
     try:
         params, std_errors, fitted, scale = _fit_clustered(design, dummies, binary)
     except (np.linalg.LinAlgError, ValueError) as error:
         log.warning("R8 %s: the case-mix model could not be fitted (%s)", measure, error)
         return None
-    result = _Result(params, std_errors)
-    estimates = dict(zip(names, np.asarray(result.params, dtype=float)))
-    errors = dict(zip(names, np.asarray(result.bse, dtype=float)))
+    estimates = dict(zip(names, params))
+    errors = dict(zip(names, std_errors))
     published = [
-        {"term": "intercept", "rows": rows.height, "note": None},
-        {"term": "baseline_pain", "rows": rows.height, "note": None},
+        {"term": "intercept", "rows": nobs, "note": None},
+        {"term": "baseline_pain", "rows": nobs, "note": None},
         *coefficient_rows,
     ]
     for row in published:
@@ -176,28 +250,24 @@ def fit_measure(measure: str, rows: pl.DataFrame, min_patients: int) -> Fit | No
     )
 
 
-@dataclass
-class _Result:
-    params: np.ndarray
-    bse: np.ndarray
-
-
 def _fit_clustered(design: pl.DataFrame, dummies: list[tuple[str, str]], binary: bool):
-    """(coefficients, cluster-robust SEs, fitted value per row, residual variance or None) of one model.
+    """(coefficients, cluster-robust SEs, fitted value per cell, residual variance or None) of one model.
 
     Every term is categorical apart from baseline pain (11 values), so the rows fall into a few thousand
     covariate patterns at most. statsmodels fits the model on the patterns (GLM binomial with the rows as
     variance weights, or WLS on pattern means): the same maximum-likelihood / least-squares estimates as on
     the rows, at a cost that no longer grows with them. The cluster-robust covariance is statsmodels' CRV1
     sandwich, written out: B M B * G/(G-1) * (N-1)/(N-K), B the inverse of the information (X'WX), M the
-    sum over patients of the outer product of their summed scores x_i (y_i - yhat_i) (tests compare it
+    sum over patients of the outer product of their summed scores x_i (y_i - yhat_i); a cell's rows share
+    x_i and yhat_i, so a patient's score is the sum over its cells of x (sum_y - n yhat) (tests compare it
     with statsmodels fitted on the rows themselves).
     """
     import statsmodels.api as sm
+    from scipy import sparse
+    from threadpoolctl import threadpool_limits
 
     keys = ["baseline_pain", *CATEGORICAL_TERMS]
-    patterns = design.group_by(keys).agg(pl.len().alias("n"), pl.col("y").sum().alias("sum_y")).sort(keys)
-    patterns = patterns.with_row_index("pattern")
+    patterns = design.group_by(keys).agg(pl.col("n", "sum_y", "sum_y2").sum()).sort(keys).with_row_index("pattern")
 
     def matrix(frame: pl.DataFrame) -> np.ndarray:
         columns = [np.ones(frame.height), frame["baseline_pain"].to_numpy().astype(float)]
@@ -206,43 +276,53 @@ def _fit_clustered(design: pl.DataFrame, dummies: list[tuple[str, str]], binary:
 
     x = matrix(patterns)
     n = patterns["n"].to_numpy().astype(float)
-    mean_y = patterns["sum_y"].to_numpy() / n
-    with warnings.catch_warnings():
+    sum_y = patterns["sum_y"].to_numpy()
+    mean_y = sum_y / n
+    # One BLAS thread: the matrices are a few thousand patterns by a few dozen terms, and BLAS threads that
+    # wait for a busy core cost seconds (measured: 7.0 s -> 0.9 s for R8 at 100k sessions on a loaded machine).
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore")  # separation is guarded before and flagged after
         if binary:
             result = sm.GLM(mean_y, x, family=sm.families.Binomial(), var_weights=n).fit()
         else:
             result = sm.WLS(mean_y, x, weights=n).fit()
-    params = np.asarray(result.params, dtype=float)
-    pattern_fit = np.asarray(result.predict(x), dtype=float)
-    if not np.all(np.isfinite(params)):
-        raise ValueError("non-finite coefficients")
-    rows = design.join(patterns.select(*keys, "pattern"), on=keys, how="left", maintain_order="left")
-    fitted = pattern_fit[rows["pattern"].to_numpy()]
-    residual = design["y"].to_numpy() - fitted
-    weight = n * pattern_fit * (1 - pattern_fit) if binary else n
-    bread = np.linalg.inv(x.T @ (x * weight[:, None]))
-    scored = design.select(
-        "patient", pl.Series("r", residual), (pl.Series("r", residual) * pl.col("baseline_pain")).alias("rb"),
-        *[pl.when(pl.col(term) == level).then(pl.Series("r", residual)).otherwise(0.0).alias(f"d{k}")
-          for k, (term, level) in enumerate(dummies)],
-    )
-    scores = scored.group_by("patient").sum().sort("patient").drop("patient").to_numpy()  # a stable order of sums
-    groups, nobs, k_params = scores.shape[0], design.height, x.shape[1]
-    meat = scores.T @ scores
+        params = np.asarray(result.params, dtype=float)
+        pattern_fit = np.asarray(result.predict(x), dtype=float)
+        if not np.all(np.isfinite(params)):
+            raise ValueError("non-finite coefficients")
+        cell_pattern = design.join(patterns.select(*keys, "pattern"), on=keys, how="left",
+                                   maintain_order="left")["pattern"].to_numpy()
+        fitted = pattern_fit[cell_pattern]
+        residual = design["sum_y"].to_numpy() - design["n"].to_numpy() * fitted  # per cell
+        weight = n * pattern_fit * (1 - pattern_fit) if binary else n
+        bread = np.linalg.inv(x.T @ (x * weight[:, None]))
+        # A patient's score: the sum over its cells of x (sum_y - n yhat); cells -> (patient, pattern) sparse.
+        patient = design["patient"].rank("dense").to_numpy().astype(np.int64) - 1
+        by_pattern = sparse.csr_matrix((residual, (patient, cell_pattern)), shape=(int(patient.max()) + 1, len(x)))
+        scores = by_pattern @ x
+        meat = scores.T @ scores
+    groups, nobs, k_params = scores.shape[0], int(n.sum()), x.shape[1]
     correction = groups / (groups - 1) * (nobs - 1) / (nobs - k_params) if groups > 1 else np.nan
     cov = correction * bread @ meat @ bread
-    scale = None if binary else float(residual @ residual / (nobs - k_params))
-    return params, np.sqrt(np.diag(cov)), fitted, scale
+    if binary:
+        return params, np.sqrt(np.diag(cov)), fitted, None
+    # Residual sum of squares by pattern: the spread within it plus its rows' distance from the fit.
+    within = patterns["sum_y2"].to_numpy() - sum_y * mean_y
+    rss = float(within.sum() + (n * (mean_y - pattern_fit) ** 2).sum())
+    return params, np.sqrt(np.diag(cov)), fitted, rss / (nobs - k_params)
 
 
-def within_patient_correlation(residuals: np.ndarray, variances: np.ndarray, groups: np.ndarray) -> float:
-    """Moment estimate of the correlation of two standardised residuals of one patient, clipped to [0, 1]."""
-    e = residuals / np.sqrt(variances)
-    frame = pl.DataFrame({"g": groups, "e": e}).group_by("g").agg(
-        (pl.col("e").sum() ** 2 - (pl.col("e") ** 2).sum()).alias("cross"),
-        (pl.len() * (pl.len() - 1)).alias("pairs"),
-    )
+def within_patient_correlation(cells: pl.DataFrame) -> float:
+    """Moment estimate of the correlation of two standardised residuals of one patient, clipped to [0, 1].
+
+    `cells`: patient_key, n, residual (sum of y - yhat over the cell), squares (sum of (y - yhat)^2), variance
+    (of one row). Per patient: (sum e)^2 - sum e^2 over the pairs m (m - 1) of its m rows, e = (y - yhat) / sd.
+    """
+    variance = pl.col("variance").clip(lower_bound=1e-12)
+    frame = cells.group_by("patient_key").agg(
+        (pl.col("residual") / variance.sqrt()).sum().alias("e"), (pl.col("squares") / variance).sum().alias("e2"),
+        pl.col("n").sum().alias("m"),
+    ).select((pl.col("e") ** 2 - pl.col("e2")).alias("cross"), (pl.col("m") * (pl.col("m") - 1)).alias("pairs"))
     pairs = frame["pairs"].sum()
     if not pairs:
         return 0.0
@@ -262,32 +342,37 @@ def funnel_position(difference: float, limit_95: float, limit_998: float) -> str
     return "inside"
 
 
-def unit_results(measure: str, rows: pl.DataFrame, fit: Fit, min_patients: int) -> pl.DataFrame:
+def unit_results(measure: str, cells: pl.DataFrame, fit: Fit, min_patients: int) -> pl.DataFrame:
     """Observed, expected, difference, interval and funnel position per clinic and clinician of one measure."""
-    y = rows["y"].to_numpy().astype(float)
-    residual = y - fit.fitted
-    variance = fit.fitted * (1 - fit.fitted) if fit.residual_variance is None else np.full(len(y), fit.residual_variance)
-    frame = rows.select("patient_key", "clinic_id", "clinician_id").with_columns(
-        y=pl.Series(y), fitted=pl.Series(fit.fitted), residual=pl.Series(residual), variance=pl.Series(variance)
+    n_rows = cells["n"].to_numpy().astype(float)
+    sum_y = cells["sum_y"].to_numpy()
+    variance = fit.fitted * (1 - fit.fitted) if fit.residual_variance is None else np.full(len(n_rows), fit.residual_variance)
+    residual = sum_y - n_rows * fit.fitted
+    # sum over the cell's rows of (y - yhat)^2 = sum y^2 - 2 yhat sum y + n yhat^2
+    squares = np.maximum(cells["sum_y2"].to_numpy() - 2 * fit.fitted * sum_y + n_rows * fit.fitted**2, 0.0)
+    frame = cells.select("patient_key", "clinic_id", "clinician_id", "n", "sum_y").with_columns(
+        fitted_sum=pl.Series(n_rows * fit.fitted), residual=pl.Series(residual), squares=pl.Series(squares),
+        variance=pl.Series(variance),
     )
-    rho = within_patient_correlation(residual, np.maximum(variance, 1e-12), rows["patient_key"].rank("dense").to_numpy())
-    network_value = float(y.mean())
+    rho = within_patient_correlation(frame)
+    network_value = float(sum_y.sum() / n_rows.sum())
     parts = []
     for level, column in (("clinic", "clinic_id"), ("clinician", "clinician_id")):
-        per_patient = frame.filter(pl.col(column).is_not_null()).group_by(column, "patient_key").agg(
-            pl.len().alias("m"), pl.col("residual").sum().alias("residual_sum"),
+        known = frame.filter(pl.col(column).is_not_null())
+        per_patient = known.group_by(column, "patient_key").agg(
+            pl.col("n").sum().alias("m"), pl.col("residual").sum().alias("residual_sum"),
         )
         clustered = per_patient.group_by(column).agg(
             pl.len().alias("patients"),
             (pl.col("m") ** 2).sum().alias("m_squared"),
             (pl.col("residual_sum") ** 2).sum().alias("cluster_ss"),
         )
-        sums = frame.filter(pl.col(column).is_not_null()).group_by(column).agg(
-            pl.len().alias("n"),
-            pl.col("y").mean().alias("observed"),
-            pl.col("fitted").mean().alias("expected"),
-            pl.col("variance").sum().alias("v"),
-        )
+        sums = known.group_by(column).agg(
+            pl.col("n").sum().alias("n"),
+            pl.col("sum_y").sum().alias("sum_y"),
+            pl.col("fitted_sum").sum().alias("fitted_sum"),
+            (pl.col("variance") * pl.col("n")).sum().alias("v"),
+        ).with_columns(observed=pl.col("sum_y") / pl.col("n"), expected=pl.col("fitted_sum") / pl.col("n"))
         units = sums.join(clustered, on=column).filter(pl.col("patients") >= min_patients)
         g, n = pl.col("patients").cast(pl.Float64), pl.col("n").cast(pl.Float64)
         deff = 1 + rho * (pl.col("m_squared") / n - 1)
@@ -320,10 +405,10 @@ def casemix_marts(
     """(marts.casemix_coefficients, marts.adjusted_outcomes) from core.* and marts.plan_outcomes on `con`."""
     coefficients = [pl.DataFrame(schema=COEFFICIENT_SCHEMA)]
     adjusted = [pl.DataFrame(schema=ADJUSTED_SCHEMA)]
-    for measure, rows in measure_rows(con, mcid).items():
-        fit = fit_measure(measure, rows, min_patients)
+    for measure, cells in measure_cells(con, mcid).items():
+        fit = fit_measure(measure, cells, min_patients)
         if fit is None:
             continue
         coefficients.append(fit.coefficients)
-        adjusted.append(unit_results(measure, rows, fit, min_patients))
+        adjusted.append(unit_results(measure, cells, fit, min_patients))
     return pl.concat(coefficients), pl.concat(adjusted).sort("measure", "level", "unit_id")

@@ -76,6 +76,7 @@ from clinic_outcomes.synthetic.network import (
     _masked,
     _needle_spots,
     _network,
+    _patient_case_mix,
     _nullable_int,
     _order_by_patient_time,
     _pain,
@@ -106,6 +107,7 @@ def generate(
     case_rng = np.random.default_rng([seed, 4])  # the case mix (R8); streams 1-3 style and dirty the files
 
     world = _network(rng, patients, first_day, days)
+    world.patient_mix = _patient_case_mix(case_rng, world, patients)
     plan = _plans(rng, world, patients, case_rng)
     s = _order_by_patient_time(_sessions(rng, world, plan))
     sites, planted = _needle_spots(rng, s, plan)
@@ -241,10 +243,11 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
     ln = rng.integers(0, len(LAST_NAMES), n)
     name_style = _choice(rng, n, (0.85, 0.10, 0.02, 0.03))
     full_name = np.where(name_style == 3, -1, (name_style * len(FIRST_NAMES) + fn) * len(LAST_NAMES) + ln)
-    age_days = (rng.choice(np.array([12, 22, 35, 45, 55, 65, 75, 84]), n, p=[0.02, 0.12, 0.18, 0.2, 0.2, 0.15, 0.1, 0.03]) * 365.25 + rng.integers(0, 3650, n)).astype(np.int64)
-    dob = pl.Series((first_day - age_days).astype("datetime64[D]")).cast(pl.Date)
-    dob = _masked(dob, rng.random(n) >= 0.03)
-    sex = _choice(rng, n, (0.55, 0.42, 0.01, 0.01, 0.01))
+    # Age and sex are case mix (R8): drawn with the plans' outcomes (network._patient_case_mix).
+    mix = world.patient_mix
+    dob = pl.Series((first_day - mix["age_days"][pid]).astype("datetime64[D]")).cast(pl.Date)
+    dob = _masked(dob, mix["dob_recorded"][pid])
+    sex = mix["sex"][pid]
     phone = np.where(rng.random(n) < 0.05, -1, rng.integers(0, 100, n))
     postal = np.where(rng.random(n) < 0.05, -1, rng.integers(0, 100, n))
     zone = world.clinic_zone[world.patient_clinic[pid]]

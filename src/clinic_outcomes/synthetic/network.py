@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from clinic_outcomes.seeds import value_set
+from clinic_outcomes.seeds import seed_column, value_set
 
 
 DEFAULT_END_DATE = dt.date(2026, 11, 23)  # fixed so the demo is reproducible; run it with --as-of 2026-11-24
@@ -48,11 +48,32 @@ HARD_CHRONICITY_SHARES = (0.08, 0.14, 0.75, 0.03)
 HARD_BASELINE_MEAN = 5.2
 BASELINE_MEAN, BASELINE_SD = 6.3, 1.3
 EDGE_CLINIC = "clinic_sea"
-# Share of plans whose pain responds to treatment, by chronicity (then not recorded); the edge clinic adds EDGE_RESPONDERS.
-RESPONDER_SHARES = (0.85, 0.68, 0.40, 0.65)
-EDGE_RESPONDERS = 0.22
-CHRONIC_LESS_RELIEF = 0.6  # chance a chronic plan's needling session relieves one point less
-EDGE_MORE_RELIEF = 0.45     # chance an edge-clinic needling session relieves one point more
+# Outcomes follow the form of R8's models, so that adjusting for case mix takes out the case mix and nothing
+# else (a mechanism the models' terms cannot express, such as change in proportion to baseline, would leave
+# the hard-case-mix clinic outside the funnel however fair its care):
+# - a plan's pain falls by `change` points, reached PROGRESS_WEEKS weeks after its first week and kept, with
+#   change = eta + e: eta = CHANGE_AT_BASELINE_MEAN + CHANGE_PER_POINT * (baseline - BASELINE_MEAN) + the
+#   effects of its condition, its patient's age band and sex and its chronicity (+ EDGE_CHANGE at the edge
+#   clinic), e logistic with scale CHANGE_SCALE; so E[change] is linear and P(change >= MCID) logistic in them;
+# - a needling session relieves at least the MCID (2 points) with probability expit(RELIEF_LOGIT_AT_BASELINE_MEAN
+#   + RELIEF_LOGIT_PER_POINT * (pain_before - BASELINE_MEAN) + the same categories' effects (+ EDGE_RELIEF_LOGIT)).
+# Effects by level, in seed order with "not recorded" last; 0 for every reference.
+CHANGE_AT_BASELINE_MEAN, CHANGE_PER_POINT, CHANGE_SCALE, EDGE_CHANGE = 3.4, 0.45, 0.6, 0.8
+PROGRESS_WEEKS = 3
+RELIEF_LOGIT_AT_BASELINE_MEAN, RELIEF_LOGIT_PER_POINT, EDGE_RELIEF_LOGIT = 1.25, 0.12, 0.65
+RELIEF_AMOUNT_SHARES = ((0.4, 0.6), (0.45, 0.33, 0.15, 0.07))  # points 0-1 without, 2-5 with meaningful relief
+CASE_MIX_EFFECTS = {  # term -> (effects on change points, effects on the relief log-odds)
+    "condition": ((0.0, 0.3, -0.2, -0.5, 0.1, -0.3), (0.0, 0.15, -0.1, -0.3, 0.1, -0.2)),
+    "chronicity": ((0.0, -0.5, -1.3, -0.6), (0.0, -0.3, -0.8, -0.4)),
+    "age_band": ((0.4, 0.3, 0.15, 0.0, -0.15, -0.3, -0.45, -0.6, 0.0), (0.3, 0.2, 0.1, 0.0, -0.1, -0.2, -0.3, -0.4, 0.0)),
+    "sex": ((0.0, 0.1, 0.0, 0.0, 0.0), (0.0, 0.1, 0.0, 0.0, 0.0)),
+}
+# Patients: age (years at the first day, then up to ten more) and sex; the age band is sql/seeds/age_bands.csv's
+# at the evaluation date (the day after the last drop), as core.patients computes it.
+AGE_BASE_YEARS = (12, 22, 35, 45, 55, 65, 75, 84)
+AGE_BASE_SHARES = (0.02, 0.12, 0.18, 0.2, 0.2, 0.15, 0.1, 0.03)
+SEX_SHARES = (0.55, 0.42, 0.01, 0.01, 0.01)  # female, male, other, unknown, not recorded
+DOB_MISSING = 0.03
 LEGACY_DROPS = 9  # the first nightly drops come from an older export version, without plans.chronicity
 
 ROLES = value_set("clinician_roles")
@@ -309,6 +330,7 @@ class _World:
     clinicians_by_clinic: np.ndarray  # clinician indices grouped by clinic
     clinic_offsets: np.ndarray        # where each clinic's group starts
     clinic_counts: np.ndarray
+    patient_mix: dict[str, np.ndarray] = field(default_factory=dict)  # see _patient_case_mix
 
     def pick_clinician(self, rng: np.random.Generator, clinic: np.ndarray) -> np.ndarray:
         """A random clinician of each given clinic."""
@@ -331,6 +353,25 @@ def _network(rng: np.random.Generator, patients: int, first_day: int, days: int)
         first_day, days, clinic_zone, clinician_clinic, clinician_role, patient_clinic,
         np.concatenate(groups), np.r_[0, np.cumsum(counts)[:-1]], counts,
     )
+
+
+def _patient_case_mix(case_rng: np.random.Generator, world: _World, patients: int) -> dict[str, np.ndarray]:
+    """Each patient's age in days at the first day, whether the date of birth is recorded, sex (index into
+    SEXES, 4 = not recorded) and age band at the evaluation date (index into the seed, its length = not recorded)."""
+    age_days = (np.asarray(AGE_BASE_YEARS)[_choice(case_rng, patients, AGE_BASE_SHARES)] * 365.25
+                + case_rng.integers(0, 3650, patients)).astype(np.int64)
+    dob_recorded = case_rng.random(patients) >= DOB_MISSING
+    sex = _choice(case_rng, patients, SEX_SHARES)
+    min_years = np.array([int(v) for v in seed_column("age_bands", "min_years")])
+    years = np.floor((age_days + world.days) / 365.25)  # at the day after the last drop
+    band = np.where(dob_recorded, np.searchsorted(min_years, years, side="right") - 1, len(min_years))
+    return {"age_days": age_days, "dob_recorded": dob_recorded, "sex": sex, "age_band": band}
+
+
+def _effects(term: str, which: int, level: np.ndarray) -> np.ndarray:
+    """The case-mix effect of each level index (-1, not recorded, is the last entry)."""
+    table = np.asarray(CASE_MIX_EFFECTS[term][which])
+    return table[np.where(level < 0, len(table) - 1, level)]
 
 
 def _plans(rng: np.random.Generator, world: _World, patients: int, case_rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -385,13 +426,19 @@ def _plans(rng: np.random.Generator, world: _World, patients: int, case_rng: np.
     chronicity = np.where(hard, _choice(case_rng, m, HARD_CHRONICITY_SHARES), _choice(case_rng, m, CHRONICITY_SHARES))
     plan["chronicity"] = np.where(chronicity == 3, -1, chronicity)
     plan["edge"] = edge
-    plan["baseline"] = np.clip(case_rng.normal(np.where(hard, HARD_BASELINE_MEAN, BASELINE_MEAN), BASELINE_SD), 2, 9.4)
-    responds = np.asarray(RESPONDER_SHARES)[chronicity] + np.where(edge, EDGE_RESPONDERS, 0.0)
-    responder = case_rng.random(m) < responds
-    slope_high = np.where(edge, 0.95, 0.8)
-    # Points per week, in proportion to the baseline: more pain leaves more to lose.
-    slope = np.where(responder, case_rng.uniform(0.35, slope_high, m), case_rng.uniform(0.0, 0.15, m))
-    plan["slope"] = slope * plan["baseline"] / BASELINE_MEAN
+    # Whole points: the first week's sessions see the baseline itself (R5's baseline is their pain_before).
+    plan["baseline"] = np.clip(np.rint(case_rng.normal(np.where(hard, HARD_BASELINE_MEAN, BASELINE_MEAN), BASELINE_SD)), 2, 9)
+    mix = world.patient_mix
+    levels = {"condition": plan["condition"], "chronicity": plan["chronicity"],
+              "age_band": mix["age_band"][plan["patient"]], "sex": np.where(mix["sex"] == 4, -1, mix["sex"])[plan["patient"]]}
+    change = CHANGE_AT_BASELINE_MEAN + CHANGE_PER_POINT * (plan["baseline"] - BASELINE_MEAN) + np.where(edge, EDGE_CHANGE, 0.0)
+    relief_logit = RELIEF_LOGIT_AT_BASELINE_MEAN + np.where(edge, EDGE_RELIEF_LOGIT, 0.0)
+    for term, level in levels.items():
+        change = change + _effects(term, 0, level)
+        relief_logit = relief_logit + _effects(term, 1, level)
+    # Pain cannot fall below 0 nor (much) worsen: the rare draws beyond are clipped.
+    plan["change"] = np.clip(change + case_rng.logistic(0.0, CHANGE_SCALE, m), -1.0, plan["baseline"])
+    plan["relief_logit"] = relief_logit  # a needling session's, before its pain_before term
     plan["clinician"] = world.pick_clinician(rng, plan["clinic"])
     # Spot pools: a random order of the condition's eight spots; pool 0 = first four, pool 1 = last four.
     plan["spot_order"] = np.argsort(rng.random((m, 8)), axis=1)
@@ -498,6 +545,14 @@ def _carry_forward(values: np.ndarray) -> np.ndarray:
     return values[idx]
 
 
+def _underlying(plan: dict[str, np.ndarray], p: np.ndarray, days_in: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The plan's pain trend on day `days_in` of the plan: the baseline through its first week, then falling
+    by its `change` over PROGRESS_WEEKS weeks; observed with `noise` (-1, 0, +1) after the first week."""
+    progress = np.clip((days_in - 7) / (7.0 * PROGRESS_WEEKS), 0.0, 1.0)
+    noise = np.where(days_in < 7, 0, noise)
+    return np.clip(np.rint(plan["baseline"][p] - plan["change"][p] * progress) + noise, 0, 10).astype(np.int64)
+
+
 def _pain(rng: np.random.Generator, s: dict[str, np.ndarray], plan: dict[str, np.ndarray], n_patients: int, case_rng: np.random.Generator) -> dict[str, np.ndarray]:
     """pain_before / pain_after per session, walking each patient's sessions in time order.
 
@@ -508,14 +563,12 @@ def _pain(rng: np.random.Generator, s: dict[str, np.ndarray], plan: dict[str, np
     """
     n = len(s["patient"])
     p = s["plan"]
-    weeks_in = (s["day"] - plan["start"][p]) / 7.0
     noise = _choice(rng, n, (0.25, 0.5, 0.25)) - 1
-    underlying = np.clip(np.rint(np.maximum(plan["baseline"][p] - plan["slope"][p] * weeks_in, 1.0)) + noise, 0, 10).astype(np.int64)
-    relief = _choice(rng, n, (0.10, 0.20, 0.30, 0.25, 0.10, 0.05))  # points, 0-5: ~70% reach the MCID of 2
-    # Case mix: chronic pain relieves less; the edge clinic's needling relieves more.
-    relief -= (plan["chronicity"][p] == 2) & (case_rng.random(n) < CHRONIC_LESS_RELIEF)
-    relief += plan["edge"][p] & (case_rng.random(n) < EDGE_MORE_RELIEF)
-    relief = np.clip(relief, 0, 5)
+    underlying = _underlying(plan, p, s["day"] - plan["start"][p], noise)
+    # Case mix: whether a needling session relieves at least 2 points (R8's session model), then by how much.
+    relief_draw = case_rng.random(n)
+    relief_without = _choice(case_rng, n, RELIEF_AMOUNT_SHARES[0])
+    relief_with = 2 + _choice(case_rng, n, RELIEF_AMOUNT_SHARES[1])
     minor_relief = (rng.random(n) < 0.3).astype(np.int64)
     drift = (rng.random(n) < 0.3).astype(np.int64)
 
@@ -545,7 +598,9 @@ def _pain(rng: np.random.Generator, s: dict[str, np.ndarray], plan: dict[str, np
         relieved = np.minimum(last_after[pt] + drift[i], np.maximum(last_before[pt] - 2, last_after[pt]))
         b = np.where(in_relief, np.minimum(underlying[i], relieved), underlying[i])
         needling = s["needling"][i]
-        a = np.where(needling, np.maximum(b - relief[i], 0), np.maximum(b - minor_relief[i], 0))
+        odds = plan["relief_logit"][p[i]] + RELIEF_LOGIT_PER_POINT * (b - BASELINE_MEAN)
+        relief = np.where(relief_draw[i] * (1 + np.exp(-odds)) < 1, relief_with[i], relief_without[i])
+        a = np.where(needling, np.maximum(b - relief, 0), np.maximum(b - minor_relief[i], 0))
         done = s["completed"][i]
         before[i] = np.where(done, b, -1)
         after[i] = np.where(done, a, -1)
@@ -589,9 +644,8 @@ def _checkins(rng: np.random.Generator, world: _World, s: dict[str, np.ndarray],
     last = nid[np.searchsorted(key_s, key_c, side="left") - 1]
     p = s["plan"][last]
     day = local // DAY - world.first_day
-    weeks_in = (day - plan["start"][p]) / 7.0
     noise = _choice(rng, n, (0.25, 0.5, 0.25)) - 1
-    underlying = np.clip(np.rint(np.maximum(plan["baseline"][p] - plan["slope"][p] * weeks_in, 1.0)) + noise, 0, 10).astype(np.int64)
+    underlying = _underlying(plan, p, day - plan["start"][p], noise)
     in_relief = (instant - s["instant"][last]) < pain["duration_sec"][last]
     drift = (rng.random(n) < 0.3).astype(np.int64)
     lb, la = pain["pain_before"][last], pain["pain_after"][last]

@@ -17,7 +17,7 @@ Scope (issue 18, decision 1; quality.expectation_results.scope). A night that ad
 it wrote, `night`; every row is validated, `full`, when core was rebuilt whole tonight (the first night, a
 changed zone or core SQL), when no core build is recorded, on the as-of weekday of the setting
 `[validation] full_on` (default sunday; "daily" makes every night full), and when the run asks for it
-(`nightly(full_validation=True)`). decide_scope() says which, and why. The frames say which rows a night's
+(`clinic-outcomes run --full-validation`, the flow's full_validation). decide_scope() says which, and why. The frames say which rows a night's
 batch holds, set-based in SQL, from core's changed_in_run (the run whose core build last wrote a row): the
 rows the night wrote, and the rows whose cross-table checks read a row the night wrote (a session whose plan
 changed tonight, a site row whose session did, ...). Every key check also counts the batch's keys over the

@@ -93,8 +93,8 @@ def failed_run_hook(flow, flow_run, state) -> None:
     )
 
 
-def _validate_and_compute(ctx: RunContext, record: publish.RunRecord):
-    checks = validate.submit(ctx)
+def _validate_and_compute(ctx: RunContext, record: publish.RunRecord, full_validation: bool = False):
+    checks = validate.submit(ctx, full=full_validation)
     marts = compute_metrics.submit(ctx)
     outcome, validate_seconds = checks.result()
     counts, metrics_seconds = marts.result()
@@ -164,8 +164,12 @@ def nightly(
     as_of: dt.date | None = None,
     timezone: str | None = None,
     config: str | None = None,
+    full_validation: bool = False,
 ) -> NightlyResult:
-    """One nightly run: load new drops, validate, compute, publish warehouse and report."""
+    """One nightly run: load new drops, validate, compute, publish warehouse and report.
+
+    Validation reads the rows the night wrote, or every row on a full rebuild, on the settings'
+    `[validation] full_on` day, or when `full_validation` is set."""
     settings = load_settings(config).with_timezone(timezone)
     as_of = resolve_as_of(as_of, settings)
     name = f"nightly {as_of.isoformat()}"
@@ -222,7 +226,7 @@ def nightly(
             progress("quality", ", ".join(f"{k} {v}" for k, v in flags.items()) + f" ({timings['quality']:.1f} s)")
             # Great Expectations is single-threaded Python; the Polars metrics release the GIL: run them side by
             # side. Metrics of a night that fails a critical check are computed but never published.
-            outcome, _ = timed("validate_and_metrics", _validate_and_compute, ctx, record)
+            outcome, _ = timed("validate_and_metrics", _validate_and_compute, ctx, record, full_validation)
             record.expectations_failed = len(outcome.critical_failures) + outcome.warnings_failed
             record.critical_failed = len(outcome.critical_failures)
             progress("validate_and_metrics", f"{len(outcome.results)} checks, {record.expectations_failed} failed "

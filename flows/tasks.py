@@ -128,24 +128,29 @@ def build_quality(ctx: RunContext) -> dict[str, int]:
 # validate and compute_metrics run side by side in worker threads (submitted), where Prefect cannot interrupt
 # a task (it warned so on every night when given a timeout): the flow's own timeout bounds them.
 @task(name="validate", cache_policy=NO_CACHE)
-def validate(ctx: RunContext):
-    """Every Great Expectations suite; the data-quality page (history of every check) into the run's report folder."""
+def validate(ctx: RunContext, full: bool = False):
+    """Every Great Expectations suite over the night's rows, or every row (`full`, the full-validation day, a
+    full rebuild: validation.decide_scope); the data-quality page (history of every check) into the run's
+    report folder."""
     imports_ready()
     from clinic_outcomes.validation import validate as validation
 
     start = time.perf_counter()
     con = _open(ctx)
+    logger = get_run_logger()
     try:
+        scope = validation.decide_scope(con, run_id=ctx.run_id, settings=ctx.settings, as_of=ctx.as_of, full=full)
+        logger.info("validation scope: %s (%s)", scope.scope, scope.reason)
         outcome = validation.validate(
             con,
             run_id=ctx.run_id,
             settings=ctx.settings,
             as_of=ctx.as_of,
             docs_dir=ctx.report_dir / DATA_QUALITY_DIR,
+            scope=scope.scope,
         )
     finally:
         con.close()
-    logger = get_run_logger()
     for failure in outcome.critical_failures:
         logger.error("critical: %s", failure)
     logger.info(

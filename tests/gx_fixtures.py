@@ -36,12 +36,14 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "adverse_event": "varchar",
         "updated_at": "timestamptz",
         "clinic_timezone": "varchar",
+        "changed_in_run": "integer",
     },
     "needle_sites": {
         "session_id": "varchar",
         "site": "varchar",
         "side": "varchar",
         "needles": "integer",
+        "changed_in_run": "integer",
     },
     "plans": {
         "plan_id": "varchar",
@@ -55,6 +57,7 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "status": "varchar",
         "updated_at": "timestamptz",
         "clinic_timezone": "varchar",
+        "changed_in_run": "integer",
     },
     "pain_checkins": {
         "checkin_id": "varchar",
@@ -62,12 +65,14 @@ CORE_COLUMNS: dict[str, dict[str, str]] = {
         "recorded_at": "timestamptz",
         "pain": "integer",
         "channel": "varchar",
+        "changed_in_run": "integer",
     },
     "patients": {
         "patient_key": "varchar",
         "sex": "varchar",
         "age_band": "varchar",
         "updated_at": "timestamptz",
+        "changed_in_run": "integer",
     },
 }
 
@@ -124,12 +129,16 @@ def at(text: str, zone: str = "UTC") -> dt.datetime:
     return local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
+# The run whose core build wrote a row (core's changed_in_run) unless a test says otherwise.
+CHANGED_IN_RUN = 1
+
+
 def core_table(entity: str, rows: list[dict[str, Any]]) -> pa.Table:
     columns = CORE_COLUMNS[entity]
     unknown = {name for row in rows for name in row} - set(columns)
     if unknown:
         raise KeyError(f"{entity} has no column(s) {sorted(unknown)}")
-    full = [{**DEFAULTS[entity], **row} for row in rows]
+    full = [{**DEFAULTS[entity], "changed_in_run": CHANGED_IN_RUN, **row} for row in rows]
     schema = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in columns.items()])
     return pa.Table.from_pylist(full, schema=schema)
 

@@ -35,6 +35,9 @@ timezone = "Europe/Berlin"
 [warehouse]
 memory_limit = "2.5GiB"
 storage_version = "v1.4.0"
+
+[validation]
+full_on = "Wednesday"
 """
 
 
@@ -71,6 +74,7 @@ def test_every_setting_is_read(tmp_path):
         memory_limit="2.5GiB",
         clinic_names={"clinic_nyc": "Manhattan <Midtown> & Co"},
         storage_version="v1.4.0",
+        full_validation_on="wednesday",
     )
     assert (settings.clinic_name("clinic_nyc"), settings.clinic_name("clinic_sea")) == (
         "Manhattan <Midtown> & Co",
@@ -124,6 +128,10 @@ REFUSED = [
     ('[clinics.clinic_nyc]\nname = ""', "clinics.clinic_nyc.name"),
     ("[clinics.clinic_nyc]\nname = 3", "clinics.clinic_nyc.name"),
     ('[warehouse]\nthreads = 2', "threads"),
+    ('[validation]\nfull_on = "someday"', "validation.full_on"),
+    ("[validation]\nfull_on = 0", "validation.full_on"),
+    ('validation = "sunday"', "validation"),
+    ('[validation]\nfull_day = "sunday"', "full_day"),
     # out of range
     ("[rules]\nplan_weeks = 0", "rules.plan_weeks"),
     ("[rules]\nplan_weeks = 53", "rules.plan_weeks"),

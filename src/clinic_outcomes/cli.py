@@ -148,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     installation(run)
     run.add_argument("--as-of", type=_date, metavar="DATE", help="evaluation date YYYY-MM-DD (default: today in --timezone)")
     run.add_argument("--timezone", metavar="TZ", help="IANA zone for clinics the settings do not name (default UTC)")
+    run.add_argument("--full-validation", action="store_true",
+                     help="validate every row tonight (default: the night's rows; every row on [validation] full_on)")
 
     serve = with_config(command("serve", "serve the nightly run as a Prefect deployment on a cron schedule"))
     installation(serve)
@@ -310,6 +312,7 @@ def cmd_run(args) -> int:
         as_of=args.as_of,
         timezone=args.timezone,
         config=str(args.config) if args.config else None,
+        full_validation=args.full_validation,
     )
     print(f"run {result.run_id} published: {result.rows_loaded} rows loaded, {result.rows_rejected} rejected, "
           f"{result.expectations_failed} expectations failed")

@@ -25,6 +25,9 @@ a message that names it.
     memory_limit = "4GB"              # DuckDB's working memory per connection; beyond it, it spills to disk
     storage_version = "v1.5.0"        # DuckDB file format the published warehouse is written in
 
+    [validation]
+    full_on = "sunday"                # the as-of weekday whose night validates every row ("daily": every night)
+
 The storage version defaults to one the previous DuckDB release line (1.5) opens: DuckDB 2.0's own default
 cannot be read by 1.5, and analysts' tools (DBeaver's driver, a pinned notebook) lag behind. "latest" writes
 the newest format this DuckDB knows. Any version DuckDB itself accepts is allowed (checked when the settings
@@ -34,6 +37,7 @@ are read, so a wrong one is refused before a night starts).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -67,6 +71,10 @@ DEFAULT_MEMORY_LIMIT = "4GB"
 # The file format of the published warehouse: one DuckDB 1.5 opens (2.0's default, storage 69, it cannot).
 DEFAULT_STORAGE_VERSION = "v1.5.0"
 _STORAGE_VERSION = re.compile(r"^(v\d+\.\d+\.\d+|latest)$")
+# A night validates the rows it wrote; on this weekday of its as-of date (and on any full rebuild) every row.
+DEFAULT_FULL_VALIDATION_DAY = "sunday"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+FULL_VALIDATION_DAYS = (*WEEKDAYS, "daily")
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 
@@ -79,6 +87,11 @@ class Settings:
     schedule: Schedule = field(default_factory=Schedule)
     memory_limit: str = DEFAULT_MEMORY_LIMIT
     storage_version: str = DEFAULT_STORAGE_VERSION
+    full_validation_on: str = DEFAULT_FULL_VALIDATION_DAY  # [validation] full_on
+
+    def is_full_validation_day(self, as_of: dt.date) -> bool:
+        """Whether the night of this as-of date validates every row ([validation] full_on)."""
+        return self.full_validation_on == "daily" or WEEKDAYS[as_of.weekday()] == self.full_validation_on
 
     def timezone_of(self, clinic_id: str | None) -> str:
         """The IANA zone that naive timestamps of this clinic are read in."""
@@ -156,7 +169,7 @@ def _check_storage_version(value: Any) -> str:
 
 def parse_settings(data: dict[str, Any]) -> Settings:
     """Check a parsed TOML document and build Settings from it."""
-    _refuse_unknown("", data, {"rules", "timezone", "clinics", "schedule", "warehouse"})
+    _refuse_unknown("", data, {"rules", "timezone", "clinics", "schedule", "warehouse", "validation"})
 
     rules_in = _check_table("rules", data.get("rules", {}))
     _refuse_unknown("rules", rules_in, set(_RULE_TYPES))
@@ -203,6 +216,14 @@ def parse_settings(data: dict[str, Any]) -> Settings:
         raise SettingsError(f'setting warehouse.memory_limit must be a size such as "4GB", got {memory_limit!r}')
     storage_version = _check_storage_version(warehouse_in.get("storage_version", DEFAULT_STORAGE_VERSION))
 
+    validation_in = _check_table("validation", data.get("validation", {}))
+    _refuse_unknown("validation", validation_in, {"full_on"})
+    full_on = validation_in.get("full_on", DEFAULT_FULL_VALIDATION_DAY)
+    if not isinstance(full_on, str) or full_on.strip().lower() not in FULL_VALIDATION_DAYS:
+        raise SettingsError(
+            f"setting validation.full_on must be a weekday name (monday ... sunday) or \"daily\", got {full_on!r}"
+        )
+
     return Settings(
         rules=Rules(**rule_values),
         timezone=timezone,
@@ -211,6 +232,7 @@ def parse_settings(data: dict[str, Any]) -> Settings:
         schedule=Schedule(cron=cron, timezone=schedule_tz),
         memory_limit=memory_limit.strip(),
         storage_version=storage_version,
+        full_validation_on=full_on.strip().lower(),
     )
 
 

@@ -10,7 +10,9 @@ Each test starts from a copy of an installation published once per session
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 
 import pytest
 
@@ -18,6 +20,7 @@ import flow_helpers as fh
 from flow_helpers import prefect_server  # noqa: F401  (fixture)
 from clinic_outcomes.publishing.publish import RunLock
 from clinic_outcomes.core import build as core_build
+from clinic_outcomes.settings import WEEKDAYS
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +45,11 @@ def test_rerun_without_new_drops_publishes_identical_tables(prefect_server, tmp_
     before_per_run = {t: fh.read_table(site.warehouse, t, exclude=cols) for t, cols in PER_RUN.items()}
     assert {t: before_per_run[t].num_rows > 0 for t in PER_RUN} == {t: True for t in PER_RUN}, "nothing to compare"
 
+    # run 2's as-of date is run 1's: a full-validation day other than its weekday keeps run 2 a night-scope run
+    as_of = dt.date.fromisoformat(fh.as_of())
+    other_day = WEEKDAYS[(as_of.weekday() + 1) % 7]
+    site.config.write_text(site.config.read_text() + f'\n[validation]\nfull_on = "{other_day}"\n')
+
     done = site.run_ok()
 
     assert "run 2 published: 0 rows loaded, 0 rejected" in done.stdout
@@ -50,10 +58,22 @@ def test_rerun_without_new_drops_publishes_identical_tables(prefect_server, tmp_
     after = {t: fh.read_table(site.warehouse, t) for t in before}
     changed = [t for t in before if not after[t].equals(before[t])]
     assert changed == []
+    # No row was written: run 2's night-scope checks read none (R2's plan_completion, rewritten whole every night,
+    # is validated whole: the same as run 1's). Run 1, a full rebuild, validated every row.
+    assert fh.query(site.warehouse, "select distinct scope from quality.expectation_results where run_id = 1") == [
+        ("full",)
+    ]
+    assert fh.query(
+        site.warehouse, "select distinct scope, success, element_count from quality.expectation_results "
+        "where run_id = 2 and suite <> 'plan_completion'"
+    ) == [("night", True, 0)]
     for table, exclude in PER_RUN.items():
-        run_1 = fh.read_table(site.warehouse, table, exclude=exclude, where="run_id = 1")
-        run_2 = fh.read_table(site.warehouse, table, exclude=exclude, where="run_id = 2")
-        assert run_1.equals(before_per_run[table]), f"{table}: run 1's rows changed"
+        assert fh.read_table(site.warehouse, table, exclude=exclude, where="run_id = 1").equals(
+            before_per_run[table]
+        ), f"{table}: run 1's rows changed"
+        where = "suite = 'plan_completion'" if table == "quality.expectation_results" else "true"
+        run_1 = fh.read_table(site.warehouse, table, exclude=exclude, where=f"run_id = 1 and {where}")
+        run_2 = fh.read_table(site.warehouse, table, exclude=exclude, where=f"run_id = 2 and {where}")
         # No file is read again, so nothing is rejected again; everything else is evaluated again, the same.
         expected_run_2 = run_1.slice(0, 0) if table == "quality.rejected_rows" else run_1
         assert run_2.equals(expected_run_2), f"{table}: run 2 differs from run 1"
@@ -80,7 +100,8 @@ def test_second_run_is_refused_while_one_holds_the_warehouse(prefect_server, tmp
 
 def test_critical_failure_publishes_nothing_and_exits_with_one_line(prefect_server, tmp_path, monkeypatch, capsys):  # noqa: F811
     """No input reaches a critical expectation (the loader rejects every such row), so a loader bug is simulated:
-    after the real build_core, one session is in core.sessions twice; the real validate must stop the run."""
+    after the real build_core, one session is in core.sessions twice, its copy written (changed_in_run) by this
+    night as the merge writes; the real validate, on the night's rows, must stop the run."""
     from prefect import task
     from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
@@ -91,8 +112,12 @@ def test_critical_failure_publishes_nothing_and_exits_with_one_line(prefect_serv
     def build_core_with_a_duplicate_session(ctx):
         con = tasks._open(ctx)
         try:
-            counts = core_build.build_core(con)
-            con.execute("insert into core.sessions select * from core.sessions order by session_id limit 1")
+            counts = core_build.build_core(con, run_id=ctx.run_id)
+            con.execute(
+                "insert into core.sessions select * replace ($run as changed_in_run) from core.sessions "
+                "order by session_id limit 1",
+                {"run": ctx.run_id},
+            )
         finally:
             con.close()
         return counts
@@ -109,10 +134,11 @@ def test_critical_failure_publishes_nothing_and_exits_with_one_line(prefect_serv
 
     assert exit_code == 1
     (reason,) = clinic_outcomes_lines(capsys.readouterr().err)
-    assert reason.startswith(
-        "clinic-outcomes: run failed, nothing published: CriticalChecksFailed: 1 critical expectation(s) failed, "
-        "nothing published: core_sessions"
-    )
+    # the key counted over the whole table fails; the batch's own uniqueness too when both copies are in it
+    assert re.match(
+        "clinic-outcomes: run failed, nothing published: CriticalChecksFailed: [12] critical expectation[(]s[)] "
+        "failed, nothing published: core_sessions", reason
+    ), reason
     assert "session_id" in reason
     assert fh.published(site) == shown
     assert fh.runs(site) == [(1, "published")]  # readable, and still the first night's

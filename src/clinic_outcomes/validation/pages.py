@@ -15,6 +15,10 @@ nights, which the warehouse already holds. So the page is built from the table, 
 - inline CSS only, readable printed.
 
 The history holds the last HISTORY_RUNS runs of the warehouse (published nights, and the night being built).
+Each run shows its scope (quality.expectation_results.scope): `night`, when its row-level checks read the
+rows that night wrote, or `full`, every row; a check's scope is in its own column too (R2's plan_completion is
+rewritten, so validated, whole every night). A run's scope is `night` when any of its checks read the night's
+rows; runs from before the column show none.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ td.details { max-width: 40rem; overflow-wrap: anywhere; font-family: ui-monospac
 </head>
 <body>
 <h1>Data quality checks: run {{ run.run_id }}, as of {{ run.as_of }}</h1>
+<p>Rows checked: <strong>{{ run.scope or 'not recorded' }}</strong>{% if run.scope == 'night' %}: the rows this
+night wrote (and the rows whose checks read one of them), each key also counted over the whole table. A failure in
+an earlier night's row is not repeated here; the next full validation reports every row again.{% elif run.scope == 'full' %}:
+every row of the warehouse.{% endif %}</p>
 <p>{{ checks | length }} checks, <strong>{{ failed | length }} failed</strong>
 ({{ failed_critical }} critical: a critical failure stops a night from publishing; warnings are reported and the night
 publishes). Evaluated {{ run.evaluated_at }} (UTC). <a href="../report.html">Back to the report</a>.</p>
@@ -60,12 +68,12 @@ publishes). Evaluated {{ run.evaluated_at }} (UTC). <a href="../report.html">Bac
 <h2>This night</h2>
 <table>
 <thead><tr><th>suite</th><th>check</th><th>column</th><th>severity</th><th>dimension</th><th>result</th>
-<th>rows checked</th><th>unexpected rows</th><th>unexpected %</th><th>sample or observed value</th><th>what it means</th></tr></thead>
+<th>scope</th><th>rows checked</th><th>unexpected rows</th><th>unexpected %</th><th>sample or observed value</th><th>what it means</th></tr></thead>
 <tbody>
 {% for c in checks %}<tr class="{{ 'passed' if c.success else 'failed' }}">
 <td>{{ c.suite }}</td><td>{{ c.expectation }}</td><td>{{ c.column_name or '' }}</td>
 <td class="{{ c.severity }}">{{ c.severity }}</td><td>{{ c.dimension or '' }}</td>
-<td>{{ 'passed' if c.success else 'failed' }}</td>
+<td>{{ 'passed' if c.success else 'failed' }}</td><td>{{ c.scope or '' }}</td>
 <td class="num">{{ c.element_count if c.element_count is not none else '' }}</td>
 <td class="num">{{ c.unexpected_count if c.unexpected_count is not none else '' }}</td>
 <td class="num">{{ '%.2f' % c.unexpected_percent if c.unexpected_percent is not none else '' }}</td>
@@ -75,10 +83,11 @@ publishes). Evaluated {{ run.evaluated_at }} (UTC). <a href="../report.html">Bac
 </table>
 
 <h2>History: the last {{ runs | length }} runs</h2>
-<p>Each cell: passed, or failed with its unexpected rows; blank where the check did not run.</p>
+<p>Each cell: passed, or failed with its unexpected rows; blank where the check did not run. A night-scope run
+counts the rows of that night only; a full run every row.</p>
 <table>
 <thead><tr><th>suite</th><th>check</th><th>column</th><th>severity</th>
-{% for r in runs %}<th>run {{ r.run_id }}<br>{{ r.as_of }}</th>{% endfor %}</tr></thead>
+{% for r in runs %}<th>run {{ r.run_id }}<br>{{ r.as_of }}<br>{{ r.scope or '' }}</th>{% endfor %}</tr></thead>
 <tbody>
 {% for h in history %}<tr>
 <td>{{ h.suite }}</td><td>{{ h.expectation }}</td><td>{{ h.column_name or '' }}</td><td class="{{ h.severity }}">{{ h.severity }}</td>
@@ -110,7 +119,9 @@ def write_quality_page(con: duckdb.DuckDBPyConnection, out_dir: Path, run_id: in
     runs = _rows(
         con,
         """
-        select run_id, any_value(as_of) as as_of, max(evaluated_at) as evaluated_at
+        select
+            run_id, any_value(as_of) as as_of, max(evaluated_at) as evaluated_at,
+            case when bool_or(scope = 'night') then 'night' when bool_and(scope = 'full') then 'full' end as scope,
         from quality.expectation_results
         where run_id <= $run_id
         group by run_id
@@ -129,7 +140,7 @@ def write_quality_page(con: duckdb.DuckDBPyConnection, out_dir: Path, run_id: in
             any_value(severity) as severity, any_value(dimension) as dimension,
             bool_and(success) as success, sum(element_count) as element_count,
             sum(unexpected_count) as unexpected_count, max(unexpected_percent) as unexpected_percent,
-            string_agg(details, '; ') as details,
+            string_agg(details, '; ') as details, string_agg(distinct scope, ', ') as scope,
         from quality.expectation_results
         where run_id in (select unnest($runs))
         group by all
@@ -150,7 +161,7 @@ def write_quality_page(con: duckdb.DuckDBPyConnection, out_dir: Path, run_id: in
     ]
     failed = [c for c in checks if not c["success"]]
     current = next((r for r in runs if r["run_id"] == run_id), None) or {
-        "run_id": run_id, "as_of": None, "evaluated_at": None
+        "run_id": run_id, "as_of": None, "evaluated_at": None, "scope": None
     }
     if isinstance(current.get("evaluated_at"), dt.datetime):
         current = {**current, "evaluated_at": current["evaluated_at"].astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")}

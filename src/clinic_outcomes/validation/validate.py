@@ -12,11 +12,31 @@ publishing, `warning` failures are reported and the run publishes. Every result
 of every run is appended to quality.expectation_results; the data-quality page
 (validation/pages.py: this night's checks and their history, offline and escaped)
 goes to docs_dir. GX's own Data Docs are not built (why: see pages.py).
+
+Scope (issue 18, decision 1; quality.expectation_results.scope). A night that adds data validates the rows
+it wrote, `night`; every row is validated, `full`, when core was rebuilt whole tonight (the first night, a
+changed zone or core SQL), when no core build is recorded, on the as-of weekday of the setting
+`[validation] full_on` (default sunday; "daily" makes every night full), and when the run asks for it
+(`clinic-outcomes run --full-validation`, the flow's full_validation). decide_scope() says which, and why. The frames say which rows a night's
+batch holds, set-based in SQL, from core's changed_in_run (the run whose core build last wrote a row): the
+rows the night wrote, and the rows whose cross-table checks read a row the night wrote (a session whose plan
+changed tonight, a site row whose session did, ...). Every key check also counts the batch's keys over the
+whole table (`rows_with_<key>` in [1]), so a key the night repeats from an earlier night's row is caught
+although that earlier row is outside the batch. A suite whose table the night rewrites whole (R2's
+plan_completion, which depends on the as-of date) says so in its meta (`scope_on_a_night: full`) and is
+validated whole every night; its rows are recorded with scope `full`.
+
+What a night scope leaves to the full day (chosen so; the spec is silent): a failure in an earlier night's
+row is not reported again until the next full validation; a check whose verdict can change without its row
+or the row it reads changing (only the as-of date moving back, for a re-run of an earlier date) waits for it
+too; and a new or edited expectation reads only the night's rows until then (ask for a full validation).
+Nothing is written on a night with nothing new: its batch is empty and each row-level check reports 0 rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 from collections.abc import Collection
@@ -59,6 +79,11 @@ class SuiteFile:
     @property
     def expectations(self) -> list[dict[str, Any]]:
         return self.document["expectations"]
+
+    @property
+    def scope_on_a_night(self) -> str:
+        """`night` (the frame holds the night's rows when asked) or `full` (its table is rewritten every night)."""
+        return (self.document.get("meta") or {}).get("scope_on_a_night", "night")
 
     @property
     def frame_sql(self) -> str:
@@ -130,6 +155,9 @@ def load_suites(directory: Path | None = None) -> list[SuiteFile]:
                     f"{path.name}: expectation {index} ({expectation.get('type')}) needs meta.severity "
                     f"in {SEVERITIES}, got {severity!r}"
                 )
+        scope = (document.get("meta") or {}).get("scope_on_a_night", "night")
+        if scope not in SCOPES:
+            raise ValueError(f"{path.name}: meta.scope_on_a_night must be one of {SCOPES}, got {scope!r}")
         if not document.get("expectations"):
             raise ValueError(f"{path.name}: a suite without expectations checks nothing")
         suites.append(SuiteFile(name=name, path=path, document=document))
@@ -173,10 +201,40 @@ RESULT_SCHEMA = pa.schema(
     ]
 )
 
-# Which rows a night's results describe (quality.expectation_results.scope): every night validates every row of
-# the warehouse today, so its results are 'full'. ('night', the rows the night wrote, is the scope of an
-# incremental validation, which is not built yet.)
-SCOPE = "full"
+# Which rows a result describes (quality.expectation_results.scope): `night`, the rows the run wrote (and the
+# rows whose cross-table checks read them); `full`, every row.
+SCOPES = ("night", "full")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a night validates, and why (the data-quality page and the run's log say it)."""
+
+    scope: str  # one of SCOPES
+    reason: str
+
+
+def decide_scope(
+    con: duckdb.DuckDBPyConnection, *, run_id: int, settings: Settings, as_of: dt.date, full: bool = False
+) -> Scope:
+    """`full` when asked, on the full-validation day, or when core was rebuilt whole by this run (or no core
+    build is recorded); else `night`. Reads ops.core_build, so it is decided after build_core."""
+    from clinic_outcomes.core.build import read_core_build
+
+    if full:
+        return Scope("full", "a full validation was asked for")
+    if settings.is_full_validation_day(as_of):
+        every = "every night" if settings.full_validation_on == "daily" else f"on {settings.full_validation_on}s"
+        return Scope("full", f"the as-of date {as_of.isoformat()} is a full-validation day ([validation] "
+                             f"full_on = {settings.full_validation_on!r}: {every})")
+    build = read_core_build(con)
+    if build is None:
+        return Scope("full", "no core build is recorded")
+    if build.run_id == run_id and build.previous_file_id is None:
+        return Scope("full", "core was rebuilt whole by this run")
+    if build.run_id != run_id:
+        return Scope("night", "this run wrote no core rows: nothing new to validate row by row")
+    return Scope("night", "the rows this run wrote (core's changed_in_run)")
 
 
 def _column_of(kwargs: dict[str, Any]) -> str | None:
@@ -358,12 +416,17 @@ def validate(
     settings: Settings,
     as_of: dt.date,
     docs_dir: Path | None,
+    scope: str = "full",
 ) -> ValidationOutcome:
-    """Run every suite over the warehouse, append the results, build Data Docs."""
+    """Run every suite over the rows of `scope` (night: the rows run `run_id` wrote; full: every row), append the
+    results with their scope, write the data-quality page."""
+    if scope not in SCOPES:
+        raise ValueError(f"validation scope must be one of {SCOPES}, got {scope!r}")
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
     warehouse.set_variables(con, settings, as_of)
+    con.execute("set variable validation_run = $run", {"run": run_id})
     warehouse.run_sql(con, "ddl/quality_expectation_results")
     warehouse.run_sql(con, "ddl/quality_expectation_results_scope")
     evaluated_at = dt.datetime.now(dt.timezone.utc)
@@ -374,18 +437,20 @@ def validate(
 
     def row(suite: str, expectation: str, **values: Any) -> dict[str, Any]:
         base = {name: None for name in RESULT_SCHEMA.names}
-        base.update(run_id=run_id, suite=suite, expectation=expectation, as_of=as_of, evaluated_at=evaluated_at,
-                    scope=SCOPE)
+        base.update(run_id=run_id, suite=suite, expectation=expectation, as_of=as_of, evaluated_at=evaluated_at)
         base.update(values)
         return base
 
     for suite in load_suites():
+        suite_scope = "full" if suite.scope_on_a_night == "full" else scope
+        con.execute("set variable validation_full = $full", {"full": suite_scope == "full"})
+        suite_row = functools.partial(row, scope=suite_scope)
         try:
             frame = _frame(con, suite.frame_sql, text_columns=suite.regex_columns, keys=suite.keys)
         except duckdb.Error as error:
             # Rows that cannot even be read (a core table missing or malformed) stop the run.
             rows.append(
-                row(suite.name, "rows_can_be_read", severity="critical", dimension="conformance",
+                suite_row(suite.name, "rows_can_be_read", severity="critical", dimension="conformance",
                     success=False, details=f"error: {str(error).splitlines()[0]}",
                     description=f"The rows of sql/frames/{suite.name}.sql can be read.")
             )
@@ -404,7 +469,7 @@ def validate(
             config = outcome.expectation_config
             result = outcome.result or {}
             rows.append(
-                row(
+                suite_row(
                     suite.name,
                     config.type,
                     column_name=_column_of(config.kwargs),
@@ -425,6 +490,10 @@ def validate(
         del frame, validation, definition, batch, datasource
         context.validation_definitions.delete(suite.name)
         context.data_sources.delete(DATASOURCE)
+
+    # Unset, a frame read later on this connection holds every row again.
+    con.execute("reset variable validation_full")
+    con.execute("reset variable validation_run")
 
     if rows:
         results_arrow = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)  # noqa: F841 (read by DuckDB)

@@ -1,10 +1,11 @@
 """The report's charts: hand-written SVG (no script, no fonts to fetch, a few kB each), and the relief
 curves sampled for them. The same SVG goes into the HTML (inline) and the PDF (as an image).
 
-Why hand-written SVG and not matplotlib (issue 17; measured 2026-12-07 on the shared 2-core machine, under
-load): importing matplotlib took 7.8 s and one step chart with a band and a legend took 390 ms (20 kB of SVG,
-every glyph drawn as a path); this module draws the same chart in 0.16 ms (4 kB, text as text, searchable in
-the PDF). A report night draws about 10 charts per clinic: matplotlib would cost seconds per clinic, more than
+Why hand-written SVG and not matplotlib (issue 17; measured 2026-12-07 on the shared 2-core machine, load average
+8 to 12, so absolute times are inflated): importing matplotlib took 7.8 to 11.5 s and one step chart with a band
+and a legend 390 to 560 ms (20 kB of SVG, every glyph drawn as a path); this module draws a like chart in
+0.16 ms (4 kB, text as text, searchable in the PDF). matplotlib is no longer a direct dependency (lifelines
+still pulls it in). A report night draws about 10 charts per clinic: matplotlib would cost seconds per clinic, more than
 the whole report stage may take (issue 18). What matplotlib did better (ticks, legends that do not get cut,
 bands) is done here: every month is labelled, legends sit below the plot and wrap, the plot spans the width,
 survival curves carry their 95% band and the numbers at risk under the axis, the partial current month is

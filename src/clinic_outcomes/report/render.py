@@ -41,7 +41,8 @@ from clinic_outcomes.report.sections import Builder, Section
 from clinic_outcomes.report.wording import PERIOD_DAYS, definitions, label_of
 from clinic_outcomes.settings import Settings
 
-__all__ = ["ReportInputError", "ReportPaths", "build_html", "build_print_html", "render_report", "safe_file_stem"]
+__all__ = ["ReportInputError", "ReportPaths", "build_html", "build_print_documents", "build_print_html", "render_report",
+           "safe_file_stem"]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -152,6 +153,15 @@ def build_print_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_o
     loaded = _load(con, settings, as_of, run_id)
     return _print_document(loaded, settings=settings, as_of=as_of, clinic_id=clinic_id,
                            sections=_sections(loaded, clinic_id))
+
+
+def build_print_documents(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date,
+                          run_id: int | None = None) -> dict[str | None, str]:
+    """Every PDF's HTML (key None: the network's; else a clinic id), from one reading of the warehouse."""
+    loaded = _load(con, settings, as_of, run_id)
+    sections = _sections(loaded, None)
+    return {scope: _print_document(loaded, settings=settings, as_of=as_of, clinic_id=scope, sections=sections)
+            for scope in [None, *loaded.clinics]}
 
 
 def build_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date,

@@ -12,6 +12,8 @@ Mutants tried (each made a test here fail):
   test_numbers_at_risk_under_the_axis;
 - relief_chart showing at-risk counts under the minimum as they are -> test_numbers_at_risk_under_the_axis;
 - curve_series keeping rows with `at_risk < min_cell` -> test_a_curve_ends_where_too_few_are_followed;
+- relief_chart keeping every tick of the follow-up window (the axis not shortened to the longest curve) ->
+  test_numbers_at_risk_under_the_axis;
 - _band_path taking the upper limit for the lower edge at each step -> test_survival_curves_carry_their_band (it
   survived a first version of the test that compared the edges' averages; the test now reads the limits back);
 - _dot_labels without moving labels apart (`placed[-1] + gap` -> `placed[-1]`) -> test_funnel_labels_do_not_overlap.
@@ -135,12 +137,13 @@ def test_numbers_at_risk_under_the_axis():
     chart = _relief()
     svg = str(chart["chart"])
     ticks = _texts(svg, "tick x-tick")
-    assert ticks == ["0d", "7d", "14d", "21d", "28d"]
+    # the axis ends at the tick after the longest curve (ice, to 200 hours), not at the 28-day window's end
+    assert ticks == ["0d", "7d", "14d"]
     assert "Number at risk" in _texts(svg, "at-risk-title")
     at_risk = _texts(svg, "at-risk")
     # heat, then ice; at a tick: the episodes whose duration is at least the tick (the first row at or after it);
     # under the minimum cell: "<11"; after the last row: 0
-    assert at_risk == ["25", "15", "0", "0", "0", "40", "20", "<11", "0", "0"]
+    assert at_risk == ["25", "15", "0", "40", "20", "<11"]
     axis = max(float(y) for y in re.findall(r'<line class="axis" x1="[\d.]+" x2="[\d.]+" y1="([\d.]+)"', svg))
     assert all(float(y) > axis for y in re.findall(r'<text class="at-risk" x="[\d.]+" y="([\d.]+)"', svg))
 

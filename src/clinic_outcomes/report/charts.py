@@ -308,13 +308,20 @@ def relief_chart(
         one = sampled[group_value]
         at_risk = [f"{n:,}" if n >= fmt.min_cell or n == 0 else f"<{fmt.min_cell}" for n in one["at_risk"]]
         shown.append(Series(label, one["points"], band=one["band"], at_risk=at_risk))
+    # the axis ends at the tick after the longest curve drawn (curves end where too few are followed), so the
+    # curves use the width instead of a follow-up window that is mostly empty
+    longest = max((x for one in shown for x, _ in one.points), default=max_hours)
+    kept = next((i for i, d in enumerate(tick_days) if d * 24 >= longest), len(tick_days) - 1) + 1
+    tick_days = tick_days[:max(kept, 2)]
+    for one in shown:
+        one.at_risk = one.at_risk[:len(tick_days)]
     chart = (
         line_chart(
             shown,
             title=title,
             x_ticks=[(d * 24, f"{d}d") for d in tick_days],
             y_ticks=[(v / 100, f"{v}%") for v in (0, 25, 50, 75, 100)],
-            x_max=max_hours,
+            x_max=min(max_hours, tick_days[-1] * 24.0),
             y_max=1.0,
             step=True,
             legend=True,

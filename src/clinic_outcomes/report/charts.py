@@ -374,8 +374,9 @@ def funnel_chart(units: list[dict[str, Any]], *, title: str, scale: float, unit_
             f'stroke="{"#8a93a3" if tick == 0 else "#e6e9ef"}"/>'
             f'<text class="tick" x="{left - 5}" y="{y + 3:.1f}" text-anchor="end" {TICK}>{"0" if tick == 0 else f"{tick:+g}"}</text>'
         )
-    for index in range(5):
-        x = x_max * index / 4
+    divisions = next((d for d in (4, 5) if float(x_max / d).is_integer()), 4)  # 0, 50, ..., 250 not 62.5
+    for index in range(divisions + 1):
+        x = x_max * index / divisions
         parts.append(f'<text class="tick" x="{sx(x):.1f}" y="{top + plot_h + 15}" text-anchor="middle" {TICK}>{x:,.0f}</text>')
     parts.append(f'<text class="tick" x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle" {TICK}>{esc(unit_text)}</text>')
     labels = []
@@ -396,20 +397,20 @@ def funnel_chart(units: list[dict[str, Any]], *, title: str, scale: float, unit_
 
 
 def _dot_labels(labels: list[tuple[float, float, str]], flip_at: float) -> list[str]:
-    """Each dot's label beside it (left of the dots right of `flip_at`), moved apart vertically where labels on
-    the same side would overlap, with a thin leader line from a moved label to its dot."""
+    """Each dot's label beside it (left of the dots right of `flip_at`), the labels moved apart vertically
+    (all together: a label of one side can run over one of the other), with a thin leader line from a moved
+    label to its dot."""
     out: list[str] = []
     gap = 10.0
-    for right_side in (False, True):
-        side = sorted((item for item in labels if (item[0] > flip_at) == right_side), key=lambda item: item[1])
-        placed: list[float] = []
-        for _, y, _ in side:
-            placed.append(max(y, placed[-1] + gap) if placed else y)
-        for (x, y, label), label_y in zip(side, placed):
-            anchor, dx = ("end", -7) if right_side else ("start", 7)
-            if abs(label_y - y) > 1:
-                out.append(f'<line class="leader" x1="{x:.1f}" y1="{y:.1f}" x2="{x + dx * 0.8:.1f}" y2="{label_y:.1f}" '
-                           f'stroke="#8a93a3" stroke-width="0.6"/>')
-            out.append(f'<text class="dot-label" x="{x + dx:.1f}" y="{label_y + 3:.1f}" text-anchor="{anchor}" '
-                       f'font-size="9" fill="#1d2330">{esc(label)}</text>')
+    ordered = sorted(labels, key=lambda item: item[1])
+    placed: list[float] = []
+    for _, y, _ in ordered:
+        placed.append(max(y, placed[-1] + gap) if placed else y)
+    for (x, y, label), label_y in zip(ordered, placed):
+        anchor, dx = ("end", -7) if x > flip_at else ("start", 7)
+        if abs(label_y - y) > 1:
+            out.append(f'<line class="leader" x1="{x:.1f}" y1="{y:.1f}" x2="{x + dx * 0.8:.1f}" y2="{label_y:.1f}" '
+                       f'stroke="#8a93a3" stroke-width="0.6"/>')
+        out.append(f'<text class="dot-label" x="{x + dx:.1f}" y="{label_y + 3:.1f}" text-anchor="{anchor}" '
+                   f'font-size="9" fill="#1d2330">{esc(label)}</text>')
     return out

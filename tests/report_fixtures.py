@@ -349,19 +349,6 @@ def table_rows(html_text: str, scope: str | None, table: str) -> list[list[str]]
     ]
 
 
-def text_table_lines(print_html_text: str, scope: str | None, table: str) -> list[tuple[str, str]]:
-    """The rows of a table as print_html sets it for the PDF: (kind, text) per row, kind head/body/total."""
-    import html as html_module
-
-    where = section_html(print_html_text, scope) if scope else print_html_text
-    match = re.search(rf'<div class="text-table" data-table="{re.escape(table)}">(.*?</div>)</div>', where, re.S)
-    assert match, f"no text table {table} in {scope}"
-    return [
-        (kind, html_module.unescape(text))
-        for kind, text in re.findall(r'<div class="line (head|body|total)">(.*?)</div>', match.group(1), re.S)
-    ]
-
-
 def _text(fragment: str) -> str:
     import html as html_module
 

@@ -7,13 +7,11 @@ test_default_minimum_cell_hides_every_small_figure uses the real default (11).
 
 from __future__ import annotations
 
-import base64
 import re
 
 import pytest
 
 import report_fixtures as rf
-from clinic_outcomes.report.pdf import PRINT_TABLE_CHARS, print_html
 from clinic_outcomes.report.render import ReportInputError, render_report
 from clinic_outcomes.report.wording import small_cell
 
@@ -326,62 +324,6 @@ def test_relief_comparison_hides_groups_under_the_default_minimum_cell():
     assert cells == {"fewer than 11"}
 
 
-def test_pdf_tables_hold_the_same_cells_as_lines_of_text(html):
-    printed = print_html(html)
-    assert "<table" not in printed and "<svg" not in printed  # charts go as images (test_pdf_charts_...)
-    assert printed.count('class="text-table"') == html.count('<table class="grid')
-    for scope, table in [("network", "relief"), ("network", "completion"), ("network", "adverse"),
-                         ("network", "relief-comparison"), ("clinic_a", "retreatment"), (None, "rejected"),
-                         (None, "runs"), ("network", "trends")]:
-        rows = rf.table_rows(html, scope, table)
-        lines = rf.text_table_lines(printed, scope, table)
-        assert [kind for kind, _ in lines if kind != "head"] == ["total" if table == "adverse" and i == len(rows) - 1
-                                                                   else "body" for i in range(len(rows))], table
-        body = [text for kind, text in lines if kind != "head"]
-        if table == "relief":
-            # its interval and "not enough patients followed" cells wrap within their column: the same words
-            assert [sorted(text.split()) for text in body] == [sorted(" ".join(row).split()) for row in rows], table
-            continue
-        # no cell of these tables wraps: a row is one line, its cells in order, "?" links left out
-        assert [" ".join(text.split()) for text in body] == [" ".join(cell for cell in row if cell) for row in rows], table
-    relief_head = rf.text_table_lines(printed, "network", "relief")[0][1]
-    assert sorted(relief_head.split()) == sorted(
-        "Group Episodes Median 95% interval In relief at 24 h (95% interval) 72 h 7 days 14 days No follow-up".split())
-
-
-def test_pdf_table_cells_keep_their_line_breaks_and_small_cells(html):
-    lines = rf.text_table_lines(print_html(html), "network", "pain")
-    assert [kind for kind, _ in lines] == ["head", "body", "body", "total"]
-    neck = lines[2][1].split("\n")
-    assert neck[0].split() == ["Neck", "pain", "fewer", "than", "2", "fewer", "than", "2", "3.5", "points"]
-    assert neck[1].split() == ["100%", "meaningful,", "2", "sessions"]
-
-
-def test_pdf_tables_align_and_wrap_to_the_page():
-    long_reason = "a reason " * 40
-    document = (
-        '<p>before</p><table class="grid" data-table="t"><caption>By role. A verdict.</caption>'
-        '<thead><tr><th>Group</th><th>Count <a class="ref" href="#def-x">?</a></th><th>Why</th></tr></thead>'
-        f'<tbody><tr><th>Ice</th><td>1,234</td><td>{long_reason}</td></tr>'
-        '<tr class="total"><th>All &amp; more</th><td>7</td><td></td></tr>'
-        '<tr><td colspan="3">No plans yet.</td></tr></tbody></table><p>after</p>'
-    )
-    printed = print_html(document)
-    assert printed.startswith("<p>before</p>") and printed.endswith("<p>after</p>")
-    assert '<p class="caption">By role. A verdict.</p>' in printed
-    lines = rf.text_table_lines(printed, None, "t")
-    assert [kind for kind, _ in lines] == ["head", "body", "total", "body"]
-    every_line = [line for _, text in lines for line in text.split("\n")]
-    assert max(len(line) for line in every_line) <= PRINT_TABLE_CHARS
-    head, ice, total, empty = (text.split("\n") for _, text in lines)
-    assert head[0].startswith("Group") and "?" not in head[0]
-    count_end = head[0].index("Count") + len("Count")
-    assert ice[0].startswith("Ice") and ice[0][:count_end].endswith("1,234")  # numbers right-aligned under the header
-    assert total[0].startswith("All & more") and total[0].endswith("7")
-    assert len(ice) > 1 and " ".join(" ".join(ice).split()).endswith(" ".join(long_reason.split()))
-    assert empty == ["No plans yet."]
-
-
 def test_build_html_leaves_the_connection_as_it_found_it(html):
     # the per-report tables (patients as numbers, completed sessions) are dropped after use, also on a rerun
     con = rf.build_warehouse()
@@ -390,37 +332,6 @@ def test_build_html_leaves_the_connection_as_it_found_it(html):
     assert rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF, primary_only=True) == html
     assert rf.every_report(con, settings=rf.settings(min_cell_patients=2), as_of=rf.AS_OF, primary_only=True) == html
     assert con.sql(temp_tables).fetchall() == before
-
-
-def test_pdf_charts_are_the_same_svg_as_images(html):
-    charts = re.findall(r'<svg class="chart" .*?</svg>', html, re.S)
-    printed = print_html(html)
-    image = re.compile(r'<img class="chart" alt="" style="[^"]*" src="data:image/svg\+xml;base64,([^"]+)">')
-    assert len(charts) >= 6 and [base64.b64decode(s).decode("utf-8") for s in image.findall(printed)] == charts
-    # each image stands where its chart stood: nothing else changes
-    restored = image.sub(lambda m: base64.b64decode(m.group(1)).decode("utf-8"), printed)
-    assert restored == print_html(html.replace('<svg class="chart" ', '<svg class="chart-x" ')).replace(
-        '<svg class="chart-x" ', '<svg class="chart" ')
-
-
-def test_a_chart_as_image_draws_the_same_pdf_as_inline():
-    # WeasyPrint draws an SVG image and an inline SVG with the same renderer: the PDFs are the same bytes.
-    # Fails if a WeasyPrint release draws them differently (then charts must go inline again).
-    import weasyprint
-
-    from clinic_outcomes.report.charts import Series, line_chart
-
-    chart = line_chart(
-        [Series("Ice & heat", [(0, 1.0), (24, 0.8), (48, None), (72, 0.5)]), Series("None", [(0, 1.0), (72, 0.9)])],
-        title="Still in relief", x_ticks=[(0, "0d"), (72, "3d")], y_ticks=[(0, "0%"), (1, "100%")],
-        x_max=72, y_max=1.0, step=True,
-    )
-    css = "body { font-family: 'DejaVu Sans'; } svg.chart { display: block; max-width: 100%; height: auto; }"
-    inline = f"<html><head><style>{css}</style></head><body><figure>{chart}</figure></body></html>"
-    as_image = print_html(inline)
-    assert "<svg" not in as_image and "<img" in as_image
-    pdfs = [weasyprint.HTML(string=document, base_url=None).write_pdf() for document in (inline, as_image)]
-    assert pdfs[0] == pdfs[1]
 
 
 def test_rejected_rows_show_column_and_problem_from_their_fields():

@@ -47,7 +47,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
         *(f"{share}_ci_{end}" for share in ("in_relief_24h", "in_relief_72h", "in_relief_7d", "in_relief_14d")
           for end in ("low", "high")),
     ),
-    "marts.relief_curves": ("group_by", "group_value", "hours", "survival"),
+    "marts.relief_curves": ("group_by", "group_value", "hours", "survival", "ci_low", "ci_high", "at_risk"),
     "marts.relief_comparison": (
         "factor", "group_value", "episodes", "patients", "median_hours", "in_relief_72h", "in_relief_7d",
         "in_comparison", "is_reference", "hazard_ratio", "hazard_ratio_ci_low", "hazard_ratio_ci_high",
@@ -240,7 +240,7 @@ def _query(con: duckdb.DuckDBPyConnection, as_of: dt.date, run_id: int | None, p
         "relief_summary": con.sql("select * from marts.relief_summary").pl().to_dicts(),
         "relief_comparison": con.sql("select * from marts.relief_comparison order by factor, group_value").pl().to_dicts(),
         "network_curves": con.sql(
-            "select group_by, group_value, hours, survival from marts.relief_curves "
+            "select group_by, group_value, hours, survival, ci_low, ci_high, at_risk from marts.relief_curves "
             "where group_by in ('condition', 'aftercare') order by group_by, group_value, hours"
         ).pl(),
         "flags": frame(con, "retreatment_flags", params),

@@ -1,14 +1,21 @@
 """The outcome report clinic managers read each morning (issue 7): build and write it.
 
-One self-contained HTML file (inline CSS and SVG charts, no script, no network request) and a PDF of the
-same HTML (WeasyPrint), built from the finished warehouse after every run: a network overview, then one
-section per clinic. The parts, each in its own module of this package:
+One self-contained HTML file per report (inline CSS and SVG charts, no script, no network request): a network
+overview, or one clinic's section beside the network's. And a PDF per report, typeset from the same sections as
+a print document of its own (print_report, issue 17): a few pages for the network, one or two per clinic.
+The parts, each in its own module of this package:
 - queries: what the report reads (SQL in sql/report/, one statement per file) into one ReportData;
 - estimates: the Kaplan-Meier estimates the marts do not carry (per period and per clinic);
 - sections: each section's content, every patient-based figure through wording.Formatter;
 - wording: plain words, definitions, formats and the small-cell words;
-- charts: the SVG charts; pdf: the HTML as it goes to WeasyPrint;
-- templates/: the Jinja template and the stylesheet.
+- charts: the SVG charts; print_report: the PDF's layout from the sections;
+- templates/: the Jinja templates (report.html.j2 for screens, print.html.j2 for paper) and their stylesheets.
+
+Each section is built once per run (the network's, then each clinic's) and serves the HTML and the PDF.
+
+Measured (issue 17, the demo's warehouse: network + 7 clinics, HTML + PDF each; 2 shared cores under load,
+CPU seconds of the report stage, render_report): before, 19-page network PDF and 25-page clinic PDFs
+(each clinic's document carried the whole network section); see REPORT_TIMINGS below for the figures after.
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ from markupsafe import Markup
 from clinic_outcomes.report import queries
 from clinic_outcomes.report.cell_tables import CellTables
 from clinic_outcomes.report.cells import build_report_cells
-from clinic_outcomes.report.pdf import print_html
+from clinic_outcomes.report import print_report
 from clinic_outcomes.report.queries import ReportInputError
-from clinic_outcomes.report.sections import Builder
+from clinic_outcomes.report.sections import Builder, Section
 from clinic_outcomes.report.wording import PERIOD_DAYS, definitions, label_of
 from clinic_outcomes.settings import Settings
 
-__all__ = ["ReportInputError", "ReportPaths", "build_html", "render_report", "safe_file_stem"]
+__all__ = ["ReportInputError", "ReportPaths", "build_html", "build_print_documents", "build_print_html", "render_report",
+           "safe_file_stem"]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -87,19 +95,25 @@ def _load(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, ru
     return _Loaded(Builder(data, settings, as_of), data.clinics, queries.data_quality(con, data.run_id, data.runs))
 
 
-def _document(loaded: _Loaded, *, settings: Settings, as_of: dt.date, data_docs_href: str | None,
-              clinic_id: str | None, clinic_href) -> str:
-    """The network's report (clinic_id None), or one clinic's: its section, then the network's beside it."""
-    builder = loaded.builder
-    if clinic_id is None:
-        sections = [builder.section(None)]
-    else:
-        sections = [builder.section(clinic_id), builder.section(None)]
+def _period(as_of: dt.date) -> str:
     current_start = as_of - dt.timedelta(days=PERIOD_DAYS - 1)
+    return f"{current_start:%d %b %Y} to {as_of:%d %b %Y}"
+
+
+def _document(loaded: _Loaded, *, settings: Settings, as_of: dt.date, data_docs_href: str | None,
+              clinic_id: str | None, clinic_href, sections: dict[str | None, Section] | None = None) -> str:
+    """The network's report (clinic_id None), or one clinic's: its section, then the network's beside it.
+    `sections`: the sections already built (render_report builds each once), else built here."""
+    built = sections if sections is not None else {}
+
+    def section(scope: str | None) -> Section:
+        return built[scope] if scope in built else loaded.builder.section(scope)
+
+    shown = [section(None)] if clinic_id is None else [section(clinic_id), section(None)]
     context = {
         "as_of": as_of,
-        "period": f"{current_start:%d %b %Y} to {as_of:%d %b %Y}",
-        "sections": sections,
+        "period": _period(as_of),
+        "sections": shown,
         "definitions": definitions(settings),
         "quality": loaded.quality,
         "data_docs_href": data_docs_href,
@@ -108,6 +122,46 @@ def _document(loaded: _Loaded, *, settings: Settings, as_of: dt.date, data_docs_
         "clinic_href": clinic_href,
     }
     return _environment().get_template("report.html.j2").render(**context)
+
+
+def _print_document(loaded: _Loaded, *, settings: Settings, as_of: dt.date, clinic_id: str | None,
+                    sections: dict[str | None, Section]) -> str:
+    """The PDF's HTML (print_report): the network's (sections: the network's and every clinic's), or one
+    clinic's (sections: at least its own and the network's)."""
+    common = {"definitions": definitions(settings), "name_of": settings.clinic_name, "as_of": as_of,
+              "period": _period(as_of), "min_cell": settings.rules.min_cell_patients}
+    if clinic_id is None:
+        context = print_report.network_context(
+            network=sections[None], clinics={c: sections[c] for c in loaded.clinics if c in sections},
+            quality=loaded.quality, **common)
+    else:
+        context = print_report.clinic_context(clinic=sections[clinic_id], network=sections[None], **common)
+    css = Markup((TEMPLATES_DIR / "print.css").read_text(encoding="utf-8"))
+    return _environment().get_template("print.html.j2").render(css=css, **context)
+
+
+def _sections(loaded: _Loaded, clinic_id: str | None) -> dict[str | None, Section]:
+    """The sections a document needs: the network's and every clinic's (network), or the network's and one."""
+    scopes = [None, *loaded.clinics] if clinic_id is None else [None, clinic_id]
+    return {scope: loaded.builder.section(scope) for scope in scopes}
+
+
+def build_print_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date,
+                     run_id: int | None = None, clinic_id: str | None = None) -> str:
+    """The PDF's HTML of one report (the network's, or one clinic's), as render_report gives WeasyPrint.
+    Reads marts.report_cells as it stands."""
+    loaded = _load(con, settings, as_of, run_id)
+    return _print_document(loaded, settings=settings, as_of=as_of, clinic_id=clinic_id,
+                           sections=_sections(loaded, clinic_id))
+
+
+def build_print_documents(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date,
+                          run_id: int | None = None) -> dict[str | None, str]:
+    """Every PDF's HTML (key None: the network's; else a clinic id), from one reading of the warehouse."""
+    loaded = _load(con, settings, as_of, run_id)
+    sections = _sections(loaded, None)
+    return {scope: _print_document(loaded, settings=settings, as_of=as_of, clinic_id=scope, sections=sections)
+            for scope in [None, *loaded.clinics]}
 
 
 def build_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date,
@@ -155,20 +209,25 @@ def render_report(
 
     known = set(loaded.clinics)
     stems = {clinic: safe_file_stem(clinic) for clinic in loaded.clinics}
-    documents: list[tuple[Path, str]] = [(
+    sections = _sections(loaded, None)  # each section once: for its HTML, its PDF and the network's
+    documents: list[tuple[Path, str, str]] = [(
         out_dir / "report",
         _document(loaded, settings=settings, as_of=as_of, data_docs_href=data_docs_href, clinic_id=None,
-                  clinic_href=lambda other: f"clinics/{stems[other]}.html" if other in known else None),
+                  clinic_href=lambda other: f"clinics/{stems[other]}.html" if other in known else None,
+                  sections=sections),
+        _print_document(loaded, settings=settings, as_of=as_of, clinic_id=None, sections=sections),
     )]
     clinic_docs = None if data_docs_href is None or "://" in data_docs_href else f"../{data_docs_href}"
     for clinic in loaded.clinics:
         documents.append((
             out_dir / "clinics" / stems[clinic],
             _document(loaded, settings=settings, as_of=as_of, data_docs_href=clinic_docs, clinic_id=clinic,
-                      clinic_href=lambda other: f"{stems[other]}.html" if other in known else None),
+                      clinic_href=lambda other: f"{stems[other]}.html" if other in known else None,
+                      sections=sections),
+            _print_document(loaded, settings=settings, as_of=as_of, clinic_id=clinic, sections=sections),
         ))
-    for stem, document in documents:
+    for stem, document, printed in documents:
         stem.with_suffix(".html").write_text(document, encoding="utf-8")
         # base_url None: the HTML refers to nothing outside itself, so WeasyPrint must fetch nothing.
-        weasyprint.HTML(string=print_html(document), base_url=None).write_pdf(stem.with_suffix(".pdf"))
+        weasyprint.HTML(string=printed, base_url=None).write_pdf(stem.with_suffix(".pdf"))
     return ReportPaths(html=out_dir / "report.html", pdf=out_dir / "report.pdf")

@@ -16,7 +16,7 @@ import polars as pl
 
 from clinic_outcomes.report.cell_tables import CellTables
 from clinic_outcomes.report.cells import PERIODS
-from clinic_outcomes.report.charts import Series, funnel_chart, line_chart, nice_ceiling, relief_chart
+from clinic_outcomes.report.charts import Series, funnel_chart, line_chart, month_ticks, nice_ceiling, relief_chart
 from clinic_outcomes.report.queries import ReportData, months_of
 from clinic_outcomes.report.wording import (
     EVENT_TYPES, REASON_ORDER, RELIEF_AT_HOURS, RETREATMENT_LIST_DAYS, RETREATMENT_LIST_MAX,
@@ -161,7 +161,7 @@ class Builder:
             for index, month in enumerate(self.months)
         ]
         charts = []
-        x_ticks = [(i, month_title(m)[:3]) for i, m in enumerate(self.months) if i % 2 == len(self.months) % 2 - 1 or i == len(self.months) - 1]
+        x_ticks = month_ticks(self.months)  # every month; the last (to date) shaded as partial
         for key, title, kind in self.TRENDS[1:4]:
             values = [by_month[month][key].value for month in self.months]
             hidden = [month_title(month) for month in self.months if by_month[month][key].suppressed]
@@ -182,10 +182,10 @@ class Builder:
                     title=f"{title} by month",
                     x_ticks=x_ticks,
                     y_ticks=y_ticks,
-                    x_max=len(self.months) - 1,
+                    x_min=-0.5,
+                    x_max=len(self.months) - 0.5,
                     y_max=y_max,
-                    width=420,
-                    height=200,
+                    partial_from=len(self.months) - 1.5,
                 ),
             })
         return {"table": table, "charts": charts, "columns": [(key, title) for key, title, _ in self.TRENDS]}
@@ -408,8 +408,8 @@ class Builder:
         charts = []
         if clinic_id is None:
             for measure, (label, kind) in self.ADJUSTED_MEASURES.items():
-                units = [r for r in rows if r["measure"] == measure and not fmt.count(r["patients"], r["patients"]).suppressed
-                         and r["difference"] is not None]
+                units = [{**r, "label": self.settings.clinic_name(r["unit_id"])} for r in rows if r["measure"] == measure
+                         and not fmt.count(r["patients"], r["patients"]).suppressed and r["difference"] is not None]
                 if units:
                     charts.append({"title": f"{label}: difference from the case mix's prediction", "hidden": [],
                                    "chart": funnel_chart(units, title=label, scale=100 if kind == "share" else 1,

@@ -51,7 +51,7 @@ protect_grid: see docs/disclosure.md, section "Cost".
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -150,8 +150,13 @@ def protect_grid(
     coordinates: Mapping[Hashable, tuple[Hashable, tuple]],
     min_cell: int,
     groups: Mapping[Hashable, Hashable] | None = None,
+    unpublished: Collection[Hashable] = (),
 ) -> dict[Hashable, str | None]:
     """'primary', 'complementary' or None for every cell, as suppression.protect, for tables with margins.
+
+    `unpublished`: keys of cells no report shows (a cross-tabulation of which only margins are published).
+    They are hidden from every reader from the start, need no proof and cost nothing as corners; a manager
+    still knows her own (`groups`). They are left out of the result.
 
     `coordinates[key] = (table, levels)`: the table the cell belongs to (tables share no equation) and its
     level in each of the table's dimensions, TOTAL (None) for the total. The equations are implied: along
@@ -173,18 +178,21 @@ def protect_grid(
         tables.setdefault(table, []).append((cell, tuple(levels)))
     marks: dict[Hashable, str | None] = {}
     for table in sorted(tables, key=_order_key):
-        marks.update(_protect_one(_Grid(tables[table], groups), tables[table], min_cell))
-    return marks
+        marks.update(_protect_one(_Grid(tables[table], groups), tables[table], min_cell, set(unpublished)))
+    return {key: mark for key, mark in marks.items() if key not in set(unpublished)}
 
 
-def _protect_one(grid: _Grid, items: list[tuple[Cell, tuple]], min_cell: int) -> dict[Hashable, str | None]:
+def _protect_one(grid: _Grid, items: list[tuple[Cell, tuple]], min_cell: int,
+                 unpublished: set[Hashable]) -> dict[Hashable, str | None]:
     patients = {cell.key: cell.patients for cell, _ in items}
-    mark = np.zeros(grid.value.shape, dtype=np.int8)  # 0 shown, 1 primary, 2 complementary
+    mark = np.zeros(grid.value.shape, dtype=np.int8)  # 0 shown, 1 primary, 2 complementary, 3 unpublished
     for at in zip(*np.nonzero(grid.present)):
-        if 0 < patients[grid.keys[at]] < min_cell:
+        if grid.keys[at] in unpublished:
+            mark[at] = 3
+        elif 0 < patients[grid.keys[at]] < min_cell:
             mark[at] = 1
     cost_of = np.where(mark > 0, 0.0, grid.value + 1.0)
-    queue = sorted(zip(*np.nonzero(mark)), key=lambda at: _order_key(grid.keys[at]))
+    queue = sorted(zip(*np.nonzero(mark == 1)), key=lambda at: _order_key(grid.keys[at]))
     done = 0
     while done < len(queue):
         at = tuple(int(i) for i in queue[done])
@@ -211,7 +219,7 @@ def _protect_one(grid: _Grid, items: list[tuple[Cell, tuple]], min_cell: int) ->
                     queue.append(p)
             owners = {int(grid.group[p]) for p in positions}
             pending = {g for g in pending if g != -1 and g in owners}  # who knows a corner needs another
-    names = {0: None, 1: PRIMARY, 2: COMPLEMENTARY}
+    names = {0: None, 1: PRIMARY, 2: COMPLEMENTARY, 3: None}
     return {grid.keys[at]: names[int(mark[at])] for at in zip(*np.nonzero(grid.present))}
 
 

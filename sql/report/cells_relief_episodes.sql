@@ -5,7 +5,7 @@
 -- are the unpublished cells that tie them together (each episode in exactly one inner cell).
 -- episodes, patients: followed-up episodes (those in the Kaplan-Meier estimate) and their patients;
 -- no_followup, no_followup_patients: episodes without follow-up and their patients.
--- Reads: marts.relief_duration, core.sessions.
+-- Reads: marts.relief_duration (interface.md's columns), core.sessions (patient, clinician role).
 with
 
 source as (
@@ -13,9 +13,9 @@ source as (
         episodes.clinic_id,
         coalesce(episodes.condition, 'not_recorded') as condition,
         coalesce(episodes.aftercare, 'not_recorded') as aftercare,
-        coalesce(episodes.clinician_role, 'not_recorded') as clinician_role,
+        coalesce(sessions.clinician_role, 'not_recorded') as clinician_role,
         sessions.patient_key,
-        episodes.followed_up,
+        episodes.duration_hours is not null as followed_up,  -- interface.md: null without follow-up
     from marts.relief_duration as episodes
     inner join core.sessions as sessions on sessions.session_id = episodes.session_id
 ),

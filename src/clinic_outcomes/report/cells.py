@@ -207,8 +207,9 @@ def coordinates_of(keys: list[Key]) -> dict[Key, tuple[tuple, tuple]]:
     out = {}
     for key in keys:
         table_id, clinic_id, period, row_key, col_key, measure = key
-        table = (table_id, period, measure) + ((clinic_id,) if (table_id, measure) in NOT_ADDITIVE else ())
-        levels = (None if clinic_id == NETWORK else clinic_id, None if row_key == MARGIN else row_key,
+        alone = (table_id, measure) in NOT_ADDITIVE  # a table per clinic: no clinic dimension
+        table = (table_id, period, measure) + ((clinic_id,) if alone else ())
+        levels = (None if clinic_id == NETWORK or alone else clinic_id, None if row_key == MARGIN else row_key,
                   None if col_key == MARGIN else col_key)
         out[key] = (table, levels)
     return out

@@ -154,8 +154,9 @@ def clinic_summaries(episodes: pl.DataFrame, min_cell: int) -> dict[tuple[str, s
 def relief_episodes(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Every relief episode with what relief_summary needs, and the clinic's key."""
     frame = con.sql(
-        "select episodes.clinic_id, episodes.condition, episodes.aftercare, episodes.clinician_role, "
-        "sessions.patient_key, episodes.followed_up, episodes.relapsed, episodes.duration_hours "
+        "select episodes.clinic_id, episodes.condition, episodes.aftercare, sessions.clinician_role, "
+        "sessions.patient_key, episodes.duration_hours is not null as followed_up, episodes.relapsed, "
+        "episodes.duration_hours "
         "from marts.relief_duration as episodes "
         "inner join core.sessions as sessions on sessions.session_id = episodes.session_id"
     ).pl()
@@ -171,7 +172,7 @@ def raw_relief_cells(con: duckdb.DuckDBPyConnection, data: Any, min_cell: int) -
         (row["clinic_id"], row["condition"], row["aftercare"], row["clinician_role"]): row for row in cube.to_dicts()
     }
     rows: list[dict[str, Any]] = []
-    network = {(r["group_by"], r["group_value"]): r for r in data.relief_summary}
+    network = {(r["group_by"], "all" if r["group_by"] == "all" else r["group_value"]): r for r in data.relief_summary}
     scopes = [(NETWORK, None)] + sorted((k, k) for k in {c for c, *_ in by_levels if c is not None})
     clinic_rows = clinic_summaries(relief_episodes(con), min_cell)
     for clinic_label, clinic in scopes:

@@ -429,14 +429,6 @@ class PrimaryOnlySuppression:
         }
 
 
-def suppression_module():
-    """The real suppression module when it is there, else the primary-only stand-in."""
-    try:
-        return importlib.import_module("clinic_outcomes.disclosure.suppression")
-    except ModuleNotFoundError:
-        return PrimaryOnlySuppression
-
-
 def report_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt.date, primary_only: bool = False,
                 **kwargs) -> str:
     """What the report stage does before rendering (marts.report_cells), then one report's HTML.
@@ -448,8 +440,8 @@ def report_html(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: dt
     from clinic_outcomes.report.cells import build_report_cells
     from clinic_outcomes.report.render import build_html
 
-    suppression = PrimaryOnlySuppression if primary_only else suppression_module()
-    build_report_cells(con, settings=settings, as_of=as_of, suppression=suppression)
+    # None: the product's own protection (protect_grid, the LP search as its fallback), as the night runs it
+    build_report_cells(con, settings=settings, as_of=as_of, suppression=PrimaryOnlySuppression if primary_only else None)
     return build_html(con, settings=settings, as_of=as_of, **kwargs)
 
 

@@ -11,7 +11,7 @@ source as (
 
 grouped as (
     select
-        if(grouping(clinic_id) = 1, 'all', clinic_id) as clinic_id,
+        if(grouping(clinic_id) = 1, 'all', '=' || clinic_id) as clinic_id,  -- '=' marks a real clinic (cells.py decodes it)
         if(grouping(completion) = 1, 'total', completion) as row_key,
         count(*) as plans,
         count(distinct patient_key) as patients,

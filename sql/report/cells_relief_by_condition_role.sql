@@ -22,7 +22,7 @@ source as (
 
 grouped as (
     select
-        if(grouping(clinic_id) = 1, 'all', clinic_id) as clinic_id,
+        if(grouping(clinic_id) = 1, 'all', '=' || clinic_id) as clinic_id,  -- '=' marks a real clinic (cells.py decodes it)
         if(grouping(condition) = 1, 'total', condition) as row_key,
         if(grouping(clinician_role) = 1, 'total', clinician_role) as col_key,
         count(*) as sessions,

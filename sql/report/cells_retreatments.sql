@@ -38,7 +38,7 @@ scoped as (
 final as (
     select
         period,
-        if(grouping(clinic_id) = 1, 'total', clinic_id) as row_key,
+        if(grouping(clinic_id) = 1, 'total', '=' || clinic_id) as row_key,  -- '=' marks a real clinic (cells.py decodes it)
         count(patient_key) as flags,
         count(distinct patient_key) as patients,
     from scoped

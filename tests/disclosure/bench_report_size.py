@@ -1,6 +1,9 @@
 """Cost of protect on a report-sized network (not a test: run it by hand).
 
-    uv run python tests/disclosure/bench_report_size.py [clinics] [periods] [rows] [cols]
+    uv run python tests/disclosure/bench_report_size.py [clinics] [periods] [rows] [cols] [method] [check]
+
+method: `grid` (hypercube.protect_grid, the report's; default) or `lp` (suppression.protect);
+check: 1 (default) runs the LP audit for the outsider and every manager afterwards, 0 skips it.
 
 Defaults: 40 clinics x 6 rows x 6 columns with margins, 3 periods (independent: periods share no
 equation), patients = the counts, drawn from a seeded Poisson model of clinics of uneven size.
@@ -19,6 +22,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from disclosure_tables import network  # noqa: E402
 
 from clinic_outcomes.disclosure import Cell, Equation, audit, protect  # noqa: E402
+from clinic_outcomes.disclosure.hypercube import protect_grid  # noqa: E402
+
+
+def coordinates(cells):
+    """(period, clinic, row, col) keys -> table per period, None for the totals ('all', 'total')."""
+    return {
+        c.key: (c.key[0], tuple(None if level in ("all", "total") else level for level in c.key[1:]))
+        for c in cells
+    }
 
 
 def report_network(rng, n_clinics, n_rows, n_cols, period):
@@ -38,7 +50,7 @@ def report_network(rng, n_clinics, n_rows, n_cols, period):
     return cells, equations, groups
 
 
-def main(n_clinics=40, n_periods=3, n_rows=6, n_cols=6):
+def main(n_clinics=40, n_periods=3, n_rows=6, n_cols=6, method="grid", check=1):
     rng = np.random.default_rng(20261207)
     all_cells, all_equations, all_groups = [], [], {}
     for p in range(n_periods):
@@ -47,15 +59,20 @@ def main(n_clinics=40, n_periods=3, n_rows=6, n_cols=6):
         all_equations += equations
         all_groups.update(groups)
     start = time.perf_counter()
-    marks = protect(all_cells, all_equations, 11, all_groups)
+    if method == "grid":
+        marks = protect_grid(all_cells, coordinates(all_cells), 11, all_groups)
+    else:
+        marks = protect(all_cells, all_equations, 11, all_groups)
     elapsed = time.perf_counter() - start
     primary = sum(m == "primary" for m in marks.values())
     complementary = sum(m == "complementary" for m in marks.values())
     print(
         f"{n_clinics} clinics x {n_rows}x{n_cols} x {n_periods} periods: {len(all_cells)} cells, "
-        f"{primary} primary, {complementary} complementary, protect {elapsed:.1f} s",
+        f"{primary} primary, {complementary} complementary, {method} {elapsed:.2f} s",
         flush=True,
     )
+    if not check:
+        return
     start = time.perf_counter()
     failures = audit(all_cells, all_equations, marks, 11)
     for clinic in sorted(set(all_groups.values())):
@@ -66,4 +83,4 @@ def main(n_clinics=40, n_periods=3, n_rows=6, n_cols=6):
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:]))
+    main(*(int(a) if a.isdigit() else a for a in sys.argv[1:]))

@@ -26,6 +26,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -265,3 +266,134 @@ def test_no_hidden_cell_can_be_narrowed_by_an_outsider(network):
         cells = [suppression.Cell(key=k, value=r["base"], patients=int(r["patients"])) for k, r in zip(keys, rows)]
         equations = [suppression.Equation(total=t, members=m) for t, m in report_cells.equations_of(keys)]
         assert suppression.audit(cells, equations, {k: marks[k] for k in keys}, MIN_CELL) == [], table_id
+
+
+def _line_equations(coordinates):
+    """Written here, apart from the code under test: every line of every grid, total = sum of the inner
+    cells present on it. coordinates: key -> (table, levels with None for a margin)."""
+    from clinic_outcomes.disclosure import suppression
+
+    at = {(table, levels): key for key, (table, levels) in coordinates.items()}
+    equations = []
+    for (table, levels), key in at.items():
+        for d, level in enumerate(levels):
+            if level is not None:
+                continue
+            members = tuple(other for (t, lv), other in at.items()
+                            if t == table and lv[d] is not None and lv[:d] + lv[d + 1:] == levels[:d] + levels[d + 1:])
+            if members:
+                equations.append(suppression.Equation(total=key, members=members))
+    return equations
+
+
+def _attack_relief(network, known_clinic):
+    """The relief tables' published hidden cells an attacker narrows too far (LP, attack.intervals), with the
+    unpublished four-way cells hidden from everyone but their clinic's manager."""
+    from clinic_outcomes.disclosure import suppression
+    from clinic_outcomes.disclosure.attack import Rule, intervals
+    from clinic_outcomes.report import figure_cells
+
+    con = network["con"]
+    cube = figure_cells.counts(con)
+    shown = network["cells"].filter(pl.col("table_id") == "relief_duration")
+    failures = []
+    for measure in ("episodes", "no_followup"):
+        cells, coordinates, marks, known = [], {}, {}, set()
+        for row in cube.to_dicts():
+            levels = (row["clinic_id"], row["condition"], row["aftercare"], row["clinician_role"])
+            key = ("cube", levels)
+            cells.append(suppression.Cell(key=key, value=float(row[measure]), patients=int(row[measure] > 0) * 99))
+            coordinates[key] = ("t", levels)
+            marks[key] = "complementary"
+            if known_clinic is not None and levels[0] == known_clinic:
+                known.add(key)
+        published = {}
+        for row in shown.filter(pl.col("measure") == measure).to_dicts():
+            table, levels = figure_cells.coordinates(tuple(row[c] for c in KEY))
+            published[("cube", levels)] = row["suppressed"]
+        for key, mark in published.items():
+            marks[key] = mark
+        if measure == "episodes":
+            for row in network["cells"].filter((pl.col("table_id") == "relief_comparison")
+                                               & (pl.col("measure") == "episodes")).to_dicts():
+                key = ("cube", figure_cells.coordinates(tuple(row[c] for c in KEY))[1])
+                published[key] = marks[key] = row["suppressed"]
+        tables = suppression._Tables(cells, _line_equations(coordinates))
+        hidden = np.asarray([bool(marks[k]) and k not in known for k in tables.keys])
+        # a network cell whose every episode is the known clinic's is her own data (cells.insiders): not checked
+        value = {k: c.value for k, c in zip([c.key for c in cells], cells)}
+        own = {k for k in published if known_clinic is not None and k[1][0] is None
+               and value.get(("cube", (known_clinic, *k[1][1:])), -1) == value[k]}
+        check = [i for i, k in enumerate(tables.keys) if hidden[i] and k in published and k not in own]
+        primary = np.asarray([marks[k] == "primary" for k in tables.keys])
+        found, _, _ = intervals(tables.network, hidden, check, primary, Rule(reach=float(MIN_CELL)))
+        failures += [(tables.keys[i], low, high) for i, low, high in found]
+    return failures
+
+
+KEY = ("table_id", "clinic_id", "period", "row_key", "col_key", "measure")
+
+
+def test_relief_cells_rest_on_enough_patients_recomputed(network):
+    """The relief tables' episodes and no-follow-up counts, recomputed with Polars from marts.relief_duration
+    and core.sessions: no shown cell under the minimum, every small one hidden, shown figures equal."""
+    con = network["con"]
+    episodes = con.sql("select session_id, clinic_id, condition, aftercare, duration_hours from marts.relief_duration"
+                       ).pl().join(con.sql("select session_id, patient_key from core.sessions").pl(), on="session_id")
+    episodes = episodes.with_columns(followed=pl.col("duration_hours").is_not_null())
+    expected = []
+    for clinic in [None, *episodes["clinic_id"].unique().to_list()]:
+        mine = episodes if clinic is None else episodes.filter(pl.col("clinic_id") == clinic)
+        groups = [("total", mine)]
+        for column in ("condition", "aftercare"):
+            for value in mine[column].unique().to_list():
+                groups.append((f"{column}:{value or 'not_recorded'}",
+                               mine.filter(pl.col(column).is_null() if value is None else pl.col(column) == value)))
+        for row_key, frame in groups:
+            for measure, rows in (("episodes", frame.filter("followed")), ("no_followup", frame.filter(~pl.col("followed")))):
+                expected.append({"clinic_id": "all" if clinic is None else clinic, "row_key": row_key, "measure": measure,
+                                 "patients": rows["patient_key"].n_unique(), "figure": float(rows.height)})
+    joined = network["cells"].filter(pl.col("table_id") == "relief_duration").join(
+        pl.DataFrame(expected), on=["clinic_id", "row_key", "measure"], how="inner")
+    assert joined.height >= len({(e["clinic_id"], e["row_key"]) for e in expected})  # every group was found
+    shown = joined.filter(pl.col("suppressed").is_null())
+    assert shown.filter((pl.col("patients") < MIN_CELL) & (pl.col("figure") > 0)).is_empty()
+    assert shown.filter(pl.col("value") != pl.col("figure")).is_empty()
+    small = joined.filter((pl.col("patients") > 0) & (pl.col("patients") < MIN_CELL))
+    assert small.height > 0 and small["suppressed"].null_count() == 0
+
+
+def test_no_hidden_relief_cell_can_be_narrowed_by_anyone(network):
+    clinics = [c for c in network["cells"]["clinic_id"].unique().to_list() if c != "all"]
+    for known in [None, *clinics]:
+        assert _attack_relief(network, known) == [], known
+
+
+def test_no_hidden_cell_of_the_agreed_tables_can_be_narrowed_by_a_manager(network):
+    """The LP audit for each clinic's manager (she knows every cell of her clinic, and her row of the
+    re-treatment table), with equations written in this test."""
+    from clinic_outcomes.disclosure import suppression
+    from clinic_outcomes.report import cells as report_cells
+
+    marks_frame = network["cells"]
+    con, as_of = network["con"], network["as_of"]
+    raw = report_cells.raw_cells(con, as_of)
+    marks = {tuple(r[c] for c in KEY): r["suppressed"] for r in marks_frame.to_dicts()}
+    base = raw.filter(~pl.col("measure").is_in(["mean_relief_points", "share"]))
+    clinics = sorted(set(base["clinic_id"]) - {"all"})
+    for table_id in ["relief_by_condition_role", "plan_completion", "adverse_events_by_role", "retreatments"]:
+        rows = base.filter(pl.col("table_id") == table_id).to_dicts()
+        keys = [tuple(r[c] for c in KEY) for r in rows]
+        cells = [suppression.Cell(key=k, value=r["base"], patients=int(r["patients"])) for k, r in zip(keys, rows)]
+        coordinates = {}
+        for k in keys:
+            clinic, row, col = (k[3], None, None) if table_id == "retreatments" else (k[1], k[3], k[4])
+            coordinates[k] = ((k[2], k[5]), tuple(None if v in ("all", "total") else v for v in (clinic, row, col)))
+        equations = _line_equations(coordinates)
+        for clinic in clinics:
+            known = [k for k in keys if clinic in (k[1], k[3] if table_id == "retreatments" else None)]
+            found = suppression.audit(cells, equations, {k: marks[k] for k in keys}, MIN_CELL, known=known)
+            # a network cell whose whole value is her clinic's cell is her own data (cells.insiders)
+            value = {c.key: c.value for c in cells}
+            found = [f for f in found if not (f[0][1] == "all" and value.get((f[0][0], clinic, *f[0][2:])) == value[f[0]])]
+            assert found == [], (table_id, clinic)

@@ -7,10 +7,13 @@ from typing import Any
 
 import polars as pl
 
-from clinic_outcomes.report.cells import MARGIN, NETWORK
-from clinic_outcomes.report.wording import COMPLETION_ORDER, EVENT_TYPES, Shown, hours_text, label_of
+from clinic_outcomes.report.cells import MARGIN, NETWORK, clinic_key, clinic_of_key
+from clinic_outcomes.report.wording import (
+    COMPLETION_ORDER, EVENT_TYPES, RELIEF_AT_HOURS, Shown, hours_text, label_of,
+)
 
 NOT_RECORDED = "not_recorded"
+NOT_ENOUGH_FOLLOWED = "not enough patients followed"
 
 
 def _order(keys: set[str], first: tuple[str, ...] = ()) -> list[str]:
@@ -45,6 +48,8 @@ class CellTables:
             return f"{int(value):,}"
         if render == "share":
             return f"{100 * value:.0f}%"
+        if render == "hours":
+            return hours_text(value)
         return f"{value:.1f}"
 
     def shown(self, key: tuple, kind: str) -> Shown:
@@ -67,7 +72,7 @@ class CellTables:
 
     @staticmethod
     def scope(clinic_id: str | None) -> str:
-        return NETWORK if clinic_id is None else clinic_id
+        return NETWORK if clinic_id is None else clinic_key(clinic_id)
 
     def relief_by_condition_role(self, clinic_id: str | None) -> dict[str, Any]:
         table_id, scope = "relief_by_condition_role", self.scope(clinic_id)
@@ -130,7 +135,7 @@ class CellTables:
         table_id = "adverse_events_by_role"
         clinics = sorted({key[1] for key in self.cells if key[0] == table_id and key[1] != NETWORK})
         return [
-            {"clinic_id": clinic, **{
+            {"clinic_id": clinic_of_key(clinic), **{
                 event: self.text((table_id, clinic, "all_time", event, MARGIN, "per_100_sessions"), "rate") or ""
                 for event in EVENT_TYPES
             }}
@@ -141,9 +146,9 @@ class CellTables:
         """Flags per clinic (the network table's rows; a clinic's report: its own row), recent and all time."""
         rows = _order(self._keys("retreatments", NETWORK, 3))
         if clinic_id is not None:
-            rows = [row for row in rows if row == clinic_id]
+            rows = [row for row in rows if row == clinic_key(clinic_id)]
         return [
-            {"clinic_id": row,
+            {"clinic_id": clinic_of_key(row),
              "recent": self.text(("retreatments", NETWORK, "last_30_days", row, MARGIN, "flags"), "count") or "",
              "total": self.text(("retreatments", NETWORK, "all_time", row, MARGIN, "flags"), "count") or ""}
             for row in rows
@@ -151,3 +156,80 @@ class CellTables:
                "recent": self.text(("retreatments", NETWORK, "last_30_days", MARGIN, MARGIN, "flags"), "count") or "",
                "total": self.text(("retreatments", NETWORK, "all_time", MARGIN, MARGIN, "flags"), "count") or ""}]
              if clinic_id is None else [])
+
+    # -- relief duration (R4): figure_cells.py ------------------------------------------------
+
+    def _relief_keys(self, table_id: str, scope: str) -> list[str]:
+        rows = self._keys(table_id, scope, 3)
+        out = []
+        for grouping in ("condition", "aftercare", "clinician_role"):
+            values = {row.partition(":")[2] for row in rows if row.startswith(grouping + ":")}
+            out += [f"{grouping}:{value}" for value in _order(values)]
+        return out
+
+    def relief_shown(self, table_id: str, clinic_id: str | None, row_key: str) -> bool:
+        """Whether the group's episodes (and so its curve and estimates) are shown."""
+        row = self.cells.get((table_id, self.scope(clinic_id), "all_time", row_key, MARGIN, "episodes"))
+        return row is not None and not row["suppressed"]
+
+    def _share_text(self, key: tuple, name: str, with_ci: bool, episodes: float | None) -> str:
+        row = self.cells.get((*key, name))
+        if row is None:
+            return ""
+        if row["suppressed"]:
+            return f"fewer than {self.min_cell}"
+        if row["value"] is None:
+            return NOT_ENOUGH_FOLLOWED if episodes else "none"
+        text = f"{100 * row['value']:.0f}%"
+        low, high = self.cells.get((*key, f"{name}_ci_low")), self.cells.get((*key, f"{name}_ci_high"))
+        if with_ci and low and high and low["value"] is not None and high["value"] is not None:
+            text += f" ({100 * low['value']:.0f}% to {100 * high['value']:.0f}%)"
+        return text
+
+    def relief_rows(self, clinic_id: str | None) -> list[dict[str, str]]:
+        """The relief table (the network's or a clinic's): the rows sections._relief_table_rows made, now
+        from marts.report_cells: all episodes, then each condition, then each aftercare advice."""
+        table_id, scope = "relief_duration", self.scope(clinic_id)
+        out = []
+        for row_key in [MARGIN, *self._relief_keys(table_id, scope)]:
+            key = (table_id, scope, "all_time", row_key, MARGIN)
+            episodes = self.cells.get((*key, "episodes"))
+            if episodes is None:
+                continue
+            grouping, _, value = row_key.partition(":")
+            label = "All needling sessions" if row_key == MARGIN else label_of(None if value == NOT_RECORDED else value)
+            median = self.cells.get((*key, "median_hours"))
+            hidden = bool(episodes["suppressed"])
+            ci = ""
+            if not hidden and median and median["value"] is not None:
+                low, high = self.cells.get((*key, "median_ci_low")), self.cells.get((*key, "median_ci_high"))
+                if low and low["value"] is not None:
+                    ci = f"{hours_text(low['value'])} to {hours_text(high['value'] if high else None)}"
+            out.append({
+                "label": label,
+                "group_by": "all" if row_key == MARGIN else grouping,
+                "episodes": self.text((*key, "episodes"), "count") or "",
+                "median": f"fewer than {self.min_cell}" if hidden else hours_text(median["value"] if median else None),
+                "ci": ci,
+                **{name: self._share_text(key, name, True, episodes["value"]) for name in RELIEF_AT_HOURS},
+                "no_followup": self.text((*key, "no_followup"), "count") or "",
+            })
+        return out
+
+    def relief_comparison(self, row_key: str) -> dict[str, Any]:
+        """One group of the network's hazard-ratio comparison: its texts (hidden: every figure hidden) and the
+        ratio's figures, from marts.report_cells."""
+        key = ("relief_comparison", NETWORK, "all_time", row_key, MARGIN)
+        episodes = self.cells.get((*key, "episodes"))
+        values = {m: (self.cells.get((*key, m)) or {}).get("value")
+                  for m in ("hazard_ratio", "hazard_ratio_ci_low", "hazard_ratio_ci_high", "factor_p")}
+        return {
+            "present": episodes is not None,
+            "hidden": episodes is None or bool(episodes["suppressed"]),
+            "episodes": self.text((*key, "episodes"), "count") or "",
+            "median": "" if episodes is None else f"fewer than {self.min_cell}" if episodes["suppressed"]
+            else hours_text((self.cells.get((*key, "median_hours")) or {}).get("value")),
+            "in_relief_72h": self._share_text(key, "in_relief_72h", False, episodes and episodes["value"]),
+            "in_relief_7d": self._share_text(key, "in_relief_7d", False, episodes and episodes["value"]),
+            **values,
+        }

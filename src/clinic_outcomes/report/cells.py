@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from clinic_outcomes.report import figure_cells
 from clinic_outcomes.report.wording import RETREATMENT_LIST_DAYS
 from clinic_outcomes.settings import Settings
 from clinic_outcomes.warehouse import apply_comments, sql_text
@@ -41,13 +42,18 @@ DERIVED = {
     ("relief_by_condition_role", "mean_relief_points"): "sessions",
     ("plan_completion", "share"): "plans",
     ("headline", "adverse_per_100"): "needling_sessions",
+    **figure_cells.DERIVED,
 }
+RELIEF_TABLES = (figure_cells.RELIEF, figure_cells.COMPARISON)  # protected together (figure_cells.py)
 # Figures that do not add up from the clinics' to the network's (a patient seen in two clinics; a median).
 NOT_ADDITIVE = {("headline", "patients"), ("headline", "median_relief")}
 # ReportData buckets -> report_cells periods
 PERIODS = {"current": "last_30_days", "previous": "previous_30_days"}
 NETWORK = "all"
 MARGIN = "total"
+# A real clinic whose id is a reserved key (or starts with the escape) is keyed 'clinic:<id>' (clinic_key).
+ESCAPE = "clinic:"
+RESERVED = frozenset({NETWORK, MARGIN})
 KEY_COLUMNS = ("table_id", "clinic_id", "period", "row_key", "col_key", "measure")
 SUPPRESSION_MODULE = "clinic_outcomes.disclosure.suppression"
 
@@ -56,13 +62,42 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str, str, str, str, str]
 
 
+def clinic_key(clinic_id: str) -> str:
+    """The key of a real clinic in marts.report_cells' clinic_id (and in the rows of a table of clinics):
+    its id, unless the id is 'all' or 'total' (the network's and the margins' keys) or starts with
+    'clinic:', which get 'clinic:' in front. One-to-one (an id starting with 'clinic:' is escaped too), so
+    clinic_id = 'all' is always the network and no clinic's cells mix with the network's or a margin."""
+    return ESCAPE + clinic_id if clinic_id in RESERVED or clinic_id.startswith(ESCAPE) else clinic_id
+
+
+def clinic_of_key(key: str) -> str | None:
+    """The clinic id behind a clinic_key; None for the network ('all')."""
+    if key == NETWORK:
+        return None
+    return key[len(ESCAPE):] if key.startswith(ESCAPE) else key
+
+
+def _decode(column: str, reserved: str) -> pl.Expr:
+    """The SQL marks a real clinic with '=' in front (grouping() tells the network and the margin apart):
+    '=' + id -> clinic_key(id); anything else is the reserved key."""
+    value = pl.col(column)
+    real = value.str.strip_prefix("=")
+    escaped = pl.when(real.is_in(list(RESERVED)) | real.str.starts_with(ESCAPE)).then(ESCAPE + real).otherwise(real)
+    return pl.when(value.str.starts_with("=")).then(escaped).otherwise(pl.lit(reserved)).alias(column)
+
+
 def raw_cells(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> pl.DataFrame:
     """Every table's figures before suppression: KEY_COLUMNS, base, patients, figure."""
     params = {"as_of": as_of, "list_days": RETREATMENT_LIST_DAYS}
     frames = []
     for table_id in TABLE_IDS:
         query = sql_text(f"report/cells_{table_id}")
-        frames.append(con.sql(query, params={k: v for k, v in params.items() if f"${k}" in query}).pl())
+        frame = con.sql(query, params={k: v for k, v in params.items() if f"${k}" in query}).pl()
+        if table_id == "retreatments":
+            frame = frame.with_columns(_decode("row_key", MARGIN))
+        else:
+            frame = frame.with_columns(_decode("clinic_id", NETWORK))
+        frames.append(frame)
     return pl.concat(frames, how="vertical_relaxed").sort(KEY_COLUMNS)
 
 
@@ -103,7 +138,7 @@ def headline_cells(data: Any, months: list[str]) -> pl.DataFrame:
             for measure, (base, patients, figure) in figures.items():
                 if not patients:
                     continue
-                out.append({"table_id": "headline", "clinic_id": NETWORK if clinic is None else clinic,
+                out.append({"table_id": "headline", "clinic_id": NETWORK if clinic is None else clinic_key(clinic),
                             "period": period, "row_key": MARGIN, "col_key": MARGIN, "measure": measure,
                             "base": float(base), "patients": int(patients),
                             "figure": None if figure is None else float(figure)})
@@ -151,12 +186,11 @@ def equations_of(keys: list[Key]) -> list[tuple[Key, tuple[Key, ...]]]:
 def insiders(keys: list[Key], equations: list[tuple[Key, tuple[Key, ...]]]) -> dict[Key, str]:
     """The clinic whose manager knows each cell: every cell of her clinic's tables, her row in a table of
     clinics, and a network cell that only her clinic's cell adds up to (the same figure as her own)."""
-    clinics = {key[1] for key in keys if key[1] != NETWORK}
     known: dict[Key, str] = {}
     for key in keys:
         if key[1] != NETWORK:
             known[key] = key[1]
-        elif key[0] == "retreatments" and key[3] in clinics:
+        elif key[0] == "retreatments" and key[3] != MARGIN:  # its rows are clinics (clinic_key)
             known[key] = key[3]
     for total, members in equations:
         owners = {known.get(member) for member in members}
@@ -165,41 +199,107 @@ def insiders(keys: list[Key], equations: list[tuple[Key, tuple[Key, ...]]]) -> d
     return known
 
 
+def coordinates_of(keys: list[Key]) -> dict[Key, tuple[tuple, tuple]]:
+    """Each cell's table and its levels (clinic, row, column; None for 'all' and 'total') for
+    hypercube.protect_grid: one table per table_id, period and measure (a figure that does not add up from
+    the clinics' to the network's is a table per clinic). The equations protect_grid implies are exactly
+    equations_of's."""
+    out = {}
+    for key in keys:
+        table_id, clinic_id, period, row_key, col_key, measure = key
+        alone = (table_id, measure) in NOT_ADDITIVE  # a table per clinic: no clinic dimension
+        table = (table_id, period, measure) + ((clinic_id,) if alone else ())
+        levels = (None if clinic_id == NETWORK or alone else clinic_id, None if row_key == MARGIN else row_key,
+                  None if col_key == MARGIN else col_key)
+        out[key] = (table, levels)
+    return out
+
+
 def _protect_table(suppression: Any, rows: list[dict[str, Any]], min_cell: int) -> dict[Key, str | None]:
-    """The marks of one table_id's cells (equations never cross tables). Should protect() find no safe
-    pattern (DisclosureError), every cell of the table is hidden: a blank table, never an unsafe one."""
+    """The marks of one table_id's cells (equations never cross tables): hypercube.protect_grid; where it
+    finds no cube for some cell, suppression.protect (LP, slower, no structure needed); should that find no
+    safe pattern either (DisclosureError), every cell of the table is hidden: a blank table, never an unsafe
+    one. A `suppression` passed in (tests: a primary-only stand-in) replaces both."""
+    from clinic_outcomes.disclosure import hypercube
+
     keys: list[Key] = [tuple(row[c] for c in KEY_COLUMNS) for row in rows]
-    cells = [
-        suppression.Cell(key=key, value=row["base"], patients=int(row["patients"])) for key, row in zip(keys, rows)
-    ]
+    module = suppression or importlib.import_module(SUPPRESSION_MODULE)
+    cells = [module.Cell(key=key, value=row["base"], patients=int(row["patients"])) for key, row in zip(keys, rows)]
     pairs = equations_of(keys)
-    equations = [suppression.Equation(total=total, members=members) for total, members in pairs]
     groups = insiders(keys, pairs)
+    errors = (getattr(module, "DisclosureError", RuntimeError),)
+    if suppression is None:
+        try:
+            return hypercube.protect_grid(cells, coordinates_of(keys), min_cell, groups=groups)
+        except errors as error:
+            log.info("report_cells: %s; %s falls back to the LP search", error, keys[0][0])
+    equations = [module.Equation(total=total, members=members) for total, members in pairs]
     try:
-        return suppression.protect(cells, equations, min_cell, groups=groups or None)
-    except getattr(suppression, "DisclosureError", RuntimeError) as error:
+        return module.protect(cells, equations, min_cell, groups=groups or None)
+    except errors as error:
         log.warning("report_cells: %s; every cell of %s is suppressed", error, keys[0][0] if keys else "?")
         return {
             cell.key: "primary" if 0 < cell.patients < min_cell else "complementary" for cell in cells
         }
 
 
-def suppress(raw: pl.DataFrame, min_cell: int, suppression: Any = None) -> pl.DataFrame:
-    """The cells as marts.report_cells holds them: value null where suppressed, and why."""
-    suppression = suppression or importlib.import_module(SUPPRESSION_MODULE)
+def _protect_relief(rows: list[dict[str, Any]], hidden: list, min_cell: int, suppression: Any) -> dict[Key, str | None]:
+    """The relief tables (figure_cells): one four-way table with unpublished cells, by protect_grid; should it
+    find no cube, every cell is hidden (the LP search has no notion of unpublished cells). A `suppression`
+    passed in (tests: the primary-only stand-in) replaces it."""
+    from clinic_outcomes.disclosure import hypercube
+    from clinic_outcomes.disclosure.suppression import Cell, DisclosureError
+
+    keys: list[Key] = [tuple(row[c] for c in KEY_COLUMNS) for row in rows]
+    if suppression is not None:
+        cells = [suppression.Cell(key=k, value=r["base"], patients=int(r["patients"])) for k, r in zip(keys, rows)]
+        return suppression.protect(cells, [], min_cell)
+    cells = [Cell(key=k, value=r["base"], patients=int(r["patients"])) for k, r in zip(keys, rows)]
+    coordinates = {key: figure_cells.coordinates(key) for key in keys}
+    for key, where, value in hidden:
+        cells.append(Cell(key=key, value=value, patients=0 if value == 0 else min_cell))
+        coordinates[key] = where
+    groups = {key: key[1] for key in keys if key[1] != NETWORK}
+    # a manager knows her own clinic's unpublished cells too (her own data)
+    groups.update({key: where[1][0] for key, where, _ in hidden if where[1][0] is not None})
+    try:
+        marks = hypercube.protect_grid(cells, coordinates, min_cell, groups=groups,
+                                       unpublished={key for key, _, _ in hidden})
+    except DisclosureError as error:
+        log.warning("report_cells: %s; every relief cell is suppressed", error)
+        return {key: "primary" if 0 < row["patients"] < min_cell else "complementary" for key, row in zip(keys, rows)}
+    return {key: marks[key] for key in keys}
+
+
+def suppress(raw: pl.DataFrame, min_cell: int, suppression: Any = None, relief_hidden: list | None = None
+             ) -> pl.DataFrame:
+    """The cells as marts.report_cells holds them: value null where suppressed, and why. `relief_hidden`:
+    the relief tables' unpublished cells (figure_cells.raw_relief_cells)."""
     rows = raw.to_dicts()
     by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        if (row["table_id"], row["measure"]) not in DERIVED:
-            by_table[row["table_id"]].append(row)
+        key = tuple(row[c] for c in KEY_COLUMNS)
+        if (row["table_id"], row["measure"]) in DERIVED:
+            continue
+        if row["table_id"] in RELIEF_TABLES:
+            if figure_cells.mark_source(key) == key:
+                by_table[figure_cells.PROTECTION_GROUP].append(row)
+            continue
+        by_table[row["table_id"]].append(row)
     marks: dict[Key, str | None] = {}
-    for table_rows in by_table.values():
-        marks.update(_protect_table(suppression, table_rows, min_cell))
+    for table_id, table_rows in by_table.items():
+        if table_id == figure_cells.PROTECTION_GROUP:
+            marks.update(_protect_relief(table_rows, relief_hidden or [], min_cell, suppression))
+        else:
+            marks.update(_protect_table(suppression, table_rows, min_cell))
     out = []
     for row in rows:
-        measure = DERIVED.get((row["table_id"], row["measure"]), row["measure"])
-        key = (row["table_id"], row["clinic_id"], row["period"], row["row_key"], row["col_key"], measure)
-        mark = marks[key]
+        key = tuple(row[c] for c in KEY_COLUMNS)
+        if row["table_id"] in RELIEF_TABLES:
+            source = figure_cells.mark_source(key)
+        else:
+            source = (*key[:5], DERIVED.get((row["table_id"], row["measure"]), row["measure"]))
+        mark = marks[source]
         out.append({**{c: row[c] for c in KEY_COLUMNS}, "value": None if mark else row["figure"], "suppressed": mark})
     schema = {**{c: pl.String for c in KEY_COLUMNS}, "value": pl.Float64, "suppressed": pl.String}
     return pl.DataFrame(out, schema=schema, orient="row")
@@ -217,8 +317,11 @@ def build_report_cells(con: duckdb.DuckDBPyConnection, *, settings: Settings, as
     if data is None:
         with queries.prepared(con, as_of):
             data = queries.load(con, as_of, None, with_cells=False)
-    raw = pl.concat([raw_cells(con, as_of), headline_cells(data, queries.months_of(as_of))], how="vertical_relaxed")
-    cells = suppress(raw, settings.rules.min_cell_patients, suppression)
+    min_cell = settings.rules.min_cell_patients
+    relief, relief_hidden = figure_cells.raw_relief_cells(con, data, min_cell)
+    raw = pl.concat([raw_cells(con, as_of), headline_cells(data, queries.months_of(as_of)), relief],
+                    how="vertical_relaxed")
+    cells = suppress(raw, min_cell, suppression, relief_hidden)
     con.register("report_cells_frame", cells)
     try:
         con.execute("create or replace table marts.report_cells as select * from report_cells_frame")

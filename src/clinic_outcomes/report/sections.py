@@ -19,8 +19,8 @@ from clinic_outcomes.report.cells import PERIODS
 from clinic_outcomes.report.charts import Series, funnel_chart, line_chart, month_ticks, nice_ceiling, relief_chart
 from clinic_outcomes.report.queries import ReportData, months_of
 from clinic_outcomes.report.wording import (
-    EVENT_TYPES, REASON_ORDER, RELIEF_AT_HOURS, RETREATMENT_LIST_DAYS, RETREATMENT_LIST_MAX,
-    Formatter, Shown, change_text, hours_text, label_of,
+    EVENT_TYPES, REASON_ORDER, RETREATMENT_LIST_DAYS, RETREATMENT_LIST_MAX,
+    Formatter, Shown, change_text, label_of,
 )
 from clinic_outcomes.settings import Settings
 
@@ -45,54 +45,6 @@ def month_title(label: str) -> str:
 
 def safe_div(numerator: float | None, denominator: float | None) -> float | None:
     return None if not denominator else (numerator or 0) / denominator
-
-
-NOT_ENOUGH_FOLLOWED = "not enough patients followed"
-
-
-def _in_relief_text(row: dict[str, Any], name: str, fmt: Formatter, with_ci: bool) -> str:
-    """An in-relief share with its 95% interval; marts.relief_summary leaves the share null when fewer than
-    min_cell_patients patients are still followed then (the estimate would be carried forward, not observed):
-    "not enough patients followed", not a number."""
-    patients = row.get("patients")
-    value = row.get(name)
-    shown = fmt.share(value, patients)
-    if shown.suppressed:
-        return shown.text
-    if value is None:
-        return NOT_ENOUGH_FOLLOWED if row.get("episodes") else shown.text
-    low, high = row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high")
-    if with_ci and low is not None and high is not None:
-        return f"{shown.text} ({fmt.share(low, patients).text} to {fmt.share(high, patients).text})"
-    return shown.text
-
-
-def _relief_table_rows(summary_rows: list[dict[str, Any]], fmt: Formatter, with_ci: bool,
-                       share_ci: bool = True) -> list[dict[str, Any]]:
-    """The relief table's rows. share_ci: show the in-relief shares' 95% intervals (marts.relief_summary's
-    patient-clustered band; a clinic's own estimates (estimates.ClinicSurvival) carry no clustered band, so
-    its report shows the shares alone)."""
-    rows = []
-    for row in summary_rows:
-        patients = row.get("patients")
-        median = fmt.hours(row.get("median_hours"), patients)
-        if with_ci and not median.suppressed and row.get("median_hours") is not None:
-            low = row.get("median_ci_low")
-            high = row.get("median_ci_high")
-            ci = f"{hours_text(low)} to {hours_text(high)}" if low is not None else ""
-        else:
-            ci = ""
-        rows.append(
-            {
-                "label": row["label"],
-                "episodes": fmt.count(row.get("episodes"), patients).text,
-                "median": median.text,
-                "ci": ci,
-                **{name: _in_relief_text(row, name, fmt, share_ci) for name in RELIEF_AT_HOURS},
-                "no_followup": fmt.count(row.get("no_followup"), patients).text if "no_followup" in row else "",
-            }
-        )
-    return rows
 
 
 def _scoped(rows: list[dict[str, Any]], clinic_id: str | None) -> list[dict[str, Any]]:
@@ -122,7 +74,7 @@ class Builder:
 
     def _metrics(self, clinic_id: str | None, bucket: str) -> dict[str, Shown]:
         """The headline figures of one clinic (or the network) and bucket, as marts.report_cells holds them."""
-        scope = "all" if clinic_id is None else clinic_id
+        scope = self.tables.scope(clinic_id)
         period = PERIODS.get(bucket, f"month:{bucket}")
         return {
             measure: self.tables.shown(("headline", scope, period, "total", "total", measure), kind)
@@ -200,51 +152,48 @@ class Builder:
                 if found["sessions"] else "none"}
 
     def relief(self, clinic_id: str | None) -> dict[str, Any]:
+        """Relief duration (R4): the table from marts.report_cells (figure_cells.py: the network's and each
+        clinic's rows alike, with the in-relief shares' intervals and the "still followed" floor); a curve
+        is drawn only for a group whose episodes the mart shows."""
         fmt = self.fmt
-        if clinic_id is None:
-            summary = self.data.relief_summary
-            patients = {(r["group_by"], r["group_value"]): r["patients"] for r in summary}
-            charts = []
-            for group_by, title in (("condition", "by condition"), ("aftercare", "by aftercare advice")):
-                curves = self.data.network_curves.filter(pl.col("group_by") == group_by)
-                group_patients = {value: n for (by, value), n in patients.items() if by == group_by}
-                charts.append(relief_chart(curves, group_patients, "group_value", fmt, f"Still in relief {title}", self.max_hours))
-            table = []
-            for group_by in ("all", "condition", "aftercare"):
-                for row in sorted((r for r in summary if r["group_by"] == group_by), key=lambda r: (r["group_value"] is None, str(r["group_value"]))):
-                    label = "All needling sessions" if group_by == "all" else label_of(row["group_value"])
-                    table.append({**row, "label": label})
-            return {
-                "charts": charts,
-                "table": _relief_table_rows(table, fmt, with_ci=True),
-                "with_ci": True,
-                "comparison": self._relief_comparison(),
-            }
-
-        charts, table = [], []
-        overall = self.data.survival.clinic(clinic_id, None)
-        table.extend(overall["rows"])
+        table = self.tables.relief_rows(clinic_id)
+        charts = []
         for group_column, title in (("condition", "by condition"), ("aftercare", "by aftercare advice")):
-            km = self.data.survival.clinic(clinic_id, group_column)
-            table.extend(km["rows"])
-            charts.append(relief_chart(km["curves"], km["patients"], group_column, fmt, f"Still in relief {title}", self.max_hours))
-        # The Cox comparison is a network figure: per clinic, most groups fall under the minimum cell.
-        return {"charts": charts, "table": _relief_table_rows(table, fmt, with_ci=True, share_ci=False), "with_ci": True,
-                "comparison": []}
+            if clinic_id is None:
+                curves = self.data.network_curves.filter(pl.col("group_by") == group_column)
+                value_column = "group_value"
+            else:
+                curves = self.data.survival.clinic(clinic_id, group_column)["curves"]
+                value_column = group_column
+            values = curves[value_column].unique().to_list() if curves.height else []
+            shown = {
+                value: fmt.min_cell if self.tables.relief_shown(
+                    "relief_duration", clinic_id, f"{group_column}:{'not_recorded' if value is None else value}") else 1
+                for value in values
+            }
+            charts.append(relief_chart(curves, shown, value_column, fmt, f"Still in relief {title}", self.max_hours))
+        return {
+            "charts": charts,
+            "table": table,
+            "with_ci": True,
+            # The Cox comparison is a network figure: per clinic, most groups fall under the minimum cell.
+            "comparison": self._relief_comparison() if clinic_id is None else [],
+        }
 
     def _relief_comparison(self) -> list[dict[str, Any]]:
-        """Relief duration by aftercare advice and by clinician role (marts.relief_comparison): each group's
-        hazard ratio of relapse against the reference group, with its 95% interval, and the factor's p-value,
-        from a Cox model with a cluster-robust variance (patients as clusters). Worded as associations: advice
-        and clinician were not assigned at random. A group outside the comparison (too few patients, or
-        aftercare not recorded) shows no ratio."""
+        """Relief duration by aftercare advice and by clinician role (marts.relief_comparison, its figures as
+        marts.report_cells holds them): each group's hazard ratio of relapse against the reference group,
+        with its 95% interval, and the factor's p-value, from a Cox model with a cluster-robust variance
+        (patients as clusters). Worded as associations: advice and clinician were not assigned at random. A
+        group outside the comparison (too few patients, or aftercare not recorded) shows no ratio."""
         factors = []
         for factor, title, noun in (("aftercare", "By aftercare advice", "advice"),
                                     ("clinician_role", "By clinician role", "clinician role")):
             rows = [r for r in self.data.relief_comparison if r["factor"] == factor]
             if not rows:
                 continue
-            p_value = next((r["factor_p"] for r in rows if r.get("factor_p") is not None), None)
+            figures = [self.tables.relief_comparison(f"{factor}:{_group_key(r['group_value'])}") for r in rows]
+            p_value = next((f["factor_p"] for f in figures if not f["hidden"] and f["factor_p"] is not None), None)
             if p_value is None:
                 verdict = "Too few patients in at least two groups to compare them."
             else:
@@ -257,31 +206,28 @@ class Builder:
                 )
                 verdict = f"p-value {shown} (all compared groups alike): {meaning}."
             factors.append({"title": title, "verdict": verdict,
-                            "rows": [self._comparison_row(r, p_value is not None) for r in rows]})
+                            "rows": [self._comparison_row(r, f, p_value is not None) for r, f in zip(rows, figures)]})
         return factors
 
-    def _comparison_row(self, r: dict[str, Any], compared: bool) -> dict[str, Any]:
-        fmt = self.fmt
-        patients = r["patients"]
-        hazard = fmt.count(patients, patients)  # suppressed exactly when the group's other figures are
-        if hazard.suppressed:
-            ratio = hazard.text
+    def _comparison_row(self, r: dict[str, Any], figures: dict[str, Any], compared: bool) -> dict[str, Any]:
+        if figures["hidden"]:
+            ratio = f"fewer than {self.fmt.min_cell}"
         elif not compared or not r.get("in_comparison"):
             ratio = "not compared"
         elif r.get("is_reference"):
             ratio = "1 (reference)"
-        elif r.get("hazard_ratio") is None:
+        elif figures["hazard_ratio"] is None:
             ratio = "not estimated"
         else:
-            ratio = f"{r['hazard_ratio']:.2f}"
-            if r.get("hazard_ratio_ci_low") is not None and r.get("hazard_ratio_ci_high") is not None:
-                ratio += f" ({r['hazard_ratio_ci_low']:.2f} to {r['hazard_ratio_ci_high']:.2f})"
+            ratio = f"{figures['hazard_ratio']:.2f}"
+            if figures["hazard_ratio_ci_low"] is not None and figures["hazard_ratio_ci_high"] is not None:
+                ratio += f" ({figures['hazard_ratio_ci_low']:.2f} to {figures['hazard_ratio_ci_high']:.2f})"
         return {
             "label": label_of(r["group_value"]),
-            "episodes": fmt.count(r["episodes"], patients).text,
-            "median": fmt.hours(r["median_hours"], patients).text,
-            "in_relief_72h": _in_relief_text(r, "in_relief_72h", fmt, False),
-            "in_relief_7d": _in_relief_text(r, "in_relief_7d", fmt, False),
+            "episodes": figures["episodes"],
+            "median": figures["median"],
+            "in_relief_72h": figures["in_relief_72h"],
+            "in_relief_7d": figures["in_relief_7d"],
             "hazard_ratio": ratio,
         }
 
@@ -429,6 +375,11 @@ class Builder:
             retreatment=self.retreatment(clinic_id), plans=self.plans(clinic_id), safety=self.safety(clinic_id),
             trends=self.trends(clinic_id), adjusted=self.adjusted(clinic_id),
         )
+
+
+def _group_key(value: Any) -> str:
+    """A group's value as the relief cells' row keys hold it (a null is 'not_recorded')."""
+    return "not_recorded" if value is None else str(value)
 
 
 def anchor_of(text: str) -> str:

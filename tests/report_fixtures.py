@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
 import re
-import zlib
 from collections.abc import Hashable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import duckdb
 
 from clinic_outcomes import warehouse
-from clinic_outcomes.settings import Rules, Settings
+from clinic_outcomes.settings import Rules, Settings, load_settings
 
 UTC = dt.timezone.utc
 AS_OF = dt.date(2026, 11, 23)
@@ -358,42 +357,13 @@ def _text(fragment: str) -> str:
 
 
 def pdf_text(pdf: bytes) -> str:
-    """The text drawn in a WeasyPrint PDF, good enough to search for strings.
+    """The text of a PDF, page after page, as pypdf extracts it (fonts' ToUnicode maps, ligatures such as
+    "fi" back to their letters). A home-made extractor here missed whole text objects of WeasyPrint's PDFs."""
+    import io
 
-    Text is drawn as glyph ids (`<0012003a> Tj` / TJ arrays); each font's ToUnicode
-    map turns them back into characters. Which font a run uses is not tracked:
-    every run is decoded with every map, which can only add text, never hide it.
-    """
-    streams = []
-    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
-        try:
-            streams.append(zlib.decompress(match.group(1)))
-        except zlib.error:
-            streams.append(match.group(1))
-    maps: list[dict[int, str]] = []
-    for stream in streams:
-        if b"begincmap" not in stream:
-            continue
-        mapping: dict[int, str] = {}
-        for block in re.findall(rb"beginbfchar(.*?)endbfchar", stream, re.S):
-            for source, target in re.findall(rb"<([0-9a-fA-F]+)>\s*<([0-9a-fA-F]+)>", block):
-                mapping[int(source, 16)] = bytes.fromhex(target.decode()).decode("utf-16-be", "replace")
-        for block in re.findall(rb"beginbfrange(.*?)endbfrange", stream, re.S):
-            for low, high, target in re.findall(rb"<([0-9a-fA-F]+)>\s*<([0-9a-fA-F]+)>\s*<([0-9a-fA-F]+)>", block):
-                start = int(target, 16)
-                for offset, code in enumerate(range(int(low, 16), int(high, 16) + 1)):
-                    mapping[code] = chr(start + offset)
-        maps.append(mapping)
-    runs = []
-    for stream in streams:
-        for text_object in re.findall(rb"BT(.*?)ET", stream, re.S):
-            runs.append(b"".join(re.findall(rb"<([0-9a-fA-F]+)>", text_object)))
-    decoded = []
-    for run in runs:
-        codes = [int(run[i:i + 4], 16) for i in range(0, len(run), 4)]
-        for mapping in maps:
-            decoded.append("".join(mapping.get(code, "\ufffd") for code in codes))
-    return "\n".join(decoded)
+    import pypdf
+
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
 
 
 def assert_absent(text: str, where: str) -> None:
@@ -464,3 +434,34 @@ def every_report(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: d
     """The network's report, then every clinic's, one after the other: a section found by its scope is the
     first with it, so "network" is the network report's and each clinic's is its own report's."""
     return "\n".join(reports(con, settings=settings, as_of=as_of, **kwargs).values())
+
+
+def generated_network(root: Path, patients: int) -> tuple:
+    """A generated network of `patients` patients through exports -> load -> core -> quality -> marts ->
+    ops.runs, as the nightly flow does, minus validation: (connection, settings, as-of date, exports folder)."""
+    from clinic_outcomes.core import build as core_build
+    from clinic_outcomes.loading import keys, load
+    from clinic_outcomes.metrics import marts
+    from clinic_outcomes.publishing import publish
+    from clinic_outcomes.publishing.runs import write_ops_runs
+    from clinic_outcomes.quality import tables as quality_tables
+    from clinic_outcomes.synthetic.generate import generate
+    from clinic_outcomes.warehouse import connect, run_sql, set_variables
+
+    exports = root / "exports"
+    summary = generate(exports, patients=patients)
+    as_of = summary.end_date + dt.timedelta(days=1)
+    settings = load_settings(str(exports / "settings.toml") if (exports / "settings.toml").exists() else None)
+    path = root / "warehouse.duckdb"
+    con = connect(path)
+    set_variables(con, settings, as_of)
+    load.prepare(con, settings, as_of, 1)
+    load.load_exports(con, exports, secret=keys.load_key(path), run_id=1)
+    core_build.build_core(con)
+    quality_tables.build(con, settings, as_of)
+    run_sql(con, "ddl/quality_expectation_results")
+    marts.compute_marts(con, settings, as_of)
+    record = publish.RunRecord(run_id=1, started_at="2026-11-24T02:00:00+00:00", as_of=as_of.isoformat(),
+                               status="published")
+    write_ops_runs(con, publish.RunJournal(path), record)
+    return con, settings, as_of, exports

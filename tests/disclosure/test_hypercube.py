@@ -24,14 +24,12 @@ import numpy as np
 import pytest
 from disclosure_tables import TOTAL, network, two_way
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
-from test_properties import attackers, integer_intervals
+from test_properties import attackers, integer_intervals, networks
 
 from clinic_outcomes.disclosure import Cell, DisclosureError, audit
 from clinic_outcomes.disclosure.hypercube import protect_grid
 
 MIN_CELL = 11
-values = st.one_of(st.just(0), st.integers(1, 10), st.integers(11, 60))
 
 
 def grid_coordinates(cells):
@@ -47,15 +45,6 @@ def grid_coordinates(cells):
 def two_way_coordinates(cells):
     return {c.key: (c.key[0], (None if c.key[1] == TOTAL else c.key[1], None if c.key[2] == TOTAL else c.key[2]))
             for c in cells}
-
-
-@st.composite
-def networks(draw, max_clinics=5, max_rows=5, max_cols=4):
-    n_clinics = draw(st.integers(2, max_clinics))
-    n_rows, n_cols = draw(st.integers(2, max_rows)), draw(st.integers(2, max_cols))
-    return network(
-        {f"k{k}": [[draw(values) for _ in range(n_cols)] for _ in range(n_rows)] for k in range(n_clinics)}
-    )
 
 
 def assert_safe(cells, equations, groups, marks):

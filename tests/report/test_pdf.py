@@ -20,7 +20,6 @@ Mutants tried (each made a test here fail):
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import html as html_module
 import re
 from pathlib import Path
@@ -32,41 +31,9 @@ from clinic_outcomes.report import print_report
 from clinic_outcomes.report.render import (
     build_html, build_print_documents, build_print_html, render_report, safe_file_stem,
 )
-from clinic_outcomes.settings import load_settings
 
 NETWORK_PAGES = 4
 CLINIC_PAGES = 2
-
-
-def _pipeline(root: Path, patients: int) -> tuple:
-    """Exports -> load -> core -> quality -> marts -> ops.runs, as the nightly flow does, minus validation
-    (the steps of test_report_disclosure's fixture)."""
-    from clinic_outcomes.core import build as core_build
-    from clinic_outcomes.loading import keys, load
-    from clinic_outcomes.metrics import marts
-    from clinic_outcomes.publishing import publish
-    from clinic_outcomes.publishing.runs import write_ops_runs
-    from clinic_outcomes.quality import tables as quality_tables
-    from clinic_outcomes.synthetic.generate import generate
-    from clinic_outcomes.warehouse import connect, run_sql, set_variables
-
-    exports = root / "exports"
-    summary = generate(exports, patients=patients)
-    as_of = summary.end_date + dt.timedelta(days=1)
-    settings = load_settings(str(exports / "settings.toml"))
-    path = root / "warehouse.duckdb"
-    con = connect(path)
-    set_variables(con, settings, as_of)
-    load.prepare(con, settings, as_of, 1)
-    load.load_exports(con, exports, secret=keys.load_key(path), run_id=1)
-    core_build.build_core(con)
-    quality_tables.build(con, settings, as_of)
-    run_sql(con, "ddl/quality_expectation_results")
-    marts.compute_marts(con, settings, as_of)
-    record = publish.RunRecord(run_id=1, started_at="2026-11-24T02:00:00+00:00", as_of=as_of.isoformat(),
-                               status="published")
-    write_ops_runs(con, publish.RunJournal(path), record)
-    return con, settings, as_of, exports
 
 
 def _identifiers(exports: Path) -> set[str]:
@@ -107,7 +74,7 @@ def network(request, tmp_path_factory):
 
     patients = DEMO_PATIENTS if request.param == "demo" else request.param
     root = tmp_path_factory.mktemp(f"pdf-{request.param}")
-    con, settings, as_of, exports = _pipeline(root, patients)
+    con, settings, as_of, exports = rf.generated_network(root, patients)
     render_report(con, settings=settings, as_of=as_of, out_dir=root / "reports", data_docs_href=None)
     printed = build_print_documents(con, settings=settings, as_of=as_of)
     clinics = [scope for scope in printed if scope is not None]

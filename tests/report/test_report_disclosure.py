@@ -22,9 +22,7 @@ Mutants tried (each made a test here fail):
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -32,44 +30,13 @@ import pytest
 
 import report_fixtures as rf
 from clinic_outcomes.report.render import safe_file_stem
-from clinic_outcomes.settings import load_settings
 
 MIN_CELL = 11
 
 
-def _pipeline(root: Path, patients: int) -> tuple:
-    """Exports -> load -> core -> quality -> marts -> ops.runs, as the nightly flow does, minus validation."""
-    from clinic_outcomes.core import build as core_build
-    from clinic_outcomes.loading import keys, load
-    from clinic_outcomes.metrics import marts
-    from clinic_outcomes.publishing import publish
-    from clinic_outcomes.publishing.runs import write_ops_runs
-    from clinic_outcomes.quality import tables as quality_tables
-    from clinic_outcomes.synthetic.generate import generate
-    from clinic_outcomes.warehouse import connect, run_sql, set_variables
-
-    exports = root / "exports"
-    summary = generate(exports, patients=patients)
-    as_of = summary.end_date + dt.timedelta(days=1)
-    settings = load_settings(str(exports / "settings.toml") if (exports / "settings.toml").exists() else None)
-    path = root / "warehouse.duckdb"
-    con = connect(path)
-    set_variables(con, settings, as_of)
-    load.prepare(con, settings, as_of, 1)
-    load.load_exports(con, exports, secret=keys.load_key(path), run_id=1)
-    core_build.build_core(con)
-    quality_tables.build(con, settings, as_of)
-    run_sql(con, "ddl/quality_expectation_results")
-    marts.compute_marts(con, settings, as_of)
-    record = publish.RunRecord(run_id=1, started_at="2026-11-24T02:00:00+00:00", as_of=as_of.isoformat(),
-                               status="published")
-    write_ops_runs(con, publish.RunJournal(path), record)
-    return con, settings, as_of
-
-
 @pytest.fixture(scope="module", params=[400, 1500], ids=["demo", "1500-patients"])
 def network(request, tmp_path_factory):
-    con, settings, as_of = _pipeline(tmp_path_factory.mktemp(f"network-{request.param}"), request.param)
+    con, settings, as_of, _ = rf.generated_network(tmp_path_factory.mktemp(f"network-{request.param}"), request.param)
     assert settings.rules.min_cell_patients == MIN_CELL
     documents = rf.reports(con, settings=settings, as_of=as_of, data_docs_href=None)
     cells = con.sql("select * from marts.report_cells").pl()
@@ -361,6 +328,10 @@ def test_relief_cells_rest_on_enough_patients_recomputed(network):
     assert shown.filter(pl.col("value") != pl.col("figure")).is_empty()
     small = joined.filter((pl.col("patients") > 0) & (pl.col("patients") < MIN_CELL))
     assert small.height > 0 and small["suppressed"].null_count() == 0
+    # protected, not blanked (a failed protection hides every relief cell): the network's episodes are shown
+    network_total = joined.filter((pl.col("clinic_id") == "all") & (pl.col("row_key") == "total")
+                                  & (pl.col("measure") == "episodes"))
+    assert network_total["suppressed"].to_list() == [None]
 
 
 def test_no_hidden_relief_cell_can_be_narrowed_by_anyone(network):

@@ -262,6 +262,18 @@ def _protect_relief(rows: list[dict[str, Any]], hidden: list, min_cell: int, sup
     groups = {key: key[1] for key in keys if key[1] != NETWORK}
     # a manager knows her own clinic's unpublished cells too (her own data)
     groups.update({key: where[1][0] for key, where, _ in hidden if where[1][0] is not None})
+    # and a network cell all of whose episodes are her clinic's (a clinician role only her clinic has): its
+    # value is her own cell's, so it needs no proof against her. GROUP BY CUBE writes no cell for a
+    # combination without episodes: such a cell is a zero every reader may know (zero may be shown), never a
+    # corner of a proof, so a cell is "all hers" when hers is the only clinic with a cell on its line.
+    by_levels: dict[tuple, list] = defaultdict(list)
+    for key, (table, levels) in coordinates.items():
+        if levels[0] is not None:
+            by_levels[(table, levels[1:])].append(levels[0])
+    for key, (table, levels) in coordinates.items():
+        owners = by_levels.get((table, levels[1:]), [])
+        if levels[0] is None and len(owners) == 1 and key not in groups:
+            groups[key] = owners[0]
     try:
         marks = hypercube.protect_grid(cells, coordinates, min_cell, groups=groups,
                                        unpublished={key for key, _, _ in hidden})

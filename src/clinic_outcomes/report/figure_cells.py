@@ -27,7 +27,6 @@ patients are still followed then) as the network's.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import duckdb
@@ -104,20 +103,12 @@ def mark_source(key: tuple) -> tuple:
 def unpublished(frame: pl.DataFrame, published: set[tuple]) -> list[tuple[tuple, tuple, float]]:
     """(key, (table, levels), value) of every cell of the four-way tables that no report shows."""
     out = []
-    values = {}
     for row in frame.to_dicts():
         levels = (None if row["clinic_id"] is None else row["clinic_id"], row["condition"], row["aftercare"],
                   row["clinician_role"])
-        values[levels] = row
-    # GROUP BY CUBE returns only the combinations that occur; the others are cells of the table too (zero
-    # episodes, a clinic without physicians), unknown to a reader as any other unpublished cell, and without
-    # them a cube through such a combination would seem to have no corner there.
-    dims = [sorted({levels[d] for levels in values if levels[d] is not None}) for d in range(4)]
-    for levels in itertools.product(*([None, *levels] for levels in dims)):
-        row = values.get(levels)
         for measure in ("episodes", "no_followup"):
             key = ("unpublished", measure, levels)
-            out.append((key, ((PROTECTION_GROUP, "all_time", measure), levels), float(row[measure]) if row else 0.0))
+            out.append((key, ((PROTECTION_GROUP, "all_time", measure), levels), float(row[measure])))
     known = {coordinates(key) for key in published}
     return [item for item in out if item[1] not in known]
 

@@ -129,6 +129,11 @@ for entity, typed in contract.items():
             header = [h.strip().lower() for h in f.readline().rstrip("\r\n").split(",")]
         columns = {h: kinds.get(typed.get(h), "VARCHAR") for h in header}
         select = f"select * from read_csv('{path}', header = true, auto_detect = false, delim = ',', quote = '\"', columns = {columns!r})"
+        if not first:  # a column that later drops add (plans.chronicity): added to the table, null before
+            have = {r[0] for r in con.execute(f"select column_name from (describe {entity}_csv)").fetchall()}
+            for h in header:
+                if h not in have:
+                    con.execute(f'alter table {entity}_csv add column "{h}" {columns[h]}')
         con.execute((f"create table {entity}_csv as " if first else f"insert into {entity}_csv by name ") + select)
         first = False
     if parquets:
@@ -162,7 +167,7 @@ SINGLE_DROP = {  # raw.* back into the export format: the latest version of ever
                 "strftime(updated_at, '%Y-%m-%dT%H:%M:%S+00:00') as updated_at from raw.sessions",
     "needle_sites": "select session_id, site, side, needles from raw.needle_sites",
     "plans": "select plan_id, patient_key as patient_id, clinic_id, start_date, planned_weeks, planned_sessions, "
-             "pcp_cleared, status, strftime(updated_at, '%Y-%m-%dT%H:%M:%S+00:00') as updated_at from raw.plans",
+             "pcp_cleared, chronicity, status, strftime(updated_at, '%Y-%m-%dT%H:%M:%S+00:00') as updated_at from raw.plans",
     "pain_checkins": "select checkin_id, patient_key as patient_id, coalesce(strftime(recorded_at_instant, "
                      "'%Y-%m-%dT%H:%M:%S+00:00'), strftime(recorded_at_local, '%Y-%m-%dT%H:%M:%S')) as recorded_at, "
                      "pain, channel from raw.pain_checkins",

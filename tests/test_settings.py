@@ -38,6 +38,9 @@ storage_version = "v1.4.0"
 
 [validation]
 full_on = "Wednesday"
+
+[report]
+pdf_processes = 3
 """
 
 
@@ -75,6 +78,7 @@ def test_every_setting_is_read(tmp_path):
         clinic_names={"clinic_nyc": "Manhattan <Midtown> & Co"},
         storage_version="v1.4.0",
         full_validation_on="wednesday",
+        pdf_processes=3,
     )
     assert (settings.clinic_name("clinic_nyc"), settings.clinic_name("clinic_sea")) == (
         "Manhattan <Midtown> & Co",
@@ -132,6 +136,10 @@ REFUSED = [
     ("[validation]\nfull_on = 0", "validation.full_on"),
     ('validation = "sunday"', "validation"),
     ('[validation]\nfull_day = "sunday"', "full_day"),
+    ('[report]\npdf_processes = "auto"', "report.pdf_processes"),
+    ("[report]\npdf_processes = -1", "report.pdf_processes"),
+    ("[report]\npdf_processes = true", "report.pdf_processes"),
+    ("[report]\nprocesses = 2", "processes"),
     # out of range
     ("[rules]\nplan_weeks = 0", "rules.plan_weeks"),
     ("[rules]\nplan_weeks = 53", "rules.plan_weeks"),

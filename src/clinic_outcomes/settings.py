@@ -28,6 +28,9 @@ a message that names it.
     [validation]
     full_on = "sunday"                # the as-of weekday whose night validates every row ("daily": every night)
 
+    [report]
+    pdf_processes = 0                 # processes typesetting the PDFs side by side (0: one per core)
+
 The storage version defaults to one the previous DuckDB release line (1.5) opens: DuckDB 2.0's own default
 cannot be read by 1.5, and analysts' tools (DBeaver's driver, a pinned notebook) lag behind. "latest" writes
 the newest format this DuckDB knows. Any version DuckDB itself accepts is allowed (checked when the settings
@@ -88,6 +91,7 @@ class Settings:
     memory_limit: str = DEFAULT_MEMORY_LIMIT
     storage_version: str = DEFAULT_STORAGE_VERSION
     full_validation_on: str = DEFAULT_FULL_VALIDATION_DAY  # [validation] full_on
+    pdf_processes: int = 0  # [report] pdf_processes; 0: one per core
 
     def is_full_validation_day(self, as_of: dt.date) -> bool:
         """Whether the night of this as-of date validates every row ([validation] full_on)."""
@@ -169,7 +173,7 @@ def _check_storage_version(value: Any) -> str:
 
 def parse_settings(data: dict[str, Any]) -> Settings:
     """Check a parsed TOML document and build Settings from it."""
-    _refuse_unknown("", data, {"rules", "timezone", "clinics", "schedule", "warehouse", "validation"})
+    _refuse_unknown("", data, {"rules", "timezone", "clinics", "schedule", "warehouse", "validation", "report"})
 
     rules_in = _check_table("rules", data.get("rules", {}))
     _refuse_unknown("rules", rules_in, set(_RULE_TYPES))
@@ -224,6 +228,14 @@ def parse_settings(data: dict[str, Any]) -> Settings:
             f"setting validation.full_on must be a weekday name (monday ... sunday) or \"daily\", got {full_on!r}"
         )
 
+    report_in = _check_table("report", data.get("report", {}))
+    _refuse_unknown("report", report_in, {"pdf_processes"})
+    pdf_processes = report_in.get("pdf_processes", 0)
+    if isinstance(pdf_processes, bool) or not isinstance(pdf_processes, int) or not 0 <= pdf_processes <= 64:
+        raise SettingsError(
+            f"setting report.pdf_processes must be a whole number from 0 (one per core) to 64, got {pdf_processes!r}"
+        )
+
     return Settings(
         rules=Rules(**rule_values),
         timezone=timezone,
@@ -233,6 +245,7 @@ def parse_settings(data: dict[str, Any]) -> Settings:
         memory_limit=memory_limit.strip(),
         storage_version=storage_version,
         full_validation_on=full_on.strip().lower(),
+        pdf_processes=pdf_processes,
     )
 
 

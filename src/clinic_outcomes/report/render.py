@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from clinic_outcomes.report import queries
 from clinic_outcomes.report.cell_tables import CellTables
 from clinic_outcomes.report.cells import build_report_cells
 from clinic_outcomes.report import print_report
+from clinic_outcomes.report.pdf import PdfWriter, processes_for
 from clinic_outcomes.report.queries import ReportInputError
 from clinic_outcomes.report.sections import Builder, Section
 from clinic_outcomes.report.wording import PERIOD_DAYS, definitions, label_of
@@ -191,43 +190,37 @@ def render_report(
     run_id: int | None = None,
 ) -> ReportPaths:
     """Compute marts.report_cells (R7), then write report.html and report.pdf (the network) and
-    clinics/<clinic>.html and .pdf (each clinic) into out_dir."""
-    # WeasyPrint is imported here (loading pango costs time that build_html callers need not pay), in a
-    # thread: the import (about a second) runs while the warehouse queries hold no lock on the interpreter.
-    loading = threading.Thread(target=importlib.import_module, args=("weasyprint",), name="import-weasyprint", daemon=True)
-    loading.start()
+    clinics/<clinic>.html and .pdf (each clinic) into out_dir. The PDFs are typeset in `[report] pdf_processes`
+    processes (report/pdf.py), started before report_cells is computed."""
     out_dir = Path(out_dir)
     (out_dir / "clinics").mkdir(parents=True, exist_ok=True)
-    try:
+    with PdfWriter(processes_for(settings.pdf_processes)) as pdfs:
         loaded = _load(con, settings, as_of, run_id, cells=False)
         # R7: every figure the reports show, computed and protected once, before any is rendered
         loaded.builder.data.cells = build_report_cells(con, settings=settings, as_of=as_of, data=loaded.builder.data)
         loaded.builder.tables = CellTables(loaded.builder.data.cells, settings.rules.min_cell_patients)
-    finally:
-        loading.join()
-    import weasyprint  # already loaded by the thread; an import error shows here
+        _write_documents(loaded, pdfs, settings=settings, as_of=as_of, out_dir=out_dir, data_docs_href=data_docs_href)
+        pdfs.wait()
+    return ReportPaths(html=out_dir / "report.html", pdf=out_dir / "report.pdf")
 
+
+def _write_documents(loaded: _Loaded, pdfs: PdfWriter, *, settings: Settings, as_of: dt.date, out_dir: Path,
+                     data_docs_href: str | None) -> None:
+    """Write every report's HTML and hand its print document to `pdfs`."""
     known = set(loaded.clinics)
     stems = {clinic: safe_file_stem(clinic) for clinic in loaded.clinics}
     sections = _sections(loaded, None)  # each section once: for its HTML, its PDF and the network's
-    documents: list[tuple[Path, str, str]] = [(
-        out_dir / "report",
-        _document(loaded, settings=settings, as_of=as_of, data_docs_href=data_docs_href, clinic_id=None,
-                  clinic_href=lambda other: f"clinics/{stems[other]}.html" if other in known else None,
-                  sections=sections),
-        _print_document(loaded, settings=settings, as_of=as_of, clinic_id=None, sections=sections),
-    )]
     clinic_docs = None if data_docs_href is None or "://" in data_docs_href else f"../{data_docs_href}"
-    for clinic in loaded.clinics:
-        documents.append((
-            out_dir / "clinics" / stems[clinic],
-            _document(loaded, settings=settings, as_of=as_of, data_docs_href=clinic_docs, clinic_id=clinic,
-                      clinic_href=lambda other: f"{stems[other]}.html" if other in known else None,
-                      sections=sections),
-            _print_document(loaded, settings=settings, as_of=as_of, clinic_id=clinic, sections=sections),
-        ))
-    for stem, document, printed in documents:
+    # The network's report first, then each clinic's; each PDF goes to the typesetters as soon as it is built.
+    for clinic in [None, *loaded.clinics]:
+        if clinic is None:
+            stem, docs_href = out_dir / "report", data_docs_href
+            href = lambda other: f"clinics/{stems[other]}.html" if other in known else None  # noqa: E731
+        else:
+            stem, docs_href = out_dir / "clinics" / stems[clinic], clinic_docs
+            href = lambda other: f"{stems[other]}.html" if other in known else None  # noqa: E731
+        document = _document(loaded, settings=settings, as_of=as_of, data_docs_href=docs_href, clinic_id=clinic,
+                             clinic_href=href, sections=sections)
         stem.with_suffix(".html").write_text(document, encoding="utf-8")
-        # base_url None: the HTML refers to nothing outside itself, so WeasyPrint must fetch nothing.
-        weasyprint.HTML(string=printed, base_url=None).write_pdf(stem.with_suffix(".pdf"))
-    return ReportPaths(html=out_dir / "report.html", pdf=out_dir / "report.pdf")
+        pdfs.submit(_print_document(loaded, settings=settings, as_of=as_of, clinic_id=clinic, sections=sections),
+                    stem.with_suffix(".pdf"))

@@ -21,6 +21,7 @@ CPU seconds of the report stage, render_report): before, 19-page network PDF and
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -52,7 +53,11 @@ class ReportPaths:
     pdf: Path
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """The templates' environment, one per process: Jinja compiles each template once and caches it (auto_reload
+    still picks up an edited template file). A new environment per document compiled both templates again for
+    every report: 8.7 of the report stage's 52 s at 1M sessions, under cProfile."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(["html", "j2"]),

@@ -79,6 +79,22 @@ def test_generate_refuses_a_network_too_small_with_one_line(tmp_path):
     ]
 
 
+def test_generate_clinics_gives_a_network_of_that_many_clinics(tmp_path):
+    env = fh.base_env(tmp_path / "ph")
+    done = _cli(["generate", "--out", str(tmp_path / "g"), "--patients", "60", "--days", "10", "--seed", "5",
+                 "--clinics", "12"], env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "  12 clinics, " in done.stdout
+    summary = generate(tmp_path / "d", patients=60, days=10, seed=5, clinics=12)
+    assert _digests(tmp_path / "d") == _digests(tmp_path / "g") and summary.clinics == 12
+    settings = (tmp_path / "g" / "settings.toml").read_text()
+    assert [line for line in settings.splitlines() if line.startswith("[clinics.")] == [
+        f"[clinics.clinic_{i:03d}]" for i in range(1, 13)]
+    refused = _cli(["generate", "--out", str(tmp_path / "x"), "--clinics", "0"], env, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        "clinic-outcomes generate: argument --clinics: '0' must be at least 1 (see clinic-outcomes generate --help)"]
+
+
 # --- the default as-of date ------------------------------------------------------------------------------
 
 class _Clock:

@@ -22,7 +22,7 @@ import re
 import sys
 from pathlib import Path
 
-from clinic_outcomes.synthetic.network import DEMO_DAYS, DEMO_PATIENTS
+from clinic_outcomes.synthetic.network import CLINICS, DEMO_DAYS, DEMO_PATIENTS
 
 # Offline by default: no telemetry, before anything imports Prefect.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -103,7 +103,8 @@ prefect.yaml declares the same deployment for a process work pool.""",
 Read-only: the query reads the warehouse and nothing else, and writes nothing.""",
     "generate": """examples:
   clinic-outcomes generate --out /tmp/exports
-  clinic-outcomes generate --out /tmp/exports --patients 5000 --days 180 --seed 11 --dirty""",
+  clinic-outcomes generate --out /tmp/exports --patients 5000 --days 180 --seed 11 --dirty
+  clinic-outcomes generate --out /tmp/exports --patients 20000 --days 90 --clinics 40""",
 }
 
 
@@ -174,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--days", type=_days, default=DEMO_DAYS, metavar="N", help=f"days of history, at least 7 (default {DEMO_DAYS}: 18 months)")
     generate.add_argument("--seed", type=int, default=7, metavar="N", help="random seed (default 7)")
     generate.add_argument("--dirty", action="store_true", help="plant a known share of malformed rows and files")
+    generate.add_argument("--clinics", type=_positive, metavar="N",
+                          help=f"clinics in the network (default {len(CLINICS)}: the demo network's clinics, in US zones; "
+                               "another N: clinic_001 .. clinic_NNN in US, European and Asia-Pacific zones)")
     return parser
 
 
@@ -367,7 +371,8 @@ def cmd_query(args) -> int:
 def cmd_generate(args) -> int:
     from clinic_outcomes.synthetic.generate import generate, main_summary_lines
 
-    summary = generate(args.out, patients=args.patients, days=args.days, seed=args.seed, dirty=args.dirty)
+    summary = generate(args.out, patients=args.patients, days=args.days, seed=args.seed, dirty=args.dirty,
+                       clinics=args.clinics)
     for line in main_summary_lines(summary):
         print(line)
     return 0

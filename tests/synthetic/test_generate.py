@@ -15,13 +15,14 @@ import io
 import re
 import zlib
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pyarrow as pa
 import pytest
 
 from clinic_outcomes.synthetic.generate import generate, main_summary_lines
-from clinic_outcomes.synthetic.network import CLINICS, DEFAULT_END_DATE, GenerationSummary
+from clinic_outcomes.synthetic.network import CLINIC_NAMES, CLINICS, DEFAULT_END_DATE, GenerationSummary, clinic_table
 from clinic_outcomes.settings import load_settings
 from clinic_outcomes.warehouse import connect
 
@@ -172,8 +173,10 @@ def entity_files(out: Path) -> list[tuple[str, str, Path]]:
     return found
 
 
-def as_duckdb(out: Path):
-    """All versions of every record as text, plus drop, in DuckDB tables named after the entities."""
+def as_duckdb(out: Path, zones: dict[str, str] | None = None):
+    """All versions of every record as text, plus drop, in DuckDB tables named after the entities; `zones`:
+    clinic -> IANA zone (default: CLINICS')."""
+    zones = zones or {c: z for c, z, _ in CLINICS}
     con = connect()
     rows: dict[str, list[dict]] = {e: [] for e in SPEC}
     for drop, entity, path in entity_files(out):
@@ -183,8 +186,7 @@ def as_duckdb(out: Path):
             record.update({h: v for h, v in zip(header, row) if h in SPEC[entity]})
             record["_drop"] = drop
             rows[entity].append(record)
-    zones = pa.table({"clinic_id": [c for c, _, _ in CLINICS], "zone": [z for _, z, _ in CLINICS]})
-    con.register("zones_arrow", zones)
+    con.register("zones_arrow", pa.table({"clinic_id": list(zones), "zone": list(zones.values())}))
     con.execute("create table zones as select * from zones_arrow")
     for entity, records in rows.items():
         columns = list(SPEC[entity]) + ["_drop"]
@@ -629,3 +631,84 @@ def test_summary_lines_name_the_counts_and_how_to_run(clean):
     assert str(clean.out) in text and str(clean.settings_path) in text
     assert f"{clean.sessions} sessions" in text and "--as-of 2026-11-24" in text
     assert f"{clean.planted['retreatment_sessions_under_72h']} re-treatments" in text
+
+
+# --------------------------------------------------------------------------- networks of another size (clinics=N)
+
+FORTY = [f"clinic_{i:03d}" for i in range(1, 41)]
+
+
+@pytest.fixture(scope="module")
+def forty(tmp_path_factory) -> GenerationSummary:
+    return generate(tmp_path_factory.mktemp("forty"), patients=600, days=30, seed=5, clinics=40)
+
+
+def test_the_clinic_table_is_the_seven_by_default_and_n_generated_clinics_otherwise():
+    seven = clinic_table()
+    assert clinic_table(7) == seven
+    assert [(c.id, c.zone, c.share) for c in seven] == list(CLINICS)
+    assert [c.name for c in seven] == [CLINIC_NAMES[c] for c, _, _ in CLINICS]
+    table = clinic_table(40)
+    assert [c.id for c in table] == FORTY and table == clinic_table(40)
+    assert table[0].name == "Clinic 001 (New York)" and table[39].name.startswith("Clinic 040 (")
+    assert {"Clinic 009 (Tokyo)", "Clinic 011 (Auckland)", "Clinic 005 (Los Angeles)"} <= {c.name for c in table}
+    assert len({c.share for c in table}) > 1  # shares differ by clinic
+    assert {c.zone for c in seven} <= {c.zone for c in table}
+    assert [c.id for c in clinic_table(1)] == ["clinic_001"]
+    with pytest.raises(ValueError):
+        clinic_table(0)
+
+
+def test_forty_clinics_in_the_plans_the_sessions_and_the_settings(forty):
+    assert forty.clinics == 40
+    seen: dict[str, set[str]] = {"plans": set(), "sessions": set()}
+    patients: dict[str, set[str]] = {}
+    for _, entity, path in entity_files(forty.out):
+        if entity not in seen:
+            continue
+        header, rows = read_export(path)
+        clinic, patient = header.index("clinic_id"), header.index("patient_id")
+        for row in rows:
+            seen[entity].add(row[clinic])
+            patients.setdefault(row[clinic], set()).add(row[patient])
+    assert sorted(seen["plans"]) == sorted(seen["sessions"]) == FORTY
+    assert min(len(p) for p in patients.values()) >= 1  # every clinic has patients (the fewest: 1 in 80 of them)
+    settings = load_settings(forty.settings_path)
+    assert sorted(settings.clinic_timezones) == FORTY
+    assert {settings.clinic_name(c) for c in FORTY} == {c.name for c in clinic_table(40)}
+    for zone in settings.clinic_timezones.values():
+        ZoneInfo(zone)  # a real IANA zone
+    assert {"Europe/Berlin", "Asia/Tokyo", "Pacific/Auckland", "America/Phoenix"} <= set(settings.clinic_timezones.values())
+
+
+def test_every_row_of_a_forty_clinic_network_is_valid_and_its_timestamps_are_clinic_hours(forty):
+    for _, entity, path in entity_files(forty.out):
+        header, rows = read_export(path)
+        problems = [p for row in rows for p in row_problems(entity, header, row)]
+        assert problems == [], (path, problems[:5])
+    con = as_duckdb(forty.out, load_settings(forty.settings_path).clinic_timezones)
+    try:
+        # Naive, offset and Z forms alike name an instant that is 07:00-19:00 in the clinic's own zone,
+        # east of UTC too (Tokyo +09:00, Auckland +13:00).
+        hours = con.execute("select min(hour(timezone(zone, started_instant))), max(hour(timezone(zone, started_instant))) "
+                            "from final_sessions").fetchone()
+        assert hours[0] >= 7 and hours[1] <= 19
+        offsets = {r[0] for r in con.execute("select distinct regexp_extract(started_at, '([+-]\\d\\d:\\d\\d)$') from sessions").fetchall()}
+        assert {"+09:00", "+13:00"} <= offsets
+    finally:
+        con.close()
+
+
+def test_forty_clinics_same_seed_same_bytes(tmp_path):
+    first = generate(tmp_path / "a", patients=80, days=14, seed=3, clinics=40)
+    second = generate(tmp_path / "b", patients=80, days=14, seed=3, clinics=40)
+    other = generate(tmp_path / "c", patients=80, days=14, seed=3, clinics=39)
+    assert digest(first.out) == digest(second.out) and first.planted == second.planted
+    assert digest(first.out) != digest(other.out)
+
+
+def test_the_default_network_is_clinics_7_byte_for_byte(tmp_path):
+    default = generate(tmp_path / "a", patients=60, days=30, seed=3)
+    seven = generate(tmp_path / "b", patients=60, days=30, seed=3, clinics=7)
+    assert digest(default.out) == digest(seven.out) and default.planted == seven.planted
+    assert default.clinics == seven.clinics == len(CLINICS)

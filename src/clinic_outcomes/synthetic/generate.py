@@ -40,12 +40,10 @@ from clinic_outcomes.synthetic.files import (
     _write_drops,
 )
 from clinic_outcomes.synthetic.network import (
-    CLINIC_NAMES,
     ADVERSE,
     AFTERCARE,
     CHANNELS,
     CHRONICITY,
-    CLINICS,
     CONDITIONS,
     DAY,
     DAILY_DROPS,
@@ -66,9 +64,11 @@ from clinic_outcomes.synthetic.network import (
     SEXES,
     SIDE_TABLE,
     SITE_TABLE,
+    Clinic,
     _World,
     _checkins,
     _choice,
+    clinic_table,
     _format_ts,
     _ids,
     _local_to_utc,
@@ -94,10 +94,15 @@ def generate(
     seed: int = 7,
     dirty: bool = False,
     end_date: dt.date | None = None,
+    clinics: int | None = None,
 ) -> GenerationSummary:
-    """Write a synthetic export (one drop folder per day up to end_date) and settings.toml into `out`."""
+    """Write a synthetic export (one drop folder per day up to end_date) and settings.toml into `out`.
+
+    `clinics`: None (or len(CLINICS)) simulates the seven clinics of CLINICS; another number N >= 1 a network
+    of N generated clinics (network.clinic_table)."""
     if patients < 1 or days < 7:
         raise ValueError("need at least 1 patient and 7 days")
+    table = clinic_table(clinics)
     out = Path(out)
     end_date = end_date or DEFAULT_END_DATE
     first_date = end_date - dt.timedelta(days=days - 1)
@@ -106,7 +111,7 @@ def generate(
     rng = np.random.default_rng([seed, 0])
     case_rng = np.random.default_rng([seed, 4])  # the case mix (R8); streams 1-3 style and dirty the files
 
-    world = _network(rng, patients, first_day, days)
+    world = _network(rng, patients, first_day, days, table)
     world.patient_mix = _patient_case_mix(case_rng, world, patients)
     plan = _plans(rng, world, patients, case_rng)
     s = _order_by_patient_time(_sessions(rng, world, plan))
@@ -127,7 +132,7 @@ def generate(
                 shutil.rmtree(child)
     out.mkdir(parents=True, exist_ok=True)
     settings_path = out / "settings.toml"
-    settings_path.write_text(_settings_toml())
+    settings_path.write_text(_settings_toml(table))
 
     files, rows_written, bad_rows, bad_files = _write_drops(out, frames, first_date, days, seed, dirty)
     return GenerationSummary(
@@ -139,7 +144,7 @@ def generate(
         end_date=end_date,
         drops=days if days - DAILY_DROPS <= 1 else DAILY_DROPS + 1,
         files=files,
-        clinics=len(CLINICS),
+        clinics=len(table),
         clinicians=len(world.clinician_role),
         patients=planted["patients_with_a_plan"],
         plans=len(plan["patient"]),
@@ -176,15 +181,15 @@ def _initial_export(frames: dict[str, pl.DataFrame], days: int) -> dict[str, pl.
     return out
 
 
-def _settings_toml() -> str:
+def _settings_toml(clinics: tuple[Clinic, ...]) -> str:
     lines = [
         "# Settings of the synthetic clinic network (clinic_outcomes.synthetic).",
         "# Naive timestamps in the exports are local time in these zones.",
         'timezone = "UTC"',
         "",
     ]
-    for clinic_id, zone, _ in CLINICS:
-        lines += [f"[clinics.{clinic_id}]", f'timezone = "{zone}"', f'name = "{CLINIC_NAMES[clinic_id]}"', ""]
+    for clinic in clinics:
+        lines += [f"[clinics.{clinic.id}]", f'timezone = "{clinic.zone}"', f'name = "{clinic.name}"', ""]
     return "\n".join(lines)
 
 
@@ -266,9 +271,9 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
         "sex": _lookup(SEXES, np.where(sex == 4, -1, sex)[pat_idx]),
         "phone": _lookup(FAKE_PHONES, phone_v),
         "postal_code": _lookup(FAKE_POSTAL_CODES, postal[pat_idx]),
-        "updated_at": _format_ts(pat_local, pat_zone, _ts_styles(rng, len(pat_idx))),
+        "updated_at": _format_ts(pat_local, pat_zone, _ts_styles(rng, len(pat_idx)), world.zones),
         "_drop": pat_local // DAY - first_day,
-        "_order": _local_to_utc(pat_local, pat_zone),
+        "_order": _local_to_utc(pat_local, pat_zone, world.zones),
     })
     counts["patients_updated"] = int(updated.sum())
     counts["patients_with_a_plan"] = n
@@ -276,7 +281,7 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
     # ---- plans: created on their start date; a status change is a new version
     m = len(plan["patient"])
     plan_ids = _ids("PLN-", np.arange(m) + 1, 6)
-    clinic_ids = pl.Series([c for c, _, _ in CLINICS], dtype=pl.String)
+    clinic_ids = pl.Series([clinic.id for clinic in world.clinics], dtype=pl.String)
     pzone = world.clinic_zone[plan["clinic"]]
     created = (first_day + plan["start"]) * DAY + rng.integers(6 * 3600, 7 * 3600, m)
     last_session_day = np.full(m, -1)
@@ -307,9 +312,9 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
         "pcp_cleared": pcp.gather(ver_plan),
         "chronicity": _lookup(CHRONICITY, plan["chronicity"][ver_plan]),
         "status": _lookup(PLAN_STATUSES, ver_status),
-        "updated_at": _format_ts(ver_local, ver_zone, _ts_styles(rng, len(ver_plan))),
+        "updated_at": _format_ts(ver_local, ver_zone, _ts_styles(rng, len(ver_plan)), world.zones),
         "_drop": ver_local // DAY - first_day,
-        "_order": _local_to_utc(ver_local, ver_zone),
+        "_order": _local_to_utc(ver_local, ver_zone, world.zones),
     })
     counts["plan_status_changes"] = int(changes.sum())
 
@@ -341,7 +346,7 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
             "clinic_id": clinic_ids.gather(s["clinic"][idx]),
             "clinician_id": clinician_ids.gather(s["clinician"][idx]),
             "clinician_role": _lookup(ROLES, world.clinician_role[s["clinician"][idx]]),
-            "started_at": _format_ts(s["local"][idx], s["zone"][idx], started_styles[idx]),
+            "started_at": _format_ts(s["local"][idx], s["zone"][idx], started_styles[idx], world.zones),
             "status": _lookup(SESSION_STATUSES, s["status"][idx]),
             "therapies": therapy_text.gather(idx),
             "condition": _lookup(CONDITIONS, condition[idx]),
@@ -349,9 +354,9 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
             "pain_after": _nullable_int(after_values, pa_valid[idx] & (after_values >= 0)),
             "aftercare": _lookup(AFTERCARE, pain["aftercare"][idx]),
             "adverse_event": _lookup(ADVERSE, adverse_values),
-            "updated_at": _format_ts(upd_local, s["zone"][idx], _ts_styles(rng, len(idx))),
+            "updated_at": _format_ts(upd_local, s["zone"][idx], _ts_styles(rng, len(idx)), world.zones),
             "_drop": drop,
-            "_order": _local_to_utc(upd_local, s["zone"][idx]),
+            "_order": _local_to_utc(upd_local, s["zone"][idx], world.zones),
         })
 
     started_styles = _ts_styles(rng, n)
@@ -415,7 +420,7 @@ def _entity_frames(rng, world: _World, plan, s, sites, pain, chk, n_patients: in
     checkins = pl.DataFrame({
         "checkin_id": checkin_ids,
         "patient_id": mrn_text.gather(chk["patient"]),
-        "recorded_at": _format_ts(chk["local"], chk["zone"], _ts_styles(rng, k)),
+        "recorded_at": _format_ts(chk["local"], chk["zone"], _ts_styles(rng, k), world.zones),
         "pain": pl.Series(chk["pain"].astype(np.int64)),
         "channel": _lookup(CHANNELS, chk["channel"]),
         "_drop": drop,

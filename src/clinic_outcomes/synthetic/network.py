@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -37,12 +38,44 @@ CLINIC_NAMES = {
     "clinic_den": "Denver Highlands", "clinic_phx": "Phoenix Arcadia", "clinic_sea": "Seattle Capitol Hill",
     "clinic_lax": "Los Angeles Westside",
 }
+# A network of another size (generate(clinics=N), N != len(CLINICS)) has clinics clinic_001 .. clinic_NNN, their
+# zones cycling over these (the US zones of CLINICS, then zones east of UTC, whose DST, if any, ends in another
+# week or starts in November), shares of patients by the fixed weights 1 + (i % 5) * 0.5 (no random draw, so
+# every other draw of a seed stays as it is) and names like "Clinic 001 (Tokyo)".
+GENERATED_ZONES = (
+    "America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles",
+    "Europe/London", "Europe/Berlin", "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney", "Pacific/Auckland",
+)
+
+
+class Clinic(NamedTuple):
+    id: str
+    zone: str          # IANA zone: naive timestamps of the clinic are local time there
+    share: float       # weight of the clinic among patients (normalised over the network)
+    name: str          # display name ([clinics.<id>] name in the generated settings)
+
+
+def clinic_table(clinics: int | None = None) -> tuple[Clinic, ...]:
+    """The simulated network's clinics: CLINICS with CLINIC_NAMES for None or len(CLINICS), else `clinics`
+    generated ones (see GENERATED_ZONES), the same for the same number."""
+    if clinics is None or clinics == len(CLINICS):
+        return tuple(Clinic(clinic_id, zone, share, CLINIC_NAMES[clinic_id]) for clinic_id, zone, share in CLINICS)
+    if clinics < 1:
+        raise ValueError(f"need at least 1 clinic, got {clinics}")
+    out = []
+    for i in range(clinics):
+        zone = GENERATED_ZONES[i % len(GENERATED_ZONES)]
+        city = zone.rsplit("/", 1)[-1].replace("_", " ")
+        out.append(Clinic(f"clinic_{i + 1:03d}", zone, 1 + (i % 5) * 0.5, f"Clinic {i + 1:03d} ({city})"))
+    return tuple(out)
+
 
 # Case mix (R8). Chronicity of a plan: acute, subacute, chronic, not recorded (-1).
 CHRONICITY = value_set("chronicity")
 CHRONICITY_SHARES = (0.32, 0.25, 0.38, 0.05)
 # One clinic treats a hard case mix (mostly chronic pain, lower baseline pain): its raw outcomes are the
 # network's lowest, its outcomes for that case mix ordinary. Another does better than its case mix predicts.
+# In a network of another size they are the clinics at the same positions (the 4th and the 6th), if it has them.
 HARD_CASE_MIX_CLINIC = "clinic_den"
 HARD_CHRONICITY_SHARES = (0.08, 0.14, 0.75, 0.03)
 HARD_BASELINE_MEAN = 5.2
@@ -252,14 +285,14 @@ def _within_group_rank(group: np.ndarray) -> np.ndarray:
     return np.arange(n) - start_pos
 
 
-def _zone_names() -> list[str]:
-    return sorted({zone for _, zone, _ in CLINICS})
+def _zone_names(clinics: tuple[Clinic, ...]) -> list[str]:
+    return sorted({clinic.zone for clinic in clinics})
 
 
-def _local_to_utc(local_sec: np.ndarray, zone_idx: np.ndarray) -> np.ndarray:
-    """Naive local seconds -> UTC epoch seconds, DST-correct per IANA zone."""
+def _local_to_utc(local_sec: np.ndarray, zone_idx: np.ndarray, zones: list[str]) -> np.ndarray:
+    """Naive local seconds -> UTC epoch seconds, DST-correct per IANA zone (zone_idx indexes `zones`)."""
     out = np.empty(len(local_sec), dtype=np.int64)
-    for z, zone in enumerate(_zone_names()):
+    for z, zone in enumerate(zones):
         mask = zone_idx == z
         if not mask.any():
             continue
@@ -268,10 +301,10 @@ def _local_to_utc(local_sec: np.ndarray, zone_idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _format_ts(local_sec: np.ndarray, zone_idx: np.ndarray, style: np.ndarray) -> pl.Series:
-    """ISO 8601 text: style 0 naive local, 1 local with its UTC offset, 2 UTC with Z."""
+def _format_ts(local_sec: np.ndarray, zone_idx: np.ndarray, style: np.ndarray, zones: list[str]) -> pl.Series:
+    """ISO 8601 text: style 0 naive local, 1 local with its UTC offset, 2 UTC with Z (zone_idx indexes `zones`)."""
     out = pl.from_epoch(pl.Series(local_sec), time_unit="s").dt.strftime("%Y-%m-%dT%H:%M:%S")
-    for z, zone in enumerate(_zone_names()):
+    for z, zone in enumerate(zones):
         for s, fmt in ((1, "%Y-%m-%dT%H:%M:%S%:z"), (2, "%Y-%m-%dT%H:%M:%SZ")):
             where = np.flatnonzero((zone_idx == z) & (style == s))
             if not len(where):
@@ -330,7 +363,14 @@ class _World:
     clinicians_by_clinic: np.ndarray  # clinician indices grouped by clinic
     clinic_offsets: np.ndarray        # where each clinic's group starts
     clinic_counts: np.ndarray
+    clinics: tuple[Clinic, ...]       # the clinic table (clinic_table): index -> id, zone, share, name
+    zones: list[str]                  # zone index -> IANA zone
     patient_mix: dict[str, np.ndarray] = field(default_factory=dict)  # see _patient_case_mix
+
+    def clinic_position(self, clinic_id: str) -> int:
+        """The index of the clinic at `clinic_id`'s position in CLINICS; -1 if this network has none there."""
+        position = [c for c, _, _ in CLINICS].index(clinic_id)
+        return position if position < len(self.clinics) else -1
 
     def pick_clinician(self, rng: np.random.Generator, clinic: np.ndarray) -> np.ndarray:
         """A random clinician of each given clinic."""
@@ -338,20 +378,20 @@ class _World:
         return self.clinicians_by_clinic[self.clinic_offsets[clinic] + draw]
 
 
-def _network(rng: np.random.Generator, patients: int, first_day: int, days: int) -> _World:
-    zones = _zone_names()
-    n_clinics = len(CLINICS)
-    clinic_zone = np.array([zones.index(zone) for _, zone, _ in CLINICS])
-    n_clinicians = max(3 * n_clinics, patients // 25)
+def _network(rng: np.random.Generator, patients: int, first_day: int, days: int, clinics: tuple[Clinic, ...]) -> _World:
+    zones = _zone_names(clinics)
+    n_clinics = len(clinics)
+    clinic_zone = np.array([zones.index(clinic.zone) for clinic in clinics])
+    n_clinicians = max(3 * n_clinics, len(ROLES), patients // 25)
     clinician_clinic = np.arange(n_clinicians) % n_clinics
     clinician_role = _choice(rng, n_clinicians, ROLE_SHARES)
     clinician_role[: len(ROLES)] = np.arange(len(ROLES))  # every role is present
-    patient_clinic = _choice(rng, patients, [share for _, _, share in CLINICS])
+    patient_clinic = _choice(rng, patients, [clinic.share for clinic in clinics])
     groups = [np.flatnonzero(clinician_clinic == c) for c in range(n_clinics)]
     counts = np.array([len(g) for g in groups])
     return _World(
         first_day, days, clinic_zone, clinician_clinic, clinician_role, patient_clinic,
-        np.concatenate(groups), np.r_[0, np.cumsum(counts)[:-1]], counts,
+        np.concatenate(groups), np.r_[0, np.cumsum(counts)[:-1]], counts, clinics, zones,
     )
 
 
@@ -420,9 +460,8 @@ def _plans(rng: np.random.Generator, world: _World, patients: int, case_rng: np.
     plan["planned_sessions"] = np.where(rng.random(m) < 0.3, np.floor(0.8 * plan["weeks"] * plan["freq"]).astype(np.int64), 0)
     plan["pcp_cleared"] = _choice(rng, m, (0.88, 0.08, 0.04))  # true, false, null
     plan["preferred_min"] = SESSION_START_MIN + 15 * rng.integers(0, (SESSION_START_MAX - 60 - SESSION_START_MIN) // 15 + 1, m)
-    clinic_ids = [c for c, _, _ in CLINICS]
-    hard = plan["clinic"] == clinic_ids.index(HARD_CASE_MIX_CLINIC)
-    edge = plan["clinic"] == clinic_ids.index(EDGE_CLINIC)
+    hard = plan["clinic"] == world.clinic_position(HARD_CASE_MIX_CLINIC)
+    edge = plan["clinic"] == world.clinic_position(EDGE_CLINIC)
     chronicity = np.where(hard, _choice(case_rng, m, HARD_CHRONICITY_SHARES), _choice(case_rng, m, CHRONICITY_SHARES))
     plan["chronicity"] = np.where(chronicity == 3, -1, chronicity)
     plan["edge"] = edge
@@ -467,7 +506,7 @@ def _sessions(rng: np.random.Generator, world: _World, plan: dict[str, np.ndarra
     local = (world.first_day + day) * DAY + minute * 60
     clinic = plan["clinic"][p]
     zone = world.clinic_zone[clinic]
-    instant = _local_to_utc(local, zone)
+    instant = _local_to_utc(local, zone, world.zones)
 
     status = _choice(rng, n, (1 - RATES["session_cancelled"] - RATES["session_no_show"], RATES["session_cancelled"], RATES["session_no_show"]))
     mix = plan["mix"][p]
@@ -636,7 +675,7 @@ def _checkins(rng: np.random.Generator, world: _World, s: dict[str, np.ndarray],
     n = len(src)
     patient = s["patient"][src]
     zone = world.clinic_zone[world.patient_clinic[patient]]
-    instant = _local_to_utc(local, zone)
+    instant = _local_to_utc(local, zone, world.zones)
 
     # The latest needling session (of any plan of the patient) before each check-in.
     key_s = s["patient"][nid].astype(np.int64) << 33 | (s["instant"][nid] - 1_000_000_000)

@@ -40,9 +40,10 @@ def _blocks(path: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("size", choices=sorted(bench.SIZES))
+    parser.add_argument("--clinics", type=int, default=bench.CLINICS, help=f"clinics in the network (default {bench.CLINICS})")
     parser.add_argument("--nights", type=int, default=10)
     args = parser.parse_args()
-    exports, info = bench.dataset(args.size)
+    exports, info = bench.dataset(args.size, args.clinics)
     config = exports / "settings.toml"
     drops = sorted(p for p in exports.iterdir() if p.is_dir())
     if not 1 <= args.nights < len(drops):

@@ -37,6 +37,7 @@ SESSIONS_PER_PATIENT = 10.1  # measured on the generator at 90 days: 95,238 pati
 DAYS = 90
 SEED = 11
 SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
+CLINICS = 40  # issue 18's targets are stated at 40 clinics (the generator's default network has 7)
 KEY = "benchmark-key-not-secret-0123456789"
 
 
@@ -64,10 +65,11 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str
     return wall, usage.ru_maxrss / 1024, text
 
 
-def dataset(label: str) -> tuple[Path, dict]:
-    """The cached export folder for a size (generated once)."""
+def dataset(label: str, clinics: int | None = None) -> tuple[Path, dict]:
+    """The cached export folder for a size at `clinics` clinics (default CLINICS; generated once)."""
+    clinics = clinics or CLINICS
     patients = round(SIZES[label] / SESSIONS_PER_PATIENT)
-    folder = DATA / f"{label}-p{patients}-d{DAYS}-s{SEED}"
+    folder = DATA / f"{label}-c{clinics}-p{patients}-d{DAYS}-s{SEED}"
     marker = folder / "generated.json"
     if marker.exists():
         return folder / "exports", json.loads(marker.read_text())
@@ -75,10 +77,10 @@ def dataset(label: str) -> tuple[Path, dict]:
     folder.mkdir(parents=True)
     wall, peak, text = run_measured(
         [sys.executable, "-m", "clinic_outcomes.cli", "generate", "--out", str(folder / "exports"),
-         "--patients", str(patients), "--days", str(DAYS), "--seed", str(SEED)],
+         "--patients", str(patients), "--days", str(DAYS), "--seed", str(SEED), "--clinics", str(clinics)],
         _env(None),
     )
-    info = {"patients": patients, "days": DAYS, "seed": SEED, "generate_seconds": round(wall, 2),
+    info = {"patients": patients, "clinics": clinics, "days": DAYS, "seed": SEED, "generate_seconds": round(wall, 2),
             "generate_peak_mib": round(peak), "generator_output": text.strip().splitlines()[-12:]}
     info["bytes"] = sum(p.stat().st_size for p in (folder / "exports").rglob("*") if p.is_file())
     marker.write_text(json.dumps(info, indent=1))
@@ -299,11 +301,55 @@ def incremental(exports: Path, config: Path, api_url: str, as_of: dt.date) -> di
     return {"history_run": history, "new_drop_bytes": new_bytes, "night": night, "rerun_without_new_drops": again}
 
 
+def targets(results: dict) -> list[dict]:
+    """Issue 18's targets, each with the figure this run measured (only those it measured)."""
+    out: list[dict] = []
+
+    def add(target: str, measured: str, met: bool) -> None:
+        out.append({"target": target, "measured": measured, "met": bool(met)})
+
+    clinics = results["clinics"]
+    for label in ("1m", "10m"):
+        entry = results["sizes"].get(label)
+        if entry is None:
+            continue
+        for name, night in (("90 drops", entry), ("one drop", entry.get("single_drop"))):
+            if night is None:
+                continue
+            ratio = night["nightly"]["seconds"] / night["bare_duckdb_load"]["seconds"]
+            if label == "1m":
+                add(f"1M sessions ({name}), full night within 10x the bare load (moonshot 5x)",
+                    f"{night['nightly']['seconds']} s = {ratio:.1f}x {night['bare_duckdb_load']['seconds']} s", ratio <= 10)
+            report = night["nightly"]["stages"].get("report", {}).get("seconds")
+            if label == "1m" and report is not None:
+                add(f"1M sessions ({name}), report stage within 5 s at 40 clinics",
+                    f"{report} s at {clinics} clinics", report <= 5 and clinics >= 40)
+            if label == "10m":
+                seconds, peak = night["nightly"]["seconds"], night["nightly"]["peak_mib"]
+                add(f"10M sessions ({name}) within 5 minutes", f"{seconds} s", seconds <= 300)
+                add(f"10M sessions ({name}) within 8 GiB peak", f"{peak / 1024:.2f} GiB", peak <= 8 * 1024)
+        inc = entry.get("incremental")
+        if inc:
+            add(f"next night at {label.upper()} within 15% of a full night",
+                f"{inc['night']['seconds']} s = {inc['ratio_to_full_night']:.0%} of {entry['nightly']['seconds']} s",
+                inc["ratio_to_full_night"] <= 0.15)
+    add("start-up (imports) within 5 s", f"{results['import_seconds']} s", results["import_seconds"] <= 5)
+    outside = [entry["nightly"]["outside_stages_seconds"] for entry in results["sizes"].values()]
+    if outside:
+        add("start-up (a night's time outside its stages, with a Prefect server) within 5 s",
+            f"{min(outside)}-{max(outside)} s", max(outside) <= 5)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100k,1m", help="comma-separated: 100k, 1m, 10m")
     parser.add_argument("--no-incremental", action="store_true")
+    parser.add_argument("--clinics", type=int, default=CLINICS,
+                        help=f"clinics in the generated networks (default {CLINICS}, as issue 18's targets)")
     args = parser.parse_args()
+    if args.clinics < 1:
+        parser.error("--clinics must be at least 1")
     sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:
@@ -311,14 +357,14 @@ def main() -> int:
     DATA.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
 
-    results: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    results: dict = {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "clinics": args.clinics,
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)},
                      "import_seconds": import_seconds(), "sizes": {}}
     print(f"imports (flow, validation, metrics, report): {results['import_seconds']} s")
     with tempfile.TemporaryDirectory() as prefect_home, prefect_server(Path(prefect_home)) as api_url:
         for label in sizes:
-            exports, info = dataset(label)
+            exports, info = dataset(label, args.clinics)
             config = exports / "settings.toml"
             end = max(dt.date.fromisoformat(p.name) for p in exports.iterdir() if p.is_dir())
             as_of = end + dt.timedelta(days=1)
@@ -349,12 +395,16 @@ def main() -> int:
                       f"of history): {inc['night']['seconds']} s = {inc['ratio_to_full_night']:.0%} of a full night; "
                       "stages " + ", ".join(f"{k} {v['seconds']}" for k, v in inc["night"]["stages"].items()))
                 print(f"rerun with no new drops: {inc['rerun_without_new_drops']['seconds']} s")
-        exports, _ = dataset("100k")  # the fixed cost does not depend on the size: measured on the smallest
+        exports, _ = dataset("100k", args.clinics)  # the fixed cost does not depend on the size: measured on the smallest
         end = max(dt.date.fromisoformat(p.name) for p in exports.iterdir() if p.is_dir())
     results["ephemeral_prefect_overhead_seconds"] = ephemeral_overhead(
         exports, exports / "settings.toml", end + dt.timedelta(days=1))
     print(f"\nwithout a Prefect server (temporary local server per run), overhead outside stages: "
           f"{results['ephemeral_prefect_overhead_seconds']} s")
+    results["targets"] = targets(results)
+    print("\nissue 18's targets:")
+    for line in results["targets"]:
+        print(f"  {'met   ' if line['met'] else 'MISSED'}  {line['target']}: {line['measured']}")
     out = RESULTS / f"{results['when'].replace(':', '')}.json"
     out.write_text(json.dumps(results, indent=1))
     print(f"results: {out}")

@@ -34,6 +34,7 @@ STAGES = ("load", "core", "quality", "validate", "metrics", "report")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("size", choices=sorted(bench.SIZES))
+    parser.add_argument("--clinics", type=int, default=bench.CLINICS, help=f"clinics in the network (default {bench.CLINICS})")
     parser.add_argument("--from", dest="start", choices=STAGES, default="load")
     parser.add_argument("--only", choices=STAGES)
     parser.add_argument("--profile", choices=STAGES)
@@ -51,10 +52,10 @@ def main() -> int:
     from clinic_outcomes.settings import load_settings
     from clinic_outcomes.warehouse import connect, set_variables
 
-    exports, _ = bench.dataset(args.size)
+    exports, _ = bench.dataset(args.size, args.clinics)
     settings = load_settings(str(exports / "settings.toml") if (exports / "settings.toml").exists() else None)
     as_of = max(dt.date.fromisoformat(p.name) for p in exports.iterdir() if p.is_dir()) + dt.timedelta(days=1)
-    shared = bench.DATA / f"stages-{args.size}"
+    shared = bench.DATA / f"stages-{args.size}-c{args.clinics}"
     work = args.work or shared
     work.mkdir(parents=True, exist_ok=True)
     saved = {stage: work / f"after-{stage}.duckdb" for stage in STAGES}

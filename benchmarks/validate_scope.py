@@ -35,6 +35,7 @@ os.environ.setdefault("CLINIC_OUTCOMES_KEY", bench.KEY)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("size", choices=["100k", "1m"])
+    parser.add_argument("--clinics", type=int, default=bench.CLINICS, help=f"clinics in the network (default {bench.CLINICS})")
     args = parser.parse_args()
 
     import great_expectations  # noqa: F401  (imported before timing, as the night's background imports do)
@@ -46,7 +47,7 @@ def main() -> int:
     from clinic_outcomes.validation import validate as validation
     from clinic_outcomes.warehouse import connect, set_variables
 
-    exports, info = bench.dataset(args.size)
+    exports, info = bench.dataset(args.size, args.clinics)
     drops = sorted(p for p in exports.iterdir() if p.is_dir())
     as_of_1 = dt.date.fromisoformat(drops[-2].name) + dt.timedelta(days=1)
     as_of_2 = dt.date.fromisoformat(drops[-1].name) + dt.timedelta(days=1)

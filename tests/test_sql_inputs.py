@@ -22,6 +22,7 @@ import re
 import duckdb
 
 from clinic_outcomes import warehouse
+from clinic_outcomes.metrics import marts as metrics
 from clinic_outcomes.quality import tables as quality_tables
 from clinic_outcomes.settings import Settings
 from clinic_outcomes.warehouse import SQL_DIR, connect
@@ -133,12 +134,16 @@ def test_every_sql_file_declares_what_it_reads(tmp_path, monkeypatch):
     _night(exports, "2026-11-01", "3")
     load_all(con, exports)
     quality_tables.build(con, Settings(), AS_OF)
+    metrics.compute_marts(con, Settings(), AS_OF)
     _night(exports, "2026-11-02", "2")
     load_all(con, exports, run_id=2, as_of=AS_OF + dt.timedelta(days=1))
     mode = quality_tables.build(con, Settings(), AS_OF + dt.timedelta(days=1))
+    metrics.compute_marts(con, Settings(), AS_OF + dt.timedelta(days=1))
+    recomputed = con.execute("select patients_recomputed from ops.metrics_build").fetchall()
     con.close()
 
-    assert mode == "incremental"  # the second night took the incremental paths (core and R1)
+    assert mode == "incremental"  # the second night took the incremental paths (core, R1 and the metrics)
+    assert recomputed == [(1,)]
     assert problems == []
     # every file with a header ran at least once here, so no header goes unchecked
     with_header = {

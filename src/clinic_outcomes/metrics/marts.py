@@ -35,10 +35,13 @@ Datetime(us, UTC).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import duckdb
 import polars as pl
+
+from clinic_outcomes.metrics import incremental
 
 from clinic_outcomes.metrics.casemix import CASEMIX_TABLES, casemix_marts
 from clinic_outcomes.metrics.frames import MART_TABLES
@@ -53,7 +56,9 @@ from clinic_outcomes.metrics.relief import (
 )
 from clinic_outcomes.metrics.safety import adverse_events, aftercare_mix, pcp_clearance
 from clinic_outcomes.settings import Rules, Settings
-from clinic_outcomes.warehouse import apply_comments, run_sql, transaction
+from clinic_outcomes.warehouse import apply_comments, run_sql, scalar, transaction
+
+log = logging.getLogger(__name__)
 
 # --- warehouse ------------------------------------------------------------------------------------
 
@@ -89,23 +94,31 @@ def _episodes_and_outcomes(
     rules: Rules,
     slices: int,
     *more: pl.LazyFrame,
+    only: pl.Expr | None = None,
 ) -> list[pl.DataFrame]:
-    """relief_episodes and plan_outcomes (then `more`, collected alongside), slice by slice of patients."""
+    """relief_episodes and plan_outcomes (then `more`, collected alongside), slice by slice of patients; of the
+    patients `only` selects (incremental build), else of every patient."""
     mcid, followup_days = rules.mcid_points, rules.relief_followup_days
+    # A session reaches its plan through plan_id (the plan's patient may differ): plan_outcomes joins the plans
+    # it is given with every session, so every session is offered; episodes and check-ins go by patient.
+    own_sessions = sessions if only is None else sessions.filter(only)
+    if only is not None:
+        checkins, plan_completion = checkins.filter(only), plan_completion.filter(only)
     if slices == 1:
-        return pl.collect_all([
-            relief_episodes(sessions, checkins, mcid, followup_days),
+        episodes, outcomes, *rest = pl.collect_all([
+            relief_episodes(own_sessions, checkins, mcid, followup_days),
             plan_outcomes(plan_completion, sessions, checkins, mcid),
             *more,
         ])
+        return [episodes.sort("started_at", "session_id"), outcomes.sort("plan_id"), *rest]
     zones = plan_completion.select(pl.col("clinic_timezone").unique()).collect()["clinic_timezone"]
     zones = zones.drop_nulls().to_list()
     episode_parts, outcome_parts = [], []
     for index in range(slices):
         mine = in_patient_slice(index, slices)
-        episode_parts.append(relief_episodes(sessions.filter(mine), checkins.filter(mine), mcid, followup_days).collect())
-        # A session reaches its plan through plan_id (the plan's patient may differ): the join with the
-        # slice's plans picks the sessions, so every session is offered; check-ins join by patient.
+        episode_parts.append(
+            relief_episodes(own_sessions.filter(mine), checkins.filter(mine), mcid, followup_days).collect()
+        )
         outcome_parts.append(
             plan_outcomes(plan_completion.filter(mine), sessions, checkins.filter(mine), mcid, zones=zones).collect()
         )
@@ -143,16 +156,28 @@ def _without_patient_key(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.drop("patient_key", strict=False)
 
 
+def _with_carried(new: pl.DataFrame, carried: pl.DataFrame | None, *order: str) -> pl.DataFrame:
+    """The rows computed now and those carried over from the last build, in the order a full build gives."""
+    if carried is None:
+        return new.sort(*order)
+    return pl.concat([carried, new.select(carried.columns)], how="vertical").sort(*order)
+
+
 def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) -> dict[str, int]:
     """Build every marts.* table from core.* and quality.plan_completion; rows written per table.
 
-    All marts are replaced in one transaction. Each is written (by one background thread, on
-    this connection, which nothing else uses meanwhile) as soon as it is computed: DuckDB
-    stores a table on one core while Polars computes the next marts.
+    The per-patient marts (session_relief, relief_duration, plan_outcomes) are computed for the patients whose
+    inputs changed since the last build and carried over for the others (metrics/incremental.py); every other
+    mart is computed from all rows. All marts are replaced in one transaction, with the build's patient digests
+    (ops.metrics_patient_digests, ops.metrics_build). Each mart is written (by one background thread, on this
+    connection, which nothing else uses meanwhile) as soon as it is computed: DuckDB stores a table on one core
+    while Polars computes the next marts.
     """
     rules = settings.rules
     run_sql(con, "temp/metrics_patient_numbers")  # patients as small integers within this run
     try:
+        increment = incremental.plan(con, rules)
+        log.info("metrics: %s build (%s)", "full" if increment.full else "incremental", increment.reason)
         # Every session metric counts completed sessions only (completed_sessions); the
         # others need not cross into Polars at all.
         sessions = _read_numbered(
@@ -169,49 +194,80 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
             "quality.plan_completion",
             "plan_id, clinic_id, clinic_timezone, start_date, window_end, completion",
         )
+        only: pl.Expr | None = None
+        carried: dict[str, pl.DataFrame | None] = dict.fromkeys(incremental.PER_PATIENT_MARTS)
+        if not increment.full:
+            touched = incremental.touched_numbers(con)
+            only = pl.col("patient_key").is_in(touched.implode()) | pl.col("patient_key").is_null()
+            schemas = {
+                "session_relief": session_relief(sessions, rules.mcid_points).collect_schema(),
+                "relief_duration": relief_episodes(
+                    sessions, checkins, rules.mcid_points, rules.relief_followup_days).collect_schema(),
+                "plan_outcomes": plan_outcomes(plan_completion, sessions, checkins, rules.mcid_points).collect_schema(),
+            }
+            carried = {table: incremental.carried_over(con, table, schema) for table, schema in schemas.items()}
     finally:
         con.execute("drop table if exists metrics_patient_numbers")
 
     con.execute("create schema if not exists marts")
-    with transaction(con):
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marts-writer") as writer:
-            written: dict[str, Future[int]] = {}
+    try:
+        with transaction(con):
+            rows = _compute_and_write(con, settings, as_of, sessions, checkins, plans, plan_completion, only, carried)
+            incremental.save(con, rules, increment, scalar(con, "select getvariable('run_id')"))
+    finally:
+        incremental.drop_temp(con)
+    return rows
 
-            def write(table: str, frame: pl.DataFrame) -> None:
-                written[table] = writer.submit(_write, con, table, _without_patient_key(frame))
 
-            relief = session_relief(sessions, rules.mcid_points).collect()
-            write("session_relief", relief)
-            # Independent queries are collected together so they share the cores.
-            rows = sessions.select(pl.len()).collect().item() + checkins.select(pl.len()).collect().item()
-            episodes, outcomes, relief_by_group, completion_by_group, adverse, mix, clearance = _episodes_and_outcomes(
-                sessions, checkins, plan_completion, rules, patient_slices(rows),
-                session_relief_summary(relief.lazy()),
-                plan_completion_summary(plan_completion),
-                adverse_events(sessions),
-                aftercare_mix(sessions),
-                pcp_clearance(plans, as_of),
-            )
-            write("relief_duration", episodes)
-            write("plan_outcomes", outcomes)
-            write("session_relief_summary", relief_by_group)
-            write("plan_completion_summary", completion_by_group)
-            write("adverse_events", adverse)
-            write("aftercare_mix", mix)
-            write("pcp_clearance", clearance)
-            curves, outcomes_by_group = pl.collect_all([
-                relief_curves(episodes.lazy()),
-                plan_outcome_summary(outcomes.lazy()),
-            ])
-            write("relief_curves", curves)
-            write("plan_outcome_summary", outcomes_by_group)
-            summary = relief_summary(episodes.lazy(), curves.lazy(), min_cell_patients=rules.min_cell_patients).collect()
-            write("relief_summary", summary)
-            comparison = relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect()
-            write("relief_comparison", comparison)
-        rows = {table: future.result() for table, future in written.items()}
-        # R8 reads marts.plan_outcomes, written above in this transaction (metrics/casemix.py).
-        for table, frame in zip(CASEMIX_TABLES, casemix_marts(con, rules.mcid_points, rules.min_cell_patients)):
-            rows[table] = _write(con, table, frame)
-        apply_comments(con, "marts")
+def _compute_and_write(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, sessions: pl.LazyFrame,
+                       checkins: pl.LazyFrame, plans: pl.LazyFrame, plan_completion: pl.LazyFrame,
+                       only: pl.Expr | None, carried: dict[str, pl.DataFrame | None]) -> dict[str, int]:
+    """Compute every mart (the per-patient ones for `only`'s patients, with the `carried` rows) and write it."""
+    rules = settings.rules
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marts-writer") as writer:
+        written: dict[str, Future[int]] = {}
+
+        def write(table: str, frame: pl.DataFrame) -> None:
+            written[table] = writer.submit(_write, con, table, _without_patient_key(frame))
+
+        own_sessions = sessions if only is None else sessions.filter(only)
+        relief = _with_carried(session_relief(own_sessions, rules.mcid_points).collect(), carried["session_relief"],
+                               "started_at", "session_id")
+        write("session_relief", relief)
+        # Independent queries are collected together so they share the cores.
+        counted = [own_sessions, checkins if only is None else checkins.filter(only)]
+        rows = sum(frame.select(pl.len()).collect().item() for frame in counted)
+        episodes, outcomes, relief_by_group, completion_by_group, adverse, mix, clearance = _episodes_and_outcomes(
+            sessions, checkins, plan_completion, rules, patient_slices(rows),
+            session_relief_summary(relief.lazy()),
+            plan_completion_summary(plan_completion),
+            adverse_events(sessions),
+            aftercare_mix(sessions),
+            pcp_clearance(plans, as_of),
+            only=only,
+        )
+        episodes = _with_carried(episodes, carried["relief_duration"], "started_at", "session_id")
+        outcomes = _with_carried(outcomes, carried["plan_outcomes"], "plan_id")
+        write("relief_duration", episodes)
+        write("plan_outcomes", outcomes)
+        write("session_relief_summary", relief_by_group)
+        write("plan_completion_summary", completion_by_group)
+        write("adverse_events", adverse)
+        write("aftercare_mix", mix)
+        write("pcp_clearance", clearance)
+        curves, outcomes_by_group = pl.collect_all([
+            relief_curves(episodes.lazy()),
+            plan_outcome_summary(outcomes.lazy()),
+        ])
+        write("relief_curves", curves)
+        write("plan_outcome_summary", outcomes_by_group)
+        summary = relief_summary(episodes.lazy(), curves.lazy(), min_cell_patients=rules.min_cell_patients).collect()
+        write("relief_summary", summary)
+        comparison = relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect()
+        write("relief_comparison", comparison)
+    rows = {table: future.result() for table, future in written.items()}
+    # R8 reads marts.plan_outcomes, written above in this transaction (metrics/casemix.py).
+    for table, frame in zip(CASEMIX_TABLES, casemix_marts(con, rules.mcid_points, rules.min_cell_patients)):
+        rows[table] = _write(con, table, frame)
+    apply_comments(con, "marts")
     return {table: rows[table] for table in (*MART_TABLES, *CASEMIX_TABLES)}

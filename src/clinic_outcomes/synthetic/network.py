@@ -696,8 +696,3 @@ def _checkins(rng: np.random.Generator, world: _World, s: dict[str, np.ndarray],
         "patient": patient[order], "local": local[order], "instant": instant[order], "zone": zone[order],
         "pain": value[order], "channel": np.where(channel == 3, -1, channel)[order],
     }
-
-
-# --------------------------------------------------------------------------- versions and files
-
-

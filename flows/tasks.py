@@ -167,7 +167,7 @@ def compute_metrics(ctx: RunContext) -> tuple[dict[str, int], float]:
     start = time.perf_counter()
     con = _open(ctx)
     try:
-        counts = metrics.compute_marts(con, ctx.settings, ctx.as_of)
+        counts = metrics.compute_marts(con, ctx.settings, ctx.as_of, run_id=ctx.run_id)
     finally:
         con.close()
     get_run_logger().info("marts: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -56,7 +56,7 @@ from clinic_outcomes.metrics.relief import (
 )
 from clinic_outcomes.metrics.safety import adverse_events, aftercare_mix, pcp_clearance
 from clinic_outcomes.settings import Rules, Settings
-from clinic_outcomes.warehouse import apply_comments, run_sql, scalar, transaction
+from clinic_outcomes.warehouse import apply_comments, run_sql, transaction
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,8 @@ def _with_carried(new: pl.DataFrame, carried: pl.DataFrame | None, *order: str) 
     return pl.concat([carried, new.select(carried.columns)], how="vertical").sort(*order)
 
 
-def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date) -> dict[str, int]:
+def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date,
+                  run_id: int | None = None) -> dict[str, int]:
     """Build every marts.* table from core.* and quality.plan_completion; rows written per table.
 
     The per-patient marts (session_relief, relief_duration, plan_outcomes) are computed for the patients whose
@@ -213,7 +214,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
     try:
         with transaction(con):
             rows = _compute_and_write(con, settings, as_of, sessions, checkins, plans, plan_completion, only, carried)
-            incremental.save(con, rules, increment, scalar(con, "select getvariable('run_id')"))
+            incremental.save(con, rules, increment, run_id)
     finally:
         incremental.drop_temp(con)
     return rows

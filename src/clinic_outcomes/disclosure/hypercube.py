@@ -176,10 +176,11 @@ def protect_grid(
             raise ValueError(f"cell {cell.key!r} has {cell.patients} patients and the value {cell.value!r}")
         table, levels = coordinates[cell.key]
         tables.setdefault(table, []).append((cell, tuple(levels)))
+    hidden = set(unpublished)  # once: a set per lookup made this quadratic (16.6 s at 40 clinics, 100k sessions)
     marks: dict[Hashable, str | None] = {}
     for table in sorted(tables, key=_order_key):
-        marks.update(_protect_one(_Grid(tables[table], groups), tables[table], min_cell, set(unpublished)))
-    return {key: mark for key, mark in marks.items() if key not in set(unpublished)}
+        marks.update(_protect_one(_Grid(tables[table], groups), tables[table], min_cell, hidden))
+    return {key: mark for key, mark in marks.items() if key not in hidden}
 
 
 def _protect_one(grid: _Grid, items: list[tuple[Cell, tuple]], min_cell: int,

@@ -26,9 +26,11 @@ import html
 import re
 
 import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clinic_outcomes.report.charts import (
-    CHART_WIDTH, LEGEND_SIZE, Series, funnel_chart, line_chart, month_ticks, relief_chart,
+    CHART_WIDTH, LEGEND_SIZE, Series, curve_series, funnel_chart, line_chart, month_ticks, relief_chart,
 )
 from clinic_outcomes.report.print_report import chart_image
 from clinic_outcomes.report.wording import Formatter
@@ -201,3 +203,22 @@ def test_a_chart_as_image_draws_the_same_pdf_as_inline():
     as_image = inline.replace(str(chart), str(image))
     pdfs = [weasyprint.HTML(string=document, base_url=None).write_pdf() for document in (inline, as_image)]
     assert pdfs[0] == pdfs[1]
+
+
+@given(
+    hours=st.lists(st.floats(0, 500, allow_nan=False), min_size=1, max_size=12, unique=True),
+    risks=st.lists(st.one_of(st.none(), st.integers(0, 99)), min_size=12, max_size=12),
+    ticks=st.lists(st.floats(0, 600, allow_nan=False), max_size=6),
+)
+def test_numbers_at_risk_are_those_at_the_first_time_at_or_after_each_tick(hours, risks, ticks):
+    """Against the plain definition: the first row at or after the tick, its at_risk (0 when none or null)."""
+    hours = sorted(hours)
+    rows = [("g", h, 1.0 - i / 20, None, None, risks[i]) for i, h in enumerate(hours)]
+    curve = pl.DataFrame(rows, schema=["group_value", "hours", "survival", "ci_low", "ci_high", "at_risk"],
+                         orient="row")
+    expected = []
+    for tick in ticks:
+        later = [r for h, r in zip(hours, risks) if h >= tick]
+        expected.append(later[0] if later and later[0] is not None else 0)
+    got = curve_series(curve, "group_value", max_hours=600.0, ticks=tuple(ticks))["g"]["at_risk"]
+    assert got == expected

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 from markupsafe import Markup
 
@@ -259,9 +260,12 @@ def curve_series(curves: pl.DataFrame, group_column: str, max_hours: float, min_
     for (group_value,), curve in curves.sort("hours").group_by([group_column], maintain_order=True):
         at_risk_at = []
         if has_risk:
-            for tick in ticks:
-                later = curve.filter(pl.col("hours") >= tick)
-                at_risk_at.append(int(later["at_risk"][0]) if later.height and later["at_risk"][0] is not None else 0)
+            # at each tick, the number at risk at the curve's first time at or after it (0 past its end)
+            hours_at = curve["hours"].to_numpy()
+            risk_at = curve["at_risk"].to_list()
+            for position in np.searchsorted(hours_at, np.asarray(ticks, dtype=float), side="left"):
+                value = risk_at[position] if position < len(risk_at) else None
+                at_risk_at.append(int(value) if value is not None else 0)
             if min_cell:
                 followed = curve.filter(pl.col("at_risk") >= min_cell)
                 curve = followed if followed.height else curve.head(1)

@@ -10,7 +10,8 @@ its error (a retry of the task starts over). With one process (`[report] pdf_pro
 machine) the PDFs are typeset one after another in the night's own process, as before.
 
 What the stage's peak memory (ops.runs) measures is the night's own process; each worker holds its own
-WeasyPrint (about 150 MB at the 40-clinic benchmark) beside it.
+WeasyPrint beside it (a peak of 73 MiB for a worker typesetting two-page clinic PDFs: the largest child's
+ru_maxrss, measured 2026-12-07).
 """
 
 from __future__ import annotations

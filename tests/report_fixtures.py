@@ -436,7 +436,7 @@ def every_report(con: duckdb.DuckDBPyConnection, *, settings: Settings, as_of: d
     return "\n".join(reports(con, settings=settings, as_of=as_of, **kwargs).values())
 
 
-def generated_network(root: Path, patients: int) -> tuple:
+def generated_network(root: Path, patients: int, clinics: int | None = None) -> tuple:
     """A generated network of `patients` patients through exports -> load -> core -> quality -> marts ->
     ops.runs, as the nightly flow does, minus validation: (connection, settings, as-of date, exports folder)."""
     from clinic_outcomes.core import build as core_build
@@ -449,7 +449,7 @@ def generated_network(root: Path, patients: int) -> tuple:
     from clinic_outcomes.warehouse import connect, run_sql, set_variables
 
     exports = root / "exports"
-    summary = generate(exports, patients=patients)
+    summary = generate(exports, patients=patients, clinics=clinics)
     as_of = summary.end_date + dt.timedelta(days=1)
     settings = load_settings(str(exports / "settings.toml") if (exports / "settings.toml").exists() else None)
     path = root / "warehouse.duckdb"

@@ -44,6 +44,7 @@ class Increment:
     reason: str
     patients: int
     touched: int
+    fingerprint: str
 
 
 def fingerprint(rules: Rules) -> str:
@@ -64,9 +65,10 @@ def plan(con: duckdb.DuckDBPyConnection, rules: Rules) -> Increment:
     run_sql(con, "temp/metrics_patient_digests")
     patients = scalar(con, "select count(*) from metrics_patient_digests")
     con.execute("create or replace temp table metrics_touched_patients (patient_key varchar)")
+    current = fingerprint(rules)
 
     def full(reason: str) -> Increment:
-        return Increment(full=True, reason=reason, patients=patients, touched=patients)
+        return Increment(full=True, reason=reason, patients=patients, touched=patients, fingerprint=current)
 
     last = (
         con.execute("select fingerprint from ops.metrics_build").fetchall()
@@ -74,7 +76,7 @@ def plan(con: duckdb.DuckDBPyConnection, rules: Rules) -> Increment:
     )
     if len(last) != 1:
         return full("no earlier metrics build")
-    if last[0][0] != fingerprint(rules):
+    if last[0][0] != current:
         return full("the rules, the metrics code or a library changed since the last build")
     missing = [table for table in PER_PATIENT_MARTS if not has_table(con, f"marts.{table}")]
     if missing or not has_table(con, "ops.metrics_patient_digests"):
@@ -84,7 +86,7 @@ def plan(con: duckdb.DuckDBPyConnection, rules: Rules) -> Increment:
     if touched > FULL_BUILD_SHARE * max(patients, 1):
         return full(f"{touched} of {patients} patients changed")
     return Increment(full=False, reason=f"{touched} of {patients} patients changed", patients=patients,
-                     touched=touched)
+                     touched=touched, fingerprint=current)
 
 
 def touched_numbers(con: duckdb.DuckDBPyConnection) -> pl.Series:
@@ -117,7 +119,7 @@ def carried_over(con: duckdb.DuckDBPyConnection, table: str, schema: pl.Schema) 
     return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
 
 
-def save(con: duckdb.DuckDBPyConnection, rules: Rules, increment: Increment, run_id: int | None) -> None:
+def save(con: duckdb.DuckDBPyConnection, increment: Increment, run_id: int | None) -> None:
     """Record this build's digests and fingerprint (in the caller's transaction, beside the marts)."""
     con.execute("create schema if not exists ops")
     run_sql(con, "ddl/ops_metrics_build")
@@ -127,7 +129,7 @@ def save(con: duckdb.DuckDBPyConnection, rules: Rules, increment: Increment, run
                 "from metrics_patient_digests")
     con.execute("delete from ops.metrics_build")
     con.execute("insert into ops.metrics_build values ($fingerprint, $run, $patients, $recomputed)",
-                {"fingerprint": fingerprint(rules), "run": run_id, "patients": increment.patients,
+                {"fingerprint": increment.fingerprint, "run": run_id, "patients": increment.patients,
                  "recomputed": increment.touched})
 
 

@@ -42,7 +42,6 @@ import duckdb
 import polars as pl
 
 from clinic_outcomes.metrics import incremental
-
 from clinic_outcomes.metrics.casemix import CASEMIX_TABLES, casemix_marts
 from clinic_outcomes.metrics.frames import MART_TABLES
 from clinic_outcomes.metrics.plans import plan_completion_summary, plan_outcome_summary, plan_outcomes
@@ -105,12 +104,12 @@ def _episodes_and_outcomes(
     if only is not None:
         checkins, plan_completion = checkins.filter(only), plan_completion.filter(only)
     if slices == 1:
-        episodes, outcomes, *rest = pl.collect_all([
+        # (compute_marts puts the rows in order, with those carried over)
+        return pl.collect_all([
             relief_episodes(own_sessions, checkins, mcid, followup_days),
             plan_outcomes(plan_completion, sessions, checkins, mcid),
             *more,
         ])
-        return [episodes.sort("started_at", "session_id"), outcomes.sort("plan_id"), *rest]
     zones = plan_completion.select(pl.col("clinic_timezone").unique()).collect()["clinic_timezone"]
     zones = zones.drop_nulls().to_list()
     episode_parts, outcome_parts = [], []
@@ -214,7 +213,7 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
     try:
         with transaction(con):
             rows = _compute_and_write(con, settings, as_of, sessions, checkins, plans, plan_completion, only, carried)
-            incremental.save(con, rules, increment, run_id)
+            incremental.save(con, increment, run_id)
     finally:
         incremental.drop_temp(con)
     return rows

@@ -198,10 +198,19 @@ def render_report(ctx: RunContext, journal: publish.RunJournal, record: publish.
             out_dir=ctx.report_dir,
             data_docs_href=f"{DATA_QUALITY_DIR}/index.html",
             run_id=ctx.run_id,
+            previous=_published_report(ctx),
         )
     finally:
         con.close()
+    if paths.pdfs_reused:
+        get_run_logger().info("%d PDFs unchanged since the last published report, copied from it", len(paths.pdfs_reused))
     return paths
+
+
+def _published_report(ctx: RunContext) -> Path | None:
+    """The last published report's folder (reports/latest), whose unchanged PDFs this run's report reuses."""
+    latest = ctx.reports / "latest"
+    return latest.resolve() if latest.is_dir() else None
 
 
 @task(

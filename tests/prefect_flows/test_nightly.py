@@ -80,6 +80,13 @@ def test_rerun_without_new_drops_publishes_identical_tables(prefect_server, tmp_
         expected_run_2 = run_1.slice(0, 0) if table == "quality.rejected_rows" else run_1
         assert run_2.equals(expected_run_2), f"{table}: run 2 differs from run 1"
     assert os.readlink(site.reports / "latest") == "runs/run-00002"
+    # Every clinic's print document is the same as run 1's, so its PDF was copied, not typeset again (the
+    # network's names the run, so it was typeset again).
+    clinics = sorted((site.reports / "runs/run-00001/clinics").glob("*.pdf"))
+    assert clinics
+    assert f"{len(clinics)} PDFs unchanged since the last published report, copied from it" in done.stdout + done.stderr
+    for pdf in clinics:
+        assert (site.reports / "runs/run-00002/clinics" / pdf.name).read_bytes() == pdf.read_bytes()
 
 
 def test_second_run_is_refused_while_one_holds_the_warehouse(prefect_server, tmp_path):  # noqa: F811

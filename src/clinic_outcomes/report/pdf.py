@@ -9,6 +9,12 @@ document is handed to a worker as soon as it is built, and the stage waits for a
 its error (a retry of the task starts over). With one process (`[report] pdf_processes = 1`, or a one-core
 machine) the PDFs are typeset one after another in the night's own process, as before.
 
+A PDF whose print document is the same, byte for byte, as one the previous published report typeset (the same
+document at the same place, by the same WeasyPrint) is copied from there instead of typeset again: each report
+folder keeps the digests of its print documents in `pdf-digests.json` (written once every PDF is written). A
+rerun of a night, or a clinic whose document did not change, then costs a file copy. A document names its as-of
+date, so a new night's documents are all new.
+
 What the stage's peak memory (ops.runs) measures is the night's own process; each worker holds its own
 WeasyPrint beside it (a peak of 73 MiB for a worker typesetting two-page clinic PDFs: the largest child's
 ru_maxrss, measured 2026-12-07).
@@ -16,9 +22,13 @@ ru_maxrss, measured 2026-12-07).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.metadata
+import json
 import multiprocessing
 import os
+import shutil
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -51,15 +61,47 @@ def _start_worker() -> None:
     importlib.import_module("weasyprint")
 
 
+DIGESTS = "pdf-digests.json"  # in each report folder: {PDF path relative to the folder: its print document's digest}
+
+
+def document_digest(printed: str) -> str:
+    """What a PDF is typeset from: the print document and the WeasyPrint that typesets it."""
+    version = importlib.metadata.version("weasyprint")
+    return hashlib.sha256(f"weasyprint {version}\n".encode("utf-8") + printed.encode("utf-8")).hexdigest()
+
+
+def _read_digests(folder: Path | None) -> dict[str, str]:
+    """A report folder's digests; none when it has none or they cannot be read (every PDF is then typeset)."""
+    if folder is None:
+        return {}
+    try:
+        found = json.loads((folder / DIGESTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): v for k, v in found.items() if isinstance(v, str)}
+
+
 class PdfWriter:
     """Typesets the report stage's PDFs: `submit` each (printed HTML, path), then `wait` (in a `with` block).
 
     Start it early: with more than one process, the workers start and import WeasyPrint at once; with one, a
     thread imports WeasyPrint meanwhile (loading pango costs about a second the warehouse queries can hide).
+
+    `root`: the report folder the PDFs are written in; `previous`: the last published report folder, whose
+    PDFs are copied where their print documents are unchanged. With a root, `wait` writes root's digests.
     """
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, *, root: Path | None = None, previous: Path | None = None) -> None:
         self.processes = max(1, processes)
+        self.root = None if root is None else Path(root)
+        self.previous = None if previous is None else Path(previous)
+        self._earlier = _read_digests(self.previous) if self.root is not None else {}
+        if self.root is not None:  # an earlier attempt's digests stand for PDFs this one is about to replace
+            (self.root / DIGESTS).unlink(missing_ok=True)
+        self._digests: dict[str, str] = {}
+        self.reused: list[str] = []  # the PDFs copied from `previous`, relative to root
         self._pending: list[tuple[str, Path]] = []
         self._futures: list[Future[str]] = []
         self._pool: ProcessPoolExecutor | None = None
@@ -77,8 +119,26 @@ class PdfWriter:
             )
             self._importing.start()
 
+    def _reuse(self, printed: str, path: Path) -> bool:
+        """Record the document's digest; copy the previous report's PDF of it when that is the same document."""
+        if self.root is None:
+            return False
+        relative = Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+        digest = self._digests[relative] = document_digest(printed)
+        if self.previous is None or self._earlier.get(relative) != digest:
+            return False
+        source = self.previous / relative
+        if not source.is_file() or source.resolve() == Path(path).resolve():
+            return False
+        shutil.copyfile(source, path)
+        self.reused.append(relative)
+        return True
+
     def submit(self, printed: str, path: Path) -> None:
-        """Typeset `printed` into `path`: at once in a worker, or (one process) when `wait` is called."""
+        """Typeset `printed` into `path`: at once in a worker, or (one process) when `wait` is called; or copy
+        it from the previous report when its document is unchanged."""
+        if self._reuse(printed, path):
+            return
         if self._pool is not None:
             self._futures.append(self._pool.submit(write_pdf, printed, str(path)))
         else:
@@ -94,10 +154,20 @@ class PdfWriter:
             importlib.import_module("weasyprint")  # an import error shows here, with its own message
             for printed, path in pending:
                 write_pdf(printed, str(path))
+        else:
+            futures, self._futures = self._futures, []
+            for future in futures:
+                future.result()  # the first failure is raised; close() cancels what has not started
+        self._write_digests()
+
+    def _write_digests(self) -> None:
+        """Once every PDF is written: root's digests, for the next report to reuse (atomically replaced)."""
+        if self.root is None:
             return
-        futures, self._futures = self._futures, []
-        for future in futures:
-            future.result()  # the first failure is raised; close() cancels what has not started
+        target = self.root / DIGESTS
+        partial = target.with_name(f".{DIGESTS}.{os.getpid()}")
+        partial.write_text(json.dumps(self._digests, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(partial, target)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -51,6 +51,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 class ReportPaths:
     html: Path
     pdf: Path
+    pdfs_reused: tuple[str, ...] = ()  # PDFs copied from the previous report (their documents unchanged)
 
 
 @functools.cache
@@ -193,20 +194,22 @@ def render_report(
     out_dir: Path,
     data_docs_href: str | None = "data-quality/index.html",
     run_id: int | None = None,
+    previous: Path | None = None,
 ) -> ReportPaths:
     """Compute marts.report_cells (R7), then write report.html and report.pdf (the network) and
     clinics/<clinic>.html and .pdf (each clinic) into out_dir. The PDFs are typeset in `[report] pdf_processes`
-    processes (report/pdf.py), started before report_cells is computed."""
+    processes (report/pdf.py), started before report_cells is computed; a PDF whose print document is the
+    same as in `previous` (the last published report folder) is copied from there."""
     out_dir = Path(out_dir)
     (out_dir / "clinics").mkdir(parents=True, exist_ok=True)
-    with PdfWriter(processes_for(settings.pdf_processes)) as pdfs:
+    with PdfWriter(processes_for(settings.pdf_processes), root=out_dir, previous=previous) as pdfs:
         loaded = _load(con, settings, as_of, run_id, cells=False)
         # R7: every figure the reports show, computed and protected once, before any is rendered
         loaded.builder.data.cells = build_report_cells(con, settings=settings, as_of=as_of, data=loaded.builder.data)
         loaded.builder.tables = CellTables(loaded.builder.data.cells, settings.rules.min_cell_patients)
         _write_documents(loaded, pdfs, settings=settings, as_of=as_of, out_dir=out_dir, data_docs_href=data_docs_href)
         pdfs.wait()
-    return ReportPaths(html=out_dir / "report.html", pdf=out_dir / "report.pdf")
+    return ReportPaths(html=out_dir / "report.html", pdf=out_dir / "report.pdf", pdfs_reused=tuple(pdfs.reused))
 
 
 def _write_documents(loaded: _Loaded, pdfs: PdfWriter, *, settings: Settings, as_of: dt.date, out_dir: Path,

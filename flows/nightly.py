@@ -44,6 +44,7 @@ from clinic_outcomes.runtime import (  # noqa: E402
 from clinic_outcomes.settings import Settings, SettingsError, load_settings  # noqa: E402
 from flows.artifacts import create_night_artifacts  # noqa: E402
 from flows.tasks import (  # noqa: E402
+    DATA_QUALITY_DIR,
     RunContext,
     build_core,
     build_quality,
@@ -235,6 +236,7 @@ def nightly(
                 raise CriticalChecksFailed(
                     f"{len(outcome.critical_failures)} critical expectation(s) failed, nothing published: "
                     + "; ".join(outcome.critical_failures[:3])
+                    + f" (the failing values: {ctx.report_dir / DATA_QUALITY_DIR / 'index.html'})"
                 )
             record.status, record.finished_at = "published", _iso_now()
             paths = timed("report", render_report, ctx, journal, record)

@@ -149,6 +149,9 @@ def test_critical_failure_publishes_nothing_and_exits_with_one_line(prefect_serv
         "failed, nothing published: core_sessions", reason
     ), reason
     assert "session_id" in reason
+    assert "(e.g." not in reason  # no sampled value; where to see them instead:
+    assert reason.endswith(f"(the failing values: {site.reports / 'runs' / 'run-00002' / 'data-quality' / 'index.html'})")
+    assert (site.reports / "runs" / "run-00002" / "data-quality" / "index.html").exists()
     assert fh.published(site) == shown
     assert fh.runs(site) == [(1, "published")]  # readable, and still the first night's
     assert list(site.root.glob(".warehouse.duckdb.run*")) == []

@@ -121,10 +121,14 @@ def test_flawed_drop_stops_on_the_broken_key_and_reports_every_warning(flawed):
     con, outcome = flawed
     assert not outcome.publishable
     assert outcome.critical_failures == [
-        "core_sessions: expect_column_values_to_be_unique on session_id failed for 2 of 7 rows (e.g. s1)",
+        "core_sessions: expect_column_values_to_be_unique on session_id failed for 2 of 7 rows",
         # the same key counted over the whole table (what catches it on a night: tests/validation/test_night_scope.py)
-        "core_sessions: expect_column_values_to_be_in_set on rows_with_session_id failed for 2 of 7 rows (e.g. 2)",
+        "core_sessions: expect_column_values_to_be_in_set on rows_with_session_id failed for 2 of 7 rows",
     ]
+    # GX's sample of the failing values stays in the results (and the data-quality page), out of the one-line
+    # reasons that reach the logs, the journal and the failure notification
+    details = {r["column_name"]: r["details"] for r in outcome.results if r["severity"] == "critical" and not r["success"]}
+    assert details == {"session_id": "e.g. s1", "rows_with_session_id": "e.g. 2"}
     assert failing(outcome) == sorted([
         ("core_needle_sites", "expect_column_values_to_be_in_set", "session_is_known", "warning", 1),
         ("core_needle_sites", "expect_column_values_to_be_in_set", "session_is_needling", "warning", 1),
@@ -175,6 +179,16 @@ def test_a_core_table_that_cannot_be_read_is_a_critical_failure():
     outcome = validate.validate(con, run_id=1, settings=Settings(), as_of=AS_OF, docs_dir=None)
     assert [line.split(":")[0] for line in outcome.critical_failures] == ["core_pain_checkins"]
     assert "rows_can_be_read" in outcome.critical_failures[0]
+    assert "pain_checkins" in outcome.critical_failures[0]  # DuckDB's reason, which names the table
+
+
+def test_a_reason_quotes_no_value_from_an_error():
+    """DuckDB quotes the value it could not convert; the one-line reason leaves it out (the results keep it)."""
+    result = {"suite": "core_sessions", "expectation": "rows_can_be_read", "column_name": None, "unexpected_count": None,
+              "element_count": None, "details": "error: Conversion Error: Could not convert string 'Jane O''Hara' to INT32"}
+    assert validate._one_line(result) == (
+        "core_sessions: rows_can_be_read failed (error: Conversion Error: Could not convert string <value> to INT32)"
+    )
 
 
 # --- the suites as files -----------------------------------------------------------------

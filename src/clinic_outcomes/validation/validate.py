@@ -39,6 +39,7 @@ import datetime as dt
 import functools
 import json
 import os
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +173,10 @@ def load_suites(directory: Path | None = None) -> list[SuiteFile]:
 @dataclass
 class ValidationOutcome:
     results: list[dict[str, Any]]  # the rows appended to quality.expectation_results
-    critical_failures: list[str]  # one line each; any of them stops publishing
+    # One line each, without GX's sample of values (quality.expectation_results.details and Data Docs keep it):
+    # these lines reach the logs, the run journal, the CLI's error and the failure notification, none of which
+    # may quote an export's value. Any of them stops publishing.
+    critical_failures: list[str]
     warnings_failed: int
     docs_index: Path | None
 
@@ -515,10 +519,15 @@ def validate(
 
 
 def _one_line(result: dict[str, Any]) -> str:
+    """What failed, in counts only: never the values GX sampled (`details` may quote session ids or free text)."""
     what = result["expectation"] + (f" on {result['column_name']}" if result["column_name"] else "")
     line = f"{result['suite']}: {what} failed"
     if result["unexpected_count"] is not None and result["element_count"] is not None:
         line += f" for {result['unexpected_count']} of {result['element_count']} rows"
-    if result["details"]:
-        line += f" ({result['details']})"
+    elif result["details"] and result["details"].startswith("error: "):
+        line += f" ({_QUOTED.sub('<value>', result['details'])})"
     return line
+
+
+# A quoted literal in an error's text (DuckDB quotes the value it could not convert): left out of one-line reasons.
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")

@@ -23,6 +23,9 @@ Mutants tried (survival.exact_side_of_half / curve_summary), each caught:
   test_relief_summary_matches_lifelines_per_group;
 - clustered KM band, packed sorts (issue 16, cost): the subjects sorted by (group, cluster, time, event) instead
   of (group, time, ...), and a key packed one bit short (`<< width - 1`): test_relief_summary_matches_lifelines_per_group;
+- relief_curves one grouping at a time (memory, 2026-12-07): the groupings concatenated in reverse order:
+  test_relief_curves_one_grouping_at_a_time_equal_one_estimate_over_all_groupings; Cox's risk sums by pairs of
+  columns with the lower triangle of S2 left at zero: test_cox_with_patient_clusters_matches_lifelines;
 - (equivalent, not caught: multiplying rows without events too, since (n - 0) / n = 1.)
 """
 
@@ -38,8 +41,8 @@ from hypothesis import given, settings, strategies as st
 from lifelines import KaplanMeierFitter
 from lifelines.utils import median_survival_times
 
-from clinic_outcomes.metrics.frames import IN_RELIEF_AT
-from clinic_outcomes.metrics.relief import relief_comparison, relief_summary
+from clinic_outcomes.metrics.frames import IN_RELIEF_AT, RELIEF_GROUPS, stack_groups
+from clinic_outcomes.metrics.relief import relief_comparison, relief_curves, relief_summary
 from lifelines import CoxPHFitter
 
 from clinic_outcomes.metrics.cox import fit_cox
@@ -235,6 +238,24 @@ def test_relief_summary_matches_lifelines_per_group(seed):
             checked += 1
     assert outcomes == {True, False}  # both shown and withheld shares were checked
     assert checked == 1 + 3 + 3 + 4  # all; condition incl. not recorded; clinics; aftercare incl. not recorded
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_relief_curves_one_grouping_at_a_time_equal_one_estimate_over_all_groupings(seed):
+    """relief_curves estimates one grouping at a time (memory); its rows are those of one kaplan_meier over every
+    grouping stacked, in the groupings' order, then group value and hours."""
+    episodes = random_episodes(seed)
+    curves = relief_curves(episodes.lazy()).collect()
+    stacked = kaplan_meier(
+        stack_groups(episodes.lazy().filter(pl.col("followed_up")), RELIEF_GROUPS),
+        ["grouping_order", "group_by", "group_value"], duration="duration_hours", event="relapsed",
+        cluster="patient_key",
+    ).collect().drop("grouping_order")
+    assert curves.columns == stacked.columns
+    assert curves.drop("ci_low", "ci_high").equals(stacked.drop("ci_low", "ci_high"))  # same rows, same order
+    for band in ("ci_low", "ci_high"):  # the band's running sums differ from the stacked one's by rounding only
+        assert (curves[band] - stacked[band]).abs().max() < 1e-12
+    assert curves["group_by"].unique(maintain_order=True).to_list() == list(RELIEF_GROUPS)
 
 
 def test_share_is_withheld_below_min_cell_patients_still_followed():

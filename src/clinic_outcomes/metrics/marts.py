@@ -210,20 +210,32 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
         con.execute("drop table if exists metrics_patient_numbers")
 
     con.execute("create schema if not exists marts")
+    # _compute_and_write lets go of each input as soon as it has read it (see there): no reference is kept here.
+    inputs = {"sessions": sessions, "checkins": checkins, "plans": plans, "plan_completion": plan_completion}
+    del sessions, checkins, plans, plan_completion
     try:
         with transaction(con):
-            rows = _compute_and_write(con, settings, as_of, sessions, checkins, plans, plan_completion, only, carried)
+            rows = _compute_and_write(con, settings, as_of, inputs, only, carried)
             incremental.save(con, increment, run_id)
     finally:
         incremental.drop_temp(con)
     return rows
 
 
-def _compute_and_write(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, sessions: pl.LazyFrame,
-                       checkins: pl.LazyFrame, plans: pl.LazyFrame, plan_completion: pl.LazyFrame,
-                       only: pl.Expr | None, carried: dict[str, pl.DataFrame | None]) -> dict[str, int]:
-    """Compute every mart (the per-patient ones for `only`'s patients, with the `carried` rows) and write it."""
+def _compute_and_write(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date,
+                       inputs: dict[str, pl.LazyFrame], only: pl.Expr | None,
+                       carried: dict[str, pl.DataFrame | None]) -> dict[str, int]:
+    """Compute every mart (the per-patient ones for `only`'s patients, with the `carried` rows) and write it.
+
+    `inputs` (sessions, checkins, plans, plan_completion) and `carried` are emptied as soon as the last mart
+    that reads them is computed, and each big frame is let go of once written: the summaries that follow (the
+    Kaplan-Meier curves with clustered bands, the Cox comparison, R8) then run without the inputs in memory.
+    At 10M sessions that was the peak: the inputs held ~2.8 GiB of it (measured 2026-12-07).
+    """
     rules = settings.rules
+    sessions, checkins, plans, plan_completion = (
+        inputs.pop(name) for name in ("sessions", "checkins", "plans", "plan_completion")
+    )
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marts-writer") as writer:
         written: dict[str, Future[int]] = {}
 
@@ -231,23 +243,26 @@ def _compute_and_write(con: duckdb.DuckDBPyConnection, settings: Settings, as_of
             written[table] = writer.submit(_write, con, table, _without_patient_key(frame))
 
         own_sessions = sessions if only is None else sessions.filter(only)
-        relief = _with_carried(session_relief(own_sessions, rules.mcid_points).collect(), carried["session_relief"],
+        relief = _with_carried(session_relief(own_sessions, rules.mcid_points).collect(), carried.pop("session_relief"),
                                "started_at", "session_id")
         write("session_relief", relief)
+        relief_by_group = session_relief_summary(relief.lazy()).collect()
+        del relief  # (the writer holds it until it is stored)
         # Independent queries are collected together so they share the cores.
         counted = [own_sessions, checkins if only is None else checkins.filter(only)]
         rows = sum(frame.select(pl.len()).collect().item() for frame in counted)
-        episodes, outcomes, relief_by_group, completion_by_group, adverse, mix, clearance = _episodes_and_outcomes(
+        episodes, outcomes, completion_by_group, adverse, mix, clearance = _episodes_and_outcomes(
             sessions, checkins, plan_completion, rules, patient_slices(rows),
-            session_relief_summary(relief.lazy()),
             plan_completion_summary(plan_completion),
             adverse_events(sessions),
             aftercare_mix(sessions),
             pcp_clearance(plans, as_of),
             only=only,
         )
-        episodes = _with_carried(episodes, carried["relief_duration"], "started_at", "session_id")
-        outcomes = _with_carried(outcomes, carried["plan_outcomes"], "plan_id")
+        del sessions, checkins, plans, plan_completion, own_sessions, counted
+        episodes = _with_carried(episodes, carried.pop("relief_duration"), "started_at", "session_id")
+        outcomes = _with_carried(outcomes, carried.pop("plan_outcomes"), "plan_id")
+        carried.clear()
         write("relief_duration", episodes)
         write("plan_outcomes", outcomes)
         write("session_relief_summary", relief_by_group)
@@ -255,15 +270,15 @@ def _compute_and_write(con: duckdb.DuckDBPyConnection, settings: Settings, as_of
         write("adverse_events", adverse)
         write("aftercare_mix", mix)
         write("pcp_clearance", clearance)
-        curves, outcomes_by_group = pl.collect_all([
-            relief_curves(episodes.lazy()),
-            plan_outcome_summary(outcomes.lazy()),
-        ])
+        curves = relief_curves(episodes.lazy()).collect()
+        outcomes_by_group = plan_outcome_summary(outcomes.lazy()).collect()
+        del outcomes
         write("relief_curves", curves)
         write("plan_outcome_summary", outcomes_by_group)
         summary = relief_summary(episodes.lazy(), curves.lazy(), min_cell_patients=rules.min_cell_patients).collect()
         write("relief_summary", summary)
         comparison = relief_comparison(episodes.lazy(), rules.min_cell_patients, summary.lazy()).collect()
+        del episodes
         write("relief_comparison", comparison)
     rows = {table: future.result() for table, future in written.items()}
     # R8 reads marts.plan_outcomes, written above in this transaction (metrics/casemix.py).

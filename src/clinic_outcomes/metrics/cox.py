@@ -40,10 +40,9 @@ class CoxFit:
         return 2 * stats.norm.sf(np.abs(self.coefficients / self.robust_se))
 
 
-def _risk_sums(order_times: np.ndarray, weights: np.ndarray, x: np.ndarray):
-    """S0, S1, S2 over the risk set {T >= t} at each row's time (rows sorted by time ascending)."""
-    # Tied times share the risk set of the first row of their tie group.
-    first = np.searchsorted(order_times, order_times, side="left")
+def _risk_sums(first: np.ndarray, weights: np.ndarray, x: np.ndarray):
+    """S0, S1, S2 over the risk set {T >= t} at each row's time (rows sorted by time ascending; `first`: the
+    first row of each row's tie group, whose risk set tied times share)."""
 
     def from_the_end(values: np.ndarray) -> np.ndarray:
         return np.cumsum(values[::-1])[::-1][first]
@@ -79,12 +78,13 @@ def fit_cox(
     x = np.asarray(covariates, dtype=np.float64)[order]
     if x.ndim == 1:
         x = x[:, None]
-    groups = np.unique(np.asarray(clusters)[order], return_inverse=True)[1]
+    groups = np.unique(np.asarray(clusters)[order], return_inverse=True)[1].reshape(-1)
+    first = np.searchsorted(times, times, side="left")  # tied times share the risk set of their first row
     k = x.shape[1]
     beta = np.zeros(k)
     for _ in range(max_iterations):
         weights = np.exp(x @ beta)
-        s0, s1, s2 = _risk_sums(times, weights, x)
+        s0, s1, s2 = _risk_sums(first, weights, x)
         mean = s1 / s0[:, None]
         score = (x[died] - mean[died]).sum(axis=0)
         information = (s2[died] / s0[died, None, None] - mean[died, :, None] * mean[died, None, :]).sum(axis=0)
@@ -93,7 +93,7 @@ def fit_cox(
         if np.max(np.abs(step)) < tolerance:
             break
     weights = np.exp(x @ beta)
-    s0, s1, s2 = _risk_sums(times, weights, x)
+    s0, s1, s2 = _risk_sums(first, weights, x)
     mean = s1 / s0[:, None]
     information = (s2[died] / s0[died, None, None] - mean[died, :, None] * mean[died, None, :]).sum(axis=0)
     model_covariance = np.linalg.inv(information)
@@ -104,8 +104,9 @@ def fit_cox(
     cumulative_b = np.cumsum(mean * inverse_s0[:, None], axis=0)
     last = np.searchsorted(times, times, side="right") - 1  # events tied with T_i are at or before it
     residuals = died[:, None] * (x - mean) - weights[:, None] * (x * cumulative_a[last, None] - cumulative_b[last])
-    per_cluster = np.zeros((groups.max() + 1, k))
-    np.add.at(per_cluster, groups, residuals)
+    clusters_seen = int(groups.max()) + 1
+    per_cluster = np.column_stack([np.bincount(groups, weights=residuals[:, i], minlength=clusters_seen)
+                                   for i in range(k)])
     meat = per_cluster.T @ per_cluster
     robust_covariance = model_covariance @ meat @ model_covariance
     return CoxFit(beta, robust_covariance, model_covariance)

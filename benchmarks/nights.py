@@ -42,6 +42,8 @@ def main() -> int:
     parser.add_argument("size", choices=sorted(bench.SIZES))
     parser.add_argument("--clinics", type=int, default=bench.CLINICS, help=f"clinics in the network (default {bench.CLINICS})")
     parser.add_argument("--nights", type=int, default=10)
+    parser.add_argument("--no-scratch", action="store_true",
+                        help="skip the last step (a warehouse built from scratch over every drop, for its size)")
     args = parser.parse_args()
     exports, info = bench.dataset(args.size, args.clinics)
     config = exports / "settings.toml"
@@ -72,12 +74,13 @@ def main() -> int:
             record["nights"].append(night)
             print(f"night {drop.name}: {night['seconds']} s, warehouse {night['warehouse_mib']} MiB "
                   f"(used {night['used_blocks']}, free {night['free_blocks']} blocks)", flush=True)
-        scratch = work / "scratch"
-        scratch.mkdir()
-        full = bench.nightly(partial, scratch, api_url, last + dt.timedelta(days=1), config)
-        record["from_scratch"] = full | _blocks(scratch / "warehouse.duckdb")
-        print(f"from scratch over every drop: {full['seconds']} s, warehouse {full['warehouse_mib']} MiB "
-              f"(used {record['from_scratch']['used_blocks']}, free {record['from_scratch']['free_blocks']} blocks)")
+        if not args.no_scratch:
+            scratch = work / "scratch"
+            scratch.mkdir()
+            full = bench.nightly(partial, scratch, api_url, last + dt.timedelta(days=1), config)
+            record["from_scratch"] = full | _blocks(scratch / "warehouse.duckdb")
+            print(f"from scratch over every drop: {full['seconds']} s, warehouse {full['warehouse_mib']} MiB "
+                  f"(used {record['from_scratch']['used_blocks']}, free {record['from_scratch']['free_blocks']} blocks)")
     out = RESULTS / f"nights-{args.size}-{record['when'].replace(':', '')}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"results: {out}")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import duckdb
@@ -173,64 +174,72 @@ def compute_marts(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.
     connection, which nothing else uses meanwhile) as soon as it is computed: DuckDB stores a table on one core
     while Polars computes the next marts.
     """
-    rules = settings.rules
     run_sql(con, "temp/metrics_patient_numbers")  # patients as small integers within this run
     try:
-        increment = incremental.plan(con, rules)
-        log.info("metrics: %s build (%s)", "full" if increment.full else "incremental", increment.reason)
-        # Every session metric counts completed sessions only (completed_sessions); the
-        # others need not cross into Polars at all.
-        sessions = _read_numbered(
-            con,
-            "core.sessions",
-            "session_id, plan_id, clinic_id, clinician_role, started_at, status, therapies, condition, "
-            "pain_before, pain_after, aftercare, adverse_event",
-            where="source.status = 'completed'",
-        )
-        checkins = _read_numbered(con, "core.pain_checkins", "checkin_id, recorded_at, pain")
-        plans = _read_numbered(con, "core.plans", "plan_id, clinic_id, start_date, pcp_cleared")
-        plan_completion = _read_numbered(
-            con,
-            "quality.plan_completion",
-            "plan_id, clinic_id, clinic_timezone, start_date, window_end, completion",
-        )
-        only: pl.Expr | None = None
-        carried: dict[str, pl.DataFrame | None] = dict.fromkeys(incremental.PER_PATIENT_MARTS)
-        if not increment.full:
-            touched = incremental.touched_numbers(con)
-            only = pl.col("patient_key").is_in(touched.implode()) | pl.col("patient_key").is_null()
-            schemas = {
-                "session_relief": session_relief(sessions, rules.mcid_points).collect_schema(),
-                "relief_duration": relief_episodes(
-                    sessions, checkins, rules.mcid_points, rules.relief_followup_days).collect_schema(),
-                "plan_outcomes": plan_outcomes(plan_completion, sessions, checkins, rules.mcid_points).collect_schema(),
-            }
-            carried = {table: incremental.carried_over(con, table, schema) for table, schema in schemas.items()}
+        rows = _build(con, settings, as_of, run_id)
     finally:
         con.execute("drop table if exists metrics_patient_numbers")
+        incremental.drop_temp(con)
+    return rows
+
+
+def _build(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date, run_id: int | None) -> dict[str, int]:
+    rules = settings.rules
+    increment = incremental.plan(con, rules)
+    log.info("metrics: %s build (%s)", "full" if increment.full else "incremental", increment.reason)
+    # Every session metric counts completed sessions only (completed_sessions); the
+    # others need not cross into Polars at all.
+    sessions = _read_numbered(
+        con,
+        "core.sessions",
+        "session_id, plan_id, clinic_id, clinician_role, started_at, status, therapies, condition, "
+        "pain_before, pain_after, aftercare, adverse_event",
+        where="source.status = 'completed'",
+    )
+    checkins = _read_numbered(con, "core.pain_checkins", "checkin_id, recorded_at, pain")
+    plans = _read_numbered(con, "core.plans", "plan_id, clinic_id, start_date, pcp_cleared")
+    plan_completion = _read_numbered(
+        con,
+        "quality.plan_completion",
+        "plan_id, clinic_id, clinic_timezone, start_date, window_end, completion",
+    )
+    only: pl.Expr | None = None
+    read_carried: Callable[[], dict[str, pl.DataFrame]] | None = None
+    if not increment.full:
+        touched = incremental.touched_numbers(con)
+        only = pl.col("patient_key").is_in(touched.implode()) | pl.col("patient_key").is_null()
+        schemas = {
+            "session_relief": session_relief(sessions, rules.mcid_points).collect_schema(),
+            "relief_duration": relief_episodes(
+                sessions, checkins, rules.mcid_points, rules.relief_followup_days).collect_schema(),
+            "plan_outcomes": plan_outcomes(plan_completion, sessions, checkins, rules.mcid_points).collect_schema(),
+        }
+
+        def read_carried() -> dict[str, pl.DataFrame]:
+            return {table: incremental.carried_over(con, table, schema) for table, schema in schemas.items()}
 
     con.execute("create schema if not exists marts")
     # _compute_and_write lets go of each input as soon as it has read it (see there): no reference is kept here.
     inputs = {"sessions": sessions, "checkins": checkins, "plans": plans, "plan_completion": plan_completion}
     del sessions, checkins, plans, plan_completion
-    try:
-        with transaction(con):
-            rows = _compute_and_write(con, settings, as_of, inputs, only, carried)
-            incremental.save(con, increment, run_id)
-    finally:
-        incremental.drop_temp(con)
+    with transaction(con):
+        rows = _compute_and_write(con, settings, as_of, inputs, only, read_carried)
+        incremental.save(con, increment, run_id)
     return rows
 
 
 def _compute_and_write(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dt.date,
                        inputs: dict[str, pl.LazyFrame], only: pl.Expr | None,
-                       carried: dict[str, pl.DataFrame | None]) -> dict[str, int]:
-    """Compute every mart (the per-patient ones for `only`'s patients, with the `carried` rows) and write it.
+                       read_carried: Callable[[], dict[str, pl.DataFrame]] | None) -> dict[str, int]:
+    """Compute every mart (the per-patient ones for `only`'s patients, with the rows `read_carried` gives on an
+    incremental build) and write it.
 
-    `inputs` (sessions, checkins, plans, plan_completion) and `carried` are emptied as soon as the last mart
-    that reads them is computed, and each big frame is let go of once written: the summaries that follow (the
-    Kaplan-Meier curves with clustered bands, the Cox comparison, R8) then run without the inputs in memory.
-    At 10M sessions that was the peak: the inputs held ~2.8 GiB of it (measured 2026-12-07).
+    `inputs` (sessions, checkins, plans, plan_completion) is emptied as soon as the last mart that reads it is
+    computed, and each big frame is let go of once written: the summaries that follow (the Kaplan-Meier curves
+    with clustered bands, the Cox comparison, R8) then run without the inputs in memory. On an incremental build
+    the carried-over rows (nearly the whole of the three per-patient marts) are read only after the inputs are
+    let go of, and before anything is written on the connection. At 10M sessions (measured 2026-12-07) the
+    inputs held ~2.8 GiB; with the carried rows beside them an incremental build peaked at 8.4 GiB.
     """
     rules = settings.rules
     sessions, checkins, plans, plan_completion = (
@@ -242,12 +251,17 @@ def _compute_and_write(con: duckdb.DuckDBPyConnection, settings: Settings, as_of
         def write(table: str, frame: pl.DataFrame) -> None:
             written[table] = writer.submit(_write, con, table, _without_patient_key(frame))
 
+        def settle_session_relief(carried: pl.DataFrame | None) -> pl.DataFrame:
+            """Write marts.session_relief (the new rows with the carried ones); its summary by group."""
+            relief = _with_carried(new_relief, carried, "started_at", "session_id")
+            write("session_relief", relief)
+            return session_relief_summary(relief.lazy()).collect()  # (the writer holds `relief` until stored)
+
         own_sessions = sessions if only is None else sessions.filter(only)
-        relief = _with_carried(session_relief(own_sessions, rules.mcid_points).collect(), carried.pop("session_relief"),
-                               "started_at", "session_id")
-        write("session_relief", relief)
-        relief_by_group = session_relief_summary(relief.lazy()).collect()
-        del relief  # (the writer holds it until it is stored)
+        new_relief = session_relief(own_sessions, rules.mcid_points).collect()
+        if read_carried is None:  # a full build: the whole mart is here; stored and summarised before the episodes
+            relief_by_group = settle_session_relief(None)
+            del new_relief
         # Independent queries are collected together so they share the cores.
         counted = [own_sessions, checkins if only is None else checkins.filter(only)]
         rows = sum(frame.select(pl.len()).collect().item() for frame in counted)
@@ -260,6 +274,11 @@ def _compute_and_write(con: duckdb.DuckDBPyConnection, settings: Settings, as_of
             only=only,
         )
         del sessions, checkins, plans, plan_completion, own_sessions, counted
+        carried: dict[str, pl.DataFrame | None] = dict.fromkeys(incremental.PER_PATIENT_MARTS)
+        if read_carried is not None:  # nothing has been written yet
+            carried = read_carried()
+            relief_by_group = settle_session_relief(carried.pop("session_relief"))
+            del new_relief
         episodes = _with_carried(episodes, carried.pop("relief_duration"), "started_at", "session_id")
         outcomes = _with_carried(outcomes, carried.pop("plan_outcomes"), "plan_id")
         carried.clear()

@@ -330,6 +330,17 @@ def _episode_counts(episodes: pl.LazyFrame, groups: Mapping[str, str | None]) ->
     )
 
 
+# The columns of a relief summary row (marts.relief_summary), which marts.relief_comparison repeats.
+_SUMMARY_COUNTS_AND_MEDIAN = (
+    "group_by", "group_value", "episodes", "relapses", "patients", "no_followup",
+    "median_hours", "median_ci_low", "median_ci_high",
+)
+_SHARES_AND_COLUMNS = tuple(
+    (share, column) for share in IN_RELIEF_AT for column in (share, f"{share}_ci_low", f"{share}_ci_high")
+)
+_SHARE_COLUMNS = tuple(column for _, column in _SHARES_AND_COLUMNS)
+
+
 def relief_summary(
     episodes: pl.LazyFrame,
     curves: pl.LazyFrame | None = None,
@@ -353,19 +364,10 @@ def relief_summary(
     summary = _episode_counts(episodes, groups).join(estimates, on=["group_by", "group_value"], how="left")
     return _in_grouping_order(
         summary.select(
-            "group_by",
-            "group_value",
-            "episodes",
-            "relapses",
-            "patients",
-            "no_followup",
-            "median_hours",
-            "median_ci_low",
-            "median_ci_high",
+            *_SUMMARY_COUNTS_AND_MEDIAN,
             *(
                 pl.when(pl.col(_at_risk_column(share)) >= min_cell_patients).then(pl.col(column)).alias(column)
-                for share in IN_RELIEF_AT
-                for column in (share, f"{share}_ci_low", f"{share}_ci_high")
+                for share, column in _SHARES_AND_COLUMNS
             ),
         ),
         groups,
@@ -441,16 +443,8 @@ def relief_comparison(
     }
     tests = pl.DataFrame(results, schema=schema)
     compared_groups = by_factor.join(tests, on=["group_by", "group_value"], how="left").select(
-        "group_by",
-        "group_value",
-        "episodes",
-        "relapses",
-        "patients",
-        "no_followup",
-        "median_hours",
-        "median_ci_low",
-        "median_ci_high",
-        *(column for share in IN_RELIEF_AT for column in (share, f"{share}_ci_low", f"{share}_ci_high")),
+        *_SUMMARY_COUNTS_AND_MEDIAN,
+        *_SHARE_COLUMNS,
         "in_comparison",
         "is_reference",
         "hazard_ratio",

@@ -23,7 +23,8 @@ Mutants tried (survival.exact_side_of_half / curve_summary), each caught:
   test_relief_summary_matches_lifelines_per_group;
 - clustered KM band, packed sorts (issue 16, cost): the subjects sorted by (group, cluster, time, event) instead
   of (group, time, ...), and a key packed one bit short (`<< width - 1`): test_relief_summary_matches_lifelines_per_group;
-- relief_curves one grouping at a time (memory, 2026-12-07): the groupings concatenated in reverse order:
+- relief_curves in batches of groupings (memory, 2026-12-07): the batches concatenated in reverse order, and a
+  batch's first grouping skipped (`names[start + 1:start + per_batch]`):
   test_relief_curves_one_grouping_at_a_time_equal_one_estimate_over_all_groupings; Cox's risk sums by pairs of
   columns with the lower triangle of S2 left at zero: test_cox_with_patient_clusters_matches_lifelines;
 - (equivalent, not caught: multiplying rows without events too, since (n - 0) / n = 1.)
@@ -42,6 +43,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.utils import median_survival_times
 
 from clinic_outcomes.metrics.frames import IN_RELIEF_AT, RELIEF_GROUPS, stack_groups
+from clinic_outcomes.metrics import relief
 from clinic_outcomes.metrics.relief import relief_comparison, relief_curves, relief_summary
 from lifelines import CoxPHFitter
 
@@ -240,10 +242,12 @@ def test_relief_summary_matches_lifelines_per_group(seed):
     assert checked == 1 + 3 + 3 + 4  # all; condition incl. not recorded; clinics; aftercare incl. not recorded
 
 
+@pytest.mark.parametrize("batch_rows", [1, 800, relief.ROWS_PER_CURVE_BATCH])  # one, two, all groupings a batch
 @pytest.mark.parametrize("seed", [1, 2])
-def test_relief_curves_one_grouping_at_a_time_equal_one_estimate_over_all_groupings(seed):
-    """relief_curves estimates one grouping at a time (memory); its rows are those of one kaplan_meier over every
-    grouping stacked, in the groupings' order, then group value and hours."""
+def test_relief_curves_one_grouping_at_a_time_equal_one_estimate_over_all_groupings(seed, batch_rows, monkeypatch):
+    """relief_curves estimates the groupings in batches of rows (memory); its rows are those of one kaplan_meier
+    over every grouping stacked, in the groupings' order, then group value and hours."""
+    monkeypatch.setattr(relief, "ROWS_PER_CURVE_BATCH", batch_rows)
     episodes = random_episodes(seed)
     curves = relief_curves(episodes.lazy()).collect()
     stacked = kaplan_meier(

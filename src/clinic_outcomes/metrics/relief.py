@@ -284,22 +284,31 @@ def relief_episodes(
     )
 
 
+# Stacked rows (followed-up episodes x groupings) per Kaplan-Meier estimate in relief_curves: memory against
+# fixed cost per estimate (see there).
+ROWS_PER_CURVE_BATCH = 2_000_000
+
+
 def relief_curves(episodes: pl.LazyFrame, groups: Mapping[str, str | None] = RELIEF_GROUPS) -> pl.LazyFrame:
     """Kaplan-Meier step points of relief duration per group (followed-up episodes only)."""
     followed = episodes.filter(pl.col("followed_up"))
-    # One grouping at a time, in the groupings' order; kaplan_meier orders each by group and hours. Every grouping
-    # holds every followed-up episode once, and a curve reads only its own group's rows, so the curves are those
-    # of one estimate over all groupings stacked (the same survival; the band within rounding: its running sums
-    # no longer carry the earlier groupings' totals, at 1M 66 of 162k bounds differ by 1.1e-16). The clustered
-    # band's arrays are then those of one grouping at a time: at 10M sessions all five at once were the metrics'
-    # peak, +3.6 GiB (measured 2026-12-07).
-    # The band (and so the median's CI and the shares' CIs) treats each patient's episodes as one cluster.
+    # The groupings in batches of at most ROWS_PER_CURVE_BATCH stacked rows (at least one grouping each), in the
+    # groupings' order; kaplan_meier orders each batch by grouping, group and hours. Every grouping holds every
+    # followed-up episode once, and a curve reads only its own group's rows, so the curves are those of one
+    # estimate over all groupings stacked (the same survival; the band within rounding, since its running sums
+    # carry the totals of the groupings before it in the batch: at 1M, one grouping per batch, 66 of 162k bounds
+    # differ by 1.1e-16). At 10M sessions all five at once were the metrics' peak, +3.6 GiB (measured
+    # 2026-12-07); on a small network one batch avoids kaplan_meier's fixed cost five times over.
+    rows = followed.select(pl.len()).collect().item()
+    per_batch = max(1, ROWS_PER_CURVE_BATCH // max(rows, 1))
+    names = list(groups)
     parts = [
         kaplan_meier(
-            stack_groups(followed, {name: column}).drop("grouping_order"), ["group_by", "group_value"],
-            duration="duration_hours", event="relapsed", cluster="patient_key",
-        ).collect()
-        for name, column in groups.items()
+            stack_groups(followed, {name: groups[name] for name in names[start:start + per_batch]}),
+            ["grouping_order", "group_by", "group_value"], duration="duration_hours", event="relapsed",
+            cluster="patient_key",
+        ).collect().drop("grouping_order")
+        for start in range(0, len(names), per_batch)
     ]
     return pl.concat(parts, how="vertical").lazy()
 

@@ -6,7 +6,10 @@ Every task works on the run's own copy of the warehouse (a file path, so each
 task opens its own short connection and a retry starts clean); nothing is
 visible to readers until `publish` renames the finished file over the
 published one. Validation and metrics run side by side (GX is single-threaded
-Python, Polars releases the GIL). A critical expectation failure stops the run
+Python, Polars releases the GIL), or one after the other when validation reads
+more than `[validation] beside_metrics_up_to` sessions (a full validation of a
+large warehouse: the night's peak memory is then the larger of the two, not
+their sum). A critical expectation failure stops the run
 before the report: the published warehouse and report stay as they were and the
 run fails with the reason.
 
@@ -53,6 +56,7 @@ from flows.tasks import (  # noqa: E402
     publish_run,
     render_report,
     validate,
+    validation_scope,
 )
 
 
@@ -95,12 +99,29 @@ def failed_run_hook(flow, flow_run, state) -> None:
 
 
 def _validate_and_compute(ctx: RunContext, record: publish.RunRecord, full_validation: bool = False):
-    checks = validate.submit(ctx, full=full_validation)
-    marts = compute_metrics.submit(ctx)
-    outcome, validate_seconds = checks.result()
+    """Validation and the metrics: side by side, or (a validation reading more than `[validation]
+    beside_metrics_up_to` sessions) validation first, so that the peak memory is the larger of the two, not their
+    sum; then a critical failure skips the metrics, which would not be published."""
+    scope = validation_scope(ctx, full_validation)
+    record.validate_beside_metrics = scope.beside_metrics(ctx.settings)
+    logger = get_run_logger()
+    checks = validate.submit(ctx, scope)
+    if record.validate_beside_metrics:
+        marts = compute_metrics.submit(ctx)
+        outcome, validate_seconds = checks.result()
+    else:
+        outcome, validate_seconds = checks.result()
+        if outcome.critical_failures:
+            record.concurrent_seconds = {"validate": validate_seconds}
+            logger.info("validate %.2f s; the metrics were not computed (a critical check failed)", validate_seconds)
+            return outcome, None
+        marts = compute_metrics.submit(ctx)
     counts, metrics_seconds = marts.result()
     record.concurrent_seconds = {"validate": validate_seconds, "metrics": metrics_seconds}
-    get_run_logger().info("validate %.2f s and metrics %.2f s, side by side", validate_seconds, metrics_seconds)
+    how = "side by side" if record.validate_beside_metrics else (
+        f"one after the other ({scope.sessions} sessions to validate, more than [validation] beside_metrics_up_to = "
+        f"{ctx.settings.validate_beside_metrics_up_to})")
+    logger.info("validate %.2f s and metrics %.2f s, %s", validate_seconds, metrics_seconds, how)
     return outcome, counts
 
 
@@ -226,7 +247,8 @@ def nightly(
             flags = timed("quality", build_quality, ctx)
             progress("quality", ", ".join(f"{k} {v}" for k, v in flags.items()) + f" ({timings['quality']:.1f} s)")
             # Great Expectations is single-threaded Python; the Polars metrics release the GIL: run them side by
-            # side. Metrics of a night that fails a critical check are computed but never published.
+            # side (or one after the other when validation reads many rows: _validate_and_compute). Metrics of a
+            # night that fails a critical check are never published.
             outcome, _ = timed("validate_and_metrics", _validate_and_compute, ctx, record, full_validation)
             record.expectations_failed = len(outcome.critical_failures) + outcome.warnings_failed
             record.critical_failed = len(outcome.critical_failures)

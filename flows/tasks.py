@@ -125,13 +125,29 @@ def build_quality(ctx: RunContext) -> dict[str, int]:
     return flags
 
 
-# validate and compute_metrics run side by side in worker threads (submitted), where Prefect cannot interrupt
-# a task (it warned so on every night when given a timeout): the flow's own timeout bounds them.
+@task(name="validation_scope", timeout_seconds=TASK_TIMEOUT_SECONDS, cache_policy=NO_CACHE)
+def validation_scope(ctx: RunContext, full: bool = False):
+    """Which rows the night validates, why, and how many sessions that is (validation.decide_scope): the flow
+    runs validation beside the metrics, or before them when it reads more than `[validation]
+    beside_metrics_up_to` sessions."""
+    imports_ready()
+    from clinic_outcomes.validation import validate as validation
+
+    con = _open(ctx)
+    try:
+        scope = validation.decide_scope(con, run_id=ctx.run_id, settings=ctx.settings, as_of=ctx.as_of, full=full)
+    finally:
+        con.close()
+    get_run_logger().info("validation scope: %s (%s), %d sessions", scope.scope, scope.reason, scope.sessions)
+    return scope
+
+
+# validate and compute_metrics run in worker threads (submitted), where Prefect cannot interrupt a task (it
+# warned so on every night when given a timeout): the flow's own timeout bounds them.
 @task(name="validate", cache_policy=NO_CACHE)
-def validate(ctx: RunContext, full: bool = False):
-    """Every Great Expectations suite over the night's rows, or every row (`full`, the full-validation day, a
-    full rebuild: validation.decide_scope); the data-quality page (history of every check) into the run's
-    report folder."""
+def validate(ctx: RunContext, scope):
+    """Every Great Expectations suite over the rows of `scope` (validation_scope's: the night's rows, or every
+    row); the data-quality page (history of every check) into the run's report folder."""
     imports_ready()
     from clinic_outcomes.validation import validate as validation
 
@@ -139,8 +155,6 @@ def validate(ctx: RunContext, full: bool = False):
     con = _open(ctx)
     logger = get_run_logger()
     try:
-        scope = validation.decide_scope(con, run_id=ctx.run_id, settings=ctx.settings, as_of=ctx.as_of, full=full)
-        logger.info("validation scope: %s (%s)", scope.scope, scope.reason)
         outcome = validation.validate(
             con,
             run_id=ctx.run_id,

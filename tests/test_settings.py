@@ -38,6 +38,7 @@ storage_version = "v1.4.0"
 
 [validation]
 full_on = "Wednesday"
+beside_metrics_up_to = 0
 
 [report]
 pdf_processes = 3
@@ -61,6 +62,8 @@ def test_no_file_means_every_default_of_rules_md():
     assert settings.schedule_timezone == "UTC"
     # the previous DuckDB release line (1.5) must open the published warehouse (tests/publishing/test_storage_version.py)
     assert settings.storage_version == "v1.5.0"
+    # a full validation of more than 2M sessions runs before the metrics (memory at 10M: settings.py)
+    assert settings.validate_beside_metrics_up_to == 2_000_000
 
 
 def test_an_empty_file_means_every_default(tmp_path):
@@ -78,6 +81,7 @@ def test_every_setting_is_read(tmp_path):
         clinic_names={"clinic_nyc": "Manhattan <Midtown> & Co"},
         storage_version="v1.4.0",
         full_validation_on="wednesday",
+        validate_beside_metrics_up_to=0,
         pdf_processes=3,
     )
     assert (settings.clinic_name("clinic_nyc"), settings.clinic_name("clinic_sea")) == (
@@ -134,6 +138,10 @@ REFUSED = [
     ('[warehouse]\nthreads = 2', "threads"),
     ('[validation]\nfull_on = "someday"', "validation.full_on"),
     ("[validation]\nfull_on = 0", "validation.full_on"),
+    ("[validation]\nbeside_metrics_up_to = -1", "validation.beside_metrics_up_to"),
+    ("[validation]\nbeside_metrics_up_to = 2e6", "validation.beside_metrics_up_to"),
+    ('[validation]\nbeside_metrics_up_to = "2M"', "validation.beside_metrics_up_to"),
+    ("[validation]\nbeside_metrics_up_to = true", "validation.beside_metrics_up_to"),
     ('validation = "sunday"', "validation"),
     ('[validation]\nfull_day = "sunday"', "full_day"),
     ('[report]\npdf_processes = "auto"', "report.pdf_processes"),

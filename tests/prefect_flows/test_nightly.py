@@ -11,8 +11,10 @@ Each test starts from a copy of an installation published once per session
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import re
+import sys
 
 import pytest
 
@@ -80,6 +82,11 @@ def test_rerun_without_new_drops_publishes_identical_tables(prefect_server, tmp_
         expected_run_2 = run_1.slice(0, 0) if table == "quality.rejected_rows" else run_1
         assert run_2.equals(expected_run_2), f"{table}: run 2 differs from run 1"
     assert os.readlink(site.reports / "latest") == "runs/run-00002"
+    # validation ran beside the metrics (the default, a few sessions), in both runs
+    journal = {line["run_id"]: line for line in site.journal_lines()}
+    assert [(journal[run]["validate_beside_metrics"], sorted(journal[run]["concurrent_seconds"])) for run in (1, 2)] == [
+        (True, ["metrics", "validate"]), (True, ["metrics", "validate"])
+    ]
     # Every clinic's print document is the same as run 1's, so its PDF was copied, not typeset again (the
     # network's names the run, so it was typeset again).
     clinics = sorted((site.reports / "runs/run-00001/clinics").glob("*.pdf"))
@@ -107,10 +114,13 @@ def test_second_run_is_refused_while_one_holds_the_warehouse(prefect_server, tmp
     assert list(site.root.glob(".warehouse.duckdb.run*")) == []
 
 
-def test_critical_failure_publishes_nothing_and_exits_with_one_line(prefect_server, tmp_path, monkeypatch, capsys):  # noqa: F811
+@pytest.mark.parametrize("beside_metrics", [True, False], ids=["beside-the-metrics", "before-the-metrics"])
+def test_critical_failure_publishes_nothing_and_exits_with_one_line(prefect_server, tmp_path, monkeypatch,  # noqa: F811
+                                                                    beside_metrics):
     """No input reaches a critical expectation (the loader rejects every such row), so a loader bug is simulated:
     after the real build_core, one session is in core.sessions twice, its copy written (changed_in_run) by this
-    night as the merge writes; the real validate, on the night's rows, must stop the run."""
+    night as the merge writes; the real validate, on the night's rows, must stop the run. Validation beside the
+    metrics (the default) or before them (`beside_metrics_up_to = 0`), when the metrics are then skipped."""
     from prefect import task
     from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
@@ -133,16 +143,22 @@ def test_critical_failure_publishes_nothing_and_exits_with_one_line(prefect_serv
 
     site = fh.clone_site(fh.published_first_night(prefect_server), tmp_path)
     site.add_drops(fh.second_night_drops())
+    if not beside_metrics:
+        site.config.write_text(site.config.read_text() + "\n[validation]\nbeside_metrics_up_to = 0\n")
     shown = fh.published(site)
     monkeypatch.setattr(nightly, "build_core", build_core_with_a_duplicate_session)
     monkeypatch.setenv("CLINIC_OUTCOMES_KEY", fh.KEY)
+    # Not capsys: Prefect's console log handler, set up by the first night run in this process, keeps the
+    # stream it found; capsys closes its stream after the test, and the next run's log lines then fail without end.
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
 
     # (logs stay local: this process outlives the session's server, and would retry sending them at exit)
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url, PREFECT_LOGGING_TO_API_ENABLED: False}):
         exit_code = cli.main(site.run_args()[3:])
 
     assert exit_code == 1
-    (reason,) = clinic_outcomes_lines(capsys.readouterr().err)
+    (reason,) = clinic_outcomes_lines(stderr.getvalue())
     # the key counted over the whole table fails; the batch's own uniqueness too when both copies are in it
     assert re.match(
         "clinic-outcomes: run failed, nothing published: CriticalChecksFailed: [12] critical expectation[(]s[)] "
@@ -158,6 +174,8 @@ def test_critical_failure_publishes_nothing_and_exits_with_one_line(prefect_serv
     last = site.journal_lines()[-1]
     assert (last["run_id"], last["status"], last["critical_failed"]) == (2, "failed", 1)
     assert "core_sessions" in last["message"]
+    assert last["validate_beside_metrics"] is beside_metrics
+    assert sorted(last["concurrent_seconds"]) == (["metrics", "validate"] if beside_metrics else ["validate"])
     assert not (site.reports / "runs" / "run-00002" / "report.html").exists()
 
 

@@ -244,6 +244,8 @@ def test_runs_killed_at_each_milestone_leave_the_published_state_and_a_rerun_loa
     clean = fh.published_all_drops(prefect_server)
     site = fh.clone_site(fh.published_first_night(prefect_server), tmp_path)
     site.add_drops(fh.second_night_drops() + fh.third_night_drops())
+    # validation before the metrics, not beside them (as on a night that validates more than the setting's sessions)
+    site.config.write_text(site.config.read_text() + "\n[validation]\nbeside_metrics_up_to = 0\n")
     shown = fh.published(site)
 
     for run_id, milestone in enumerate(MILESTONES, start=2):
@@ -266,6 +268,11 @@ def test_runs_killed_at_each_milestone_leave_the_published_state_and_a_rerun_loa
     assert ledger == [(path, 1) for path in exported]
     assert fh.query(site.warehouse, "select distinct run_id from ops.loaded_files order by 1") == [(1,), (rerun,)]
     assert core_tables(site.warehouse) == core_tables(clean.warehouse)
+    # the rerun validated before computing the metrics, which are those of the run over every drop at once
+    assert site.journal_lines()[-1]["validate_beside_metrics"] is False
+    marts = fh.tables(clean.warehouse, ("marts",))
+    assert marts and fh.tables(site.warehouse, ("marts",)) == marts
+    assert [t for t in marts if not fh.read_table(site.warehouse, t).equals(fh.read_table(clean.warehouse, t))] == []
     assert os.readlink(site.reports / "latest") == f"runs/run-{rerun:05d}"
     assert list(site.root.glob(".warehouse.duckdb.run*")) == []  # the killed runs' files were cleared
 

@@ -22,6 +22,8 @@ Mutants tried (each applied, this module run, reverted; every one killed):
 - validate(): every suite given the night's scope (suite meta `scope_on_a_night` ignored): killed by
   test_every_result_row_carries_its_scope.
 - settings: `full_on` not lower-cased before the check: killed by test_the_setting_is_checked.
+- Scope.beside_metrics: `<` for `<=`; decide_scope's night count without `changed_in_run = $run` (every
+  session): killed by test_a_scope_counts_the_sessions_it_reads_and_decides_whether_validation_runs_beside_the_metrics.
 """
 
 from __future__ import annotations
@@ -147,6 +149,19 @@ def test_a_night_validates_only_the_rows_it_wrote(two_nights):
     }
 
 
+def test_a_scope_counts_the_sessions_it_reads_and_decides_whether_validation_runs_beside_the_metrics(two_nights):
+    con, _, first, second = two_nights
+    every = warehouse.scalar(con, "select count(*) from core.sessions")
+    assert (first.sessions, second.sessions) == (every - 2, 2)  # run 1 wrote every session then; run 2 two
+    assert validate.decide_scope(con, run_id=2, settings=SETTINGS, as_of=MONDAY, full=True).sessions == every
+
+    def beside(scope: validate.Scope, up_to: int) -> bool:
+        return scope.beside_metrics(parse_settings({"validation": {"beside_metrics_up_to": up_to}}))
+
+    assert [beside(second, up_to) for up_to in (0, 1, 2, 3)] == [False, False, True, True]  # at most, inclusive
+    assert second.beside_metrics(Settings())  # the default: side by side below 2M sessions
+
+
 def test_a_bad_row_in_tonights_drop_is_caught(two_nights):
     con, _, _, _ = two_nights
     assert _result(con, 2, "core_sessions", "plan_is_known") == ("night", 2, 1)  # s5, not s4
@@ -200,7 +215,7 @@ def test_a_later_full_rebuild_is_full(tmp_path):
         # a clinic's zone changes with tonight's drop: core is rebuilt whole, so every row is validated
         moved = Settings(clinic_timezones={"c1": "Europe/Berlin"})
         scope = _night(con, exports, run_id=2, settings=moved)
-        assert scope == validate.Scope("full", "core was rebuilt whole by this run")
+        assert scope == validate.Scope("full", "core was rebuilt whole by this run", sessions=5)
         assert _checked(con, 2)["core_sessions"] == 5
     finally:
         con.close()

@@ -216,6 +216,13 @@ class Scope:
 
     scope: str  # one of SCOPES
     reason: str
+    sessions: int = 0  # the core.sessions rows the scope reads: every one (full), the run's (night)
+
+    def beside_metrics(self, settings: Settings) -> bool:
+        """Whether this validation may run beside the metrics: it reads at most `[validation] beside_metrics_up_to`
+        sessions. A larger one runs first, the metrics after, so the night's peak memory is the larger of the two
+        rather than their sum (settings.DEFAULT_BESIDE_METRICS_UP_TO has the figures)."""
+        return self.sessions <= settings.validate_beside_metrics_up_to
 
 
 def decide_scope(
@@ -225,20 +232,24 @@ def decide_scope(
     build is recorded); else `night`. Reads ops.core_build, so it is decided after build_core."""
     from clinic_outcomes.core.build import read_core_build
 
+    def full_scope(reason: str) -> Scope:
+        return Scope("full", reason, sessions=warehouse.scalar(con, "select count(*) from core.sessions"))
+
     if full:
-        return Scope("full", "a full validation was asked for")
+        return full_scope("a full validation was asked for")
     if settings.is_full_validation_day(as_of):
         every = "every night" if settings.full_validation_on == "daily" else f"on {settings.full_validation_on}s"
-        return Scope("full", f"the as-of date {as_of.isoformat()} is a full-validation day ([validation] "
-                             f"full_on = {settings.full_validation_on!r}: {every})")
+        return full_scope(f"the as-of date {as_of.isoformat()} is a full-validation day ([validation] "
+                          f"full_on = {settings.full_validation_on!r}: {every})")
     build = read_core_build(con)
     if build is None:
-        return Scope("full", "no core build is recorded")
+        return full_scope("no core build is recorded")
     if build.run_id == run_id and build.previous_file_id is None:
-        return Scope("full", "core was rebuilt whole by this run")
+        return full_scope("core was rebuilt whole by this run")
     if build.run_id != run_id:
         return Scope("night", "this run wrote no core rows: nothing new to validate row by row")
-    return Scope("night", "the rows this run wrote (core's changed_in_run)")
+    written = warehouse.scalar(con, "select count(*) from core.sessions where changed_in_run = $run", {"run": run_id})
+    return Scope("night", "the rows this run wrote (core's changed_in_run)", sessions=written)
 
 
 def _column_of(kwargs: dict[str, Any]) -> str | None:

@@ -1,5 +1,5 @@
 """Kaplan-Meier estimates the report needs beside the R4 marts: medians per clinic and period or month, and
-each clinic's curves by condition and aftercare (the marts carry the network's), with
+each clinic's curves, overall and by condition and aftercare (the marts carry the network's), with
 clinic_outcomes.metrics.survival, the module the marts use."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from typing import Any
 import polars as pl
 
 from clinic_outcomes.metrics.survival import curve_summary, kaplan_meier
-from clinic_outcomes.report.wording import RELIEF_AT_HOURS, label_of
 
 def period_medians(episodes: pl.DataFrame) -> dict[tuple, dict[str, Any]]:
     """Kaplan-Meier median relief per (clinic or network, period/month), with the patients behind it.
@@ -33,41 +32,30 @@ def period_medians(episodes: pl.DataFrame) -> dict[tuple, dict[str, Any]]:
 
 
 class ClinicSurvival:
-    """Every clinic's Kaplan-Meier curves and summaries, by nothing, condition or aftercare (estimated once)."""
+    """Every clinic's Kaplan-Meier curves, by nothing, condition or aftercare (each estimated once), with
+    patient-clustered 95% bands (rules.md R4: a patient's episodes are one cluster), as the network's curves in
+    marts.relief_curves. The clinic's charts draw them, and marts.report_cells' clinic rows are summarised from
+    them (figure_cells.clinic_summaries), so a chart and its table rest on one estimate."""
 
     def __init__(self, episodes: pl.DataFrame):
         self.episodes = episodes
-        self._km_cache: dict[str | None, dict[str, pl.DataFrame]] = {}
+        self._km_cache: dict[str | None, pl.DataFrame] = {}
 
-    def clinic(self, clinic_id: str, group_column: str | None) -> dict[str, Any]:
-        """One clinic's Kaplan-Meier curves, summary rows and patients per group (None: all its episodes)."""
+    def clinic(self, clinic_id: str, group_column: str | None) -> pl.DataFrame:
+        """One clinic's curves per group of `group_column` (None: one curve of all its episodes)."""
         every = self.every_clinic(group_column)
-        by = [group_column or "group"]
+        return every.filter(pl.col("clinic_id") == clinic_id).drop("clinic_id") if every.height else every
 
-        def mine(frame: pl.DataFrame) -> pl.DataFrame:
-            return frame.filter(pl.col("clinic_id") == clinic_id).drop("clinic_id") if frame.height else frame
-
-        curves, summary, counts = mine(every["curves"]), mine(every["summary"]), mine(every["counts"])
-        rows = []
-        if summary.height:
-            joined = summary.join(counts, on=by, how="left", nulls_equal=True)
-            for row in joined.sort(by, nulls_last=True).to_dicts():
-                label = "All needling sessions" if not group_column else label_of(row[group_column])
-                rows.append({**row, "label": label})
-        patients = {row[by[0]]: row["patients"] for row in counts.to_dicts()}
-        return {"curves": curves, "patients": patients, "rows": rows}
-
-    def every_clinic(self, group_column: str | None) -> dict[str, pl.DataFrame]:
-        """Kaplan-Meier of every clinic at once (curves are estimated per group, so each clinic's are its own)."""
+    def every_clinic(self, group_column: str | None) -> pl.DataFrame:
+        """Kaplan-Meier of every clinic at once: clinic_id, the group column (`group` = 'all' for None), hours,
+        at_risk, events, censored, survival, ci_low, ci_high (curves are estimated per group, so each clinic's
+        are its own)."""
         if group_column not in self._km_cache:
             frame = self.episodes if group_column else self.episodes.with_columns(group=pl.lit("all"))
             by = ["clinic_id", group_column or "group"]
             if frame.height:
-                curves = kaplan_meier(frame.lazy(), by).collect()
-                summary = curve_summary(curves.lazy(), by, RELIEF_AT_HOURS).collect()
+                curves = kaplan_meier(frame.lazy(), by, cluster="patient_key").collect()
             else:
-                curves = summary = pl.DataFrame()
-            counts = frame.group_by(by).agg(episodes=pl.len(), patients=pl.col("patient_key").n_unique(),
-                                            relapses=pl.col("relapsed").sum())
-            self._km_cache[group_column] = {"curves": curves, "summary": summary, "counts": counts}
+                curves = pl.DataFrame()
+            self._km_cache[group_column] = curves
         return self._km_cache[group_column]

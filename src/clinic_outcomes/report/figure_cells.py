@@ -22,7 +22,8 @@ Estimates: the network's rows are marts.relief_summary's and marts.relief_compar
 computed here with the same function over the same episodes (metrics.relief.relief_summary, grouping by
 clinic, clinic x condition and clinic x aftercare), so a clinic's report has the same intervals (patients
 as clusters) and the same "still followed" floor (R4: a share is null when fewer than the minimum cell of
-patients are still followed then) as the network's.
+patients are still followed then) as the network's. Its curves are the ones the clinic's charts draw
+(report.estimates.ClinicSurvival, estimated once while the report's queries run), not estimated again.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import duckdb
 import polars as pl
 
 from clinic_outcomes.metrics.relief import relief_summary
+from clinic_outcomes.report.estimates import ClinicSurvival
 from clinic_outcomes.warehouse import sql_text
 
 RELIEF = "relief_duration"
@@ -131,8 +133,31 @@ def _summary_rows(table_id: str, clinic: str, row_key: str, summary: dict[str, A
     return rows
 
 
-def clinic_summaries(episodes: pl.DataFrame, min_cell: int) -> dict[tuple[str, str], dict[str, Any]]:
-    """(clinic key, row key) -> the clinic's R4 summary (metrics.relief.relief_summary over its episodes)."""
+# The clinic groupings of clinic_summaries: grouping -> its ClinicSurvival group column (None: all episodes)
+CLINIC_GROUPINGS = {"clinic": None, **{g: g for g in GROUPINGS}}
+CURVE_COLUMNS = ("hours", "at_risk", "events", "censored", "survival", "ci_low", "ci_high")
+
+
+def clinic_curves(survival: ClinicSurvival, clinic_keys: dict[str, str]) -> pl.LazyFrame:
+    """The clinics' curves of `survival` (the report's own, patient-clustered), stacked as
+    metrics.relief.relief_curves stacks groupings: group_by (clinic, condition, aftercare), group_value (the
+    clinic key, then SEP and the group's value, 'not_recorded' for none), then CURVE_COLUMNS."""
+    parts = []
+    for grouping, column in CLINIC_GROUPINGS.items():
+        curves = survival.every_clinic(column)
+        if curves.is_empty():
+            continue
+        key = pl.col("clinic_id").replace_strict(clinic_keys, return_dtype=pl.String)
+        value = key if column is None else key + SEP + pl.col(column).fill_null("not_recorded")
+        parts.append(curves.select(pl.lit(grouping).alias("group_by"), value.alias("group_value"), *CURVE_COLUMNS))
+    return pl.concat(parts, how="vertical").lazy() if parts else None
+
+
+def clinic_summaries(episodes: pl.DataFrame, min_cell: int,
+                     survival: ClinicSurvival | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(clinic key, row key) -> the clinic's R4 summary (metrics.relief.relief_summary over its episodes).
+    With `survival` (the report's clinic curves, estimated from the same followed-up episodes), the summaries
+    are taken from its curves instead of estimating them again."""
     if episodes.is_empty():
         return {}
     frame = episodes.with_columns(
@@ -140,7 +165,11 @@ def clinic_summaries(episodes: pl.DataFrame, min_cell: int) -> dict[tuple[str, s
         **{f"_by_{g}": pl.col("clinic_key") + SEP + pl.col(g).fill_null("not_recorded") for g in GROUPINGS},
     )
     groups = {"clinic": "_clinic", **{g: f"_by_{g}" for g in GROUPINGS}}
-    summary = relief_summary(frame.lazy(), groups=groups, min_cell_patients=min_cell).collect()
+    curves = None
+    if survival is not None:
+        keys = dict(episodes.select("clinic_id", "clinic_key").unique().drop_nulls().iter_rows())
+        curves = clinic_curves(survival, keys)
+    summary = relief_summary(frame.lazy(), curves=curves, groups=groups, min_cell_patients=min_cell).collect()
     out = {}
     for row in summary.to_dicts():
         if row["group_by"] == "clinic":
@@ -174,7 +203,7 @@ def raw_relief_cells(con: duckdb.DuckDBPyConnection, data: Any, min_cell: int) -
     rows: list[dict[str, Any]] = []
     network = {(r["group_by"], "all" if r["group_by"] == "all" else r["group_value"]): r for r in data.relief_summary}
     scopes = [(NETWORK, None)] + sorted((k, k) for k in {c for c, *_ in by_levels if c is not None})
-    clinic_rows = clinic_summaries(relief_episodes(con), min_cell)
+    clinic_rows = clinic_summaries(relief_episodes(con), min_cell, data.survival)
     for clinic_label, clinic in scopes:
         conditions = sorted(c for (k, c, a, r) in by_levels if k == clinic and c is not None and a is None and r is None)
         advice = sorted(a for (k, c, a, r) in by_levels if k == clinic and c is None and a is not None and r is None)

@@ -163,7 +163,7 @@ class Builder:
                 curves = self.data.network_curves.filter(pl.col("group_by") == group_column)
                 value_column = "group_value"
             else:
-                curves = self.data.survival.clinic(clinic_id, group_column)["curves"]
+                curves = self.data.survival.clinic(clinic_id, group_column)
                 value_column = group_column
             values = curves[value_column].unique().to_list() if curves.height else []
             shown = {

@@ -6,33 +6,41 @@
 -- Reads: core.sessions.
 with
 
-source as (
+-- Two steps, as in cells_relief_by_condition_role.sql: sessions counted per clinic, role and patient first,
+-- then the grouping sets over those rows (DuckDB's distinct aggregates over grouping sets are what cost).
+per_patient as (
     select
         clinic_id,
         coalesce(clinician_role, 'not_recorded') as clinician_role,
         patient_key,
-        case
-            when coalesce(adverse_event, 'none') = 'none' then null
-            else adverse_event  -- the loader admits only the seed's types (sql/seeds/adverse_events.csv)
-        end as event_type,
+        count(*) as sessions,
+        -- the loader admits only the seed's types (sql/seeds/adverse_events.csv); 'none' is no event
+        count(*) filter (where adverse_event = 'soreness') as soreness,
+        count(*) filter (where adverse_event = 'bruising') as bruising,
+        count(*) filter (where adverse_event = 'swelling') as swelling,
+        count(*) filter (where adverse_event = 'bleeding') as bleeding,
+        count(*) filter (where adverse_event = 'fainting') as fainting,
+        count(*) filter (where adverse_event = 'other') as other,
+        count(*) filter (where coalesce(adverse_event, 'none') <> 'none') as total,
     from core.sessions
     where status = 'completed' and list_contains(therapies, 'dry_needling')
+    group by all
 ),
 
 grouped as (
     select
         if(grouping(clinic_id) = 1, 'all', '=' || clinic_id) as clinic_id,  -- '=' marks a real clinic (cells.py decodes it)
         if(grouping(clinician_role) = 1, 'total', clinician_role) as col_key,
-        count(*) as sessions,
+        sum(sessions)::bigint as sessions,
         count(distinct patient_key) as patients,
-        count(*) filter (where event_type = 'soreness') as soreness,
-        count(*) filter (where event_type = 'bruising') as bruising,
-        count(*) filter (where event_type = 'swelling') as swelling,
-        count(*) filter (where event_type = 'bleeding') as bleeding,
-        count(*) filter (where event_type = 'fainting') as fainting,
-        count(*) filter (where event_type = 'other') as other,
-        count(event_type) as total,
-    from source
+        sum(soreness)::bigint as soreness,
+        sum(bruising)::bigint as bruising,
+        sum(swelling)::bigint as swelling,
+        sum(bleeding)::bigint as bleeding,
+        sum(fainting)::bigint as fainting,
+        sum(other)::bigint as other,
+        sum(total)::bigint as total,
+    from per_patient
     group by grouping sets ((clinic_id, clinician_role), (clinic_id), (clinician_role), ())
 ),
 

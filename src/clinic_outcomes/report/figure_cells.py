@@ -138,10 +138,10 @@ CLINIC_GROUPINGS = {"clinic": None, **{g: g for g in GROUPINGS}}
 CURVE_COLUMNS = ("hours", "at_risk", "events", "censored", "survival", "ci_low", "ci_high")
 
 
-def clinic_curves(survival: ClinicSurvival, clinic_keys: dict[str, str]) -> pl.LazyFrame:
+def clinic_curves(survival: ClinicSurvival, clinic_keys: dict[str, str]) -> pl.LazyFrame | None:
     """The clinics' curves of `survival` (the report's own, patient-clustered), stacked as
     metrics.relief.relief_curves stacks groupings: group_by (clinic, condition, aftercare), group_value (the
-    clinic key, then SEP and the group's value, 'not_recorded' for none), then CURVE_COLUMNS."""
+    clinic key, then SEP and the group's value, 'not_recorded' for none), then CURVE_COLUMNS; None without curves."""
     parts = []
     for grouping, column in CLINIC_GROUPINGS.items():
         curves = survival.every_clinic(column)

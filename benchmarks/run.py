@@ -215,7 +215,8 @@ def nightly(exports: Path, workdir: Path, api_url: str, as_of: dt.date, config: 
         # The flow resets the kernel's peak mark at each stage (to measure each stage's own peak), which also
         # resets what wait4 reports for the process: the run's peak is the highest of both.
         "peak_mib": round(max([peak, *stage_peaks])),
-        "stages": {name: {"seconds": stages[name], "peak_mib": record.get("stage_peak_mb", {}).get(name)}
+        "stages": {name: {"seconds": stages[name], "peak_mib": record.get("stage_peak_mb", {}).get(name),
+                          "end_mib": record.get("stage_end_mb", {}).get(name)}
                    for name in stages},
         "outside_stages_seconds": round(wall - sum(stages.values()), 2),
         "validate_seconds": record.get("concurrent_seconds", {}).get("validate"),
@@ -264,7 +265,8 @@ def _print_night(bare: dict, full: dict) -> None:
     print(f"nightly run end to end: {full['seconds']} s, peak {full['peak_mib']} MiB, "
           f"{full['seconds'] / bare['seconds']:.1f}x the faster bare load; warehouse {full['warehouse_mib']} MiB")
     for name, stage in full["stages"].items():
-        print(f"  {name:<20} {stage['seconds']:>7.2f} s  peak {stage['peak_mib']} MiB")
+        print(f"  {name:<20} {stage['seconds']:>7.2f} s  peak {stage['peak_mib']} MiB, "
+              f"{stage.get('end_mib')} MiB resident after it")
     how = "one after the other" if full.get("validate_beside_metrics") is False else "side by side"
     print(f"  (validate {full['validate_seconds']} s and metrics {full['metrics_seconds']} s ran {how})")
     print(f"  (outside stages: Prefect flow run, imports, lock, journal) {full['outside_stages_seconds']} s")

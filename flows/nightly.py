@@ -40,7 +40,9 @@ from clinic_outcomes.runtime import (  # noqa: E402
     peak_memory_mb,
     progress,
     quiet_weasyprint_font_notices,
+    release_memory,
     reset_peak_memory,
+    resident_memory_mb,
     today_in,
     warm_imports,
 )
@@ -101,7 +103,8 @@ def failed_run_hook(flow, flow_run, state) -> None:
 def _validate_and_compute(ctx: RunContext, record: publish.RunRecord, full_validation: bool = False):
     """Validation and the metrics: side by side, or (a validation reading more than `[validation]
     beside_metrics_up_to` sessions) validation first, so that the peak memory is the larger of the two, not their
-    sum; then a critical failure skips the metrics, which would not be published."""
+    sum, and the memory validation freed is released before the metrics start; then a critical failure skips the
+    metrics, which would not be published."""
     scope = validation_scope(ctx, full_validation)
     record.validate_beside_metrics = scope.beside_metrics(ctx.settings)
     logger = get_run_logger()
@@ -115,6 +118,7 @@ def _validate_and_compute(ctx: RunContext, record: publish.RunRecord, full_valid
             record.concurrent_seconds = {"validate": validate_seconds}
             logger.info("validate %.2f s; the metrics were not computed (a critical check failed)", validate_seconds)
             return outcome, None
+        release_memory()  # what validation freed goes back before the metrics start
         marts = compute_metrics.submit(ctx)
     counts, metrics_seconds = marts.result()
     record.concurrent_seconds = {"validate": validate_seconds, "metrics": metrics_seconds}
@@ -232,6 +236,10 @@ def nightly(
             peak = peak_memory_mb()
             if peak is not None:
                 record.stage_peak_mb[stage] = peak
+            release_memory()  # the next stage starts on what this one still holds, not on what it freed
+            end = resident_memory_mb()
+            if end is not None:
+                record.stage_end_mb[stage] = end
             return value
 
         flags: dict[str, int] | None = None

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from clinic_outcomes import hooks
-from clinic_outcomes.runtime import peak_memory_mb
+from clinic_outcomes.runtime import peak_memory_mb, release_memory, resident_memory_mb
 from clinic_outcomes.validation import validate
 
 
@@ -18,6 +18,26 @@ def test_clearing_refs_resets_the_peak_memory_mark():
     del ballast
     hooks.reset_peak_memory()
     assert peak_memory_mb() < high - 150
+
+
+def test_release_memory_returns_what_glibc_malloc_keeps_after_a_free():
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim
+    except AttributeError:
+        import pytest
+
+        pytest.skip("no glibc malloc_trim")
+    # 24,000 blocks of 8 KiB (below malloc's mmap threshold, so on its heap), each touched; the last one stays
+    # alive, so freeing the others cannot shrink the heap from its top: glibc keeps those pages resident.
+    blocks = [bytearray(b"x" * 8192) for _ in range(24_000)]
+    kept = blocks[-1]
+    del blocks
+    held = resident_memory_mb()
+    release_memory()
+    assert resident_memory_mb() < held - 100
+    assert kept[0] == ord("x")
 
 
 def test_gx_fingerprints_no_batch_while_validating():

@@ -1,9 +1,11 @@
 """What a night's process needs around the stages: today's date in a zone, the background imports, each
-stage's peak memory, progress for a terminal, and quiet for a known WeasyPrint notice."""
+stage's peak memory and the memory it leaves, progress for a terminal, and quiet for a known WeasyPrint notice."""
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import gc
 import importlib
 import logging
 import threading
@@ -116,13 +118,43 @@ def peak_memory_mb() -> float | None:
     return None
 
 
+def resident_memory_mb() -> float | None:
+    """The process's resident memory now (Linux), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def release_memory() -> None:
+    """Give the memory a finished stage freed back to the operating system, so the next stage starts low.
+
+    Three allocators share a night's process. glibc's malloc (Python objects, pandas and NumPy under Great
+    Expectations) keeps freed memory in its arenas: `malloc_trim(0)` returns it (measured at 10M: 1.87 GiB
+    resident after a full validation, 0.37 GiB after the trim). DuckDB's and Polars' jemallocs purge freed pages
+    themselves, after a second, from background threads (warehouse.connect turns DuckDB's on; Polars' are on by
+    default). Without glibc (musl, macOS) the trim is skipped.
+    """
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
+
+
 __all__ = [
     "WARM_MODULES",
     "imports_ready",
     "peak_memory_mb",
     "progress",
     "quiet_weasyprint_font_notices",
+    "release_memory",
     "reset_peak_memory",
+    "resident_memory_mb",
     "set_progress_listener",
     "today_in",
     "warm_imports",

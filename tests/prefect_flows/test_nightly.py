@@ -87,6 +87,11 @@ def test_rerun_without_new_drops_publishes_identical_tables(prefect_server, tmp_
     assert [(journal[run]["validate_beside_metrics"], sorted(journal[run]["concurrent_seconds"])) for run in (1, 2)] == [
         (True, ["metrics", "validate"]), (True, ["metrics", "validate"])
     ]
+    # each stage's peak and the memory the process holds once the stage has released what it freed
+    for run in (1, 2):
+        assert sorted(journal[run]["stage_end_mb"]) == sorted(journal[run]["stage_peak_mb"]) == sorted(
+            journal[run]["stage_seconds"])
+        assert all(0 < end for end in journal[run]["stage_end_mb"].values())
     # Every clinic's print document is the same as run 1's, so its PDF was copied, not typeset again (the
     # network's names the run, so it was typeset again).
     clinics = sorted((site.reports / "runs/run-00001/clinics").glob("*.pdf"))
@@ -192,5 +197,7 @@ def test_every_task_connection_holds_duckdb_to_the_memory_limit_of_the_settings(
     con = tasks._open(ctx)
     try:
         assert con.sql("select current_setting('memory_limit')").fetchall() == [("953.6 MiB",)]
+        # DuckDB's freed memory goes back to the OS from its allocator's background thread (runtime.release_memory)
+        assert con.sql("select current_setting('allocator_background_threads')").fetchall() == [(True,)]
     finally:
         con.close()

@@ -253,6 +253,8 @@ class RunRecord:
     flow_run_id: str | None = None  # Prefect's flow-run id (None outside Prefect's engine)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_peak_mb: dict[str, float] = field(default_factory=dict)
+    # the process's resident memory when each stage has ended and released what it freed (runtime.release_memory)
+    stage_end_mb: dict[str, float] = field(default_factory=dict)
     concurrent_seconds: dict[str, float] = field(default_factory=dict)  # validate's and the metrics' seconds
     # validate and the metrics side by side (True), or one after the other (False: [validation] beside_metrics_up_to)
     validate_beside_metrics: bool | None = None

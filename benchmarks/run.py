@@ -205,9 +205,13 @@ def nightly(exports: Path, workdir: Path, api_url: str, as_of: dt.date, config: 
     cmd = [sys.executable, "-m", "clinic_outcomes.cli", "run", "--exports", str(exports),
            "--warehouse", str(workdir / "warehouse.duckdb"), "--reports", str(workdir / "reports"),
            "--as-of", as_of.isoformat(), "--config", str(config)]
+    spawned = dt.datetime.now(dt.timezone.utc)
     wall, peak, _ = run_measured(cmd, _env(api_url))
     journal = workdir / "warehouse.duckdb.runs.jsonl"
     record = json.loads(journal.read_text().splitlines()[-1])
+    # Start-up: from spawning the CLI to the flow's body starting (its journal line's started_at): the imports
+    # the body waits for, and Prefect creating and entering the flow run. The first stage starts right after.
+    startup = (dt.datetime.fromisoformat(record["started_at"]) - spawned).total_seconds()
     stages = record.get("stage_seconds", {})
     stage_peaks = [mb for mb in record.get("stage_peak_mb", {}).values() if mb is not None]
     return {
@@ -219,6 +223,7 @@ def nightly(exports: Path, workdir: Path, api_url: str, as_of: dt.date, config: 
                           "end_mib": record.get("stage_end_mb", {}).get(name)}
                    for name in stages},
         "outside_stages_seconds": round(wall - sum(stages.values()), 2),
+        "startup_seconds": round(startup, 2),
         "validate_seconds": record.get("concurrent_seconds", {}).get("validate"),
         "metrics_seconds": record.get("concurrent_seconds", {}).get("metrics"),
         "validate_beside_metrics": record.get("validate_beside_metrics"),
@@ -269,7 +274,8 @@ def _print_night(bare: dict, full: dict) -> None:
               f"{stage.get('end_mib')} MiB resident after it")
     how = "one after the other" if full.get("validate_beside_metrics") is False else "side by side"
     print(f"  (validate {full['validate_seconds']} s and metrics {full['metrics_seconds']} s ran {how})")
-    print(f"  (outside stages: Prefect flow run, imports, lock, journal) {full['outside_stages_seconds']} s")
+    print(f"  (outside stages: Prefect flow run, imports, lock, journal) {full['outside_stages_seconds']} s, of which "
+          f"start-up (spawn to the flow's body) {full.get('startup_seconds')} s")
 
 
 def import_seconds() -> float:
@@ -342,6 +348,11 @@ def targets(results: dict) -> list[dict]:
     if outside:
         add("start-up (a night's time outside its stages, with a Prefect server) within 5 s",
             f"{min(outside)}-{max(outside)} s", max(outside) <= 5)
+    startups = [entry["nightly"]["startup_seconds"] for entry in results["sizes"].values()
+                if entry["nightly"].get("startup_seconds") is not None]
+    if startups:
+        add("start-up (spawning the CLI to the flow's first stage, with a Prefect server) within 5 s",
+            f"{min(startups)}-{max(startups)} s", max(startups) <= 5)
     return out
 
 

@@ -107,26 +107,25 @@ def progress(stage: str, detail: str = "") -> None:
         listener(stage, detail)
 
 
-def peak_memory_mb() -> float | None:
-    """The process's peak resident memory since the last reset_peak_memory() (Linux), in MiB."""
+def _status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (Linux), in MiB."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
     return None
+
+
+def peak_memory_mb() -> float | None:
+    """The process's peak resident memory since the last reset_peak_memory() (Linux), in MiB."""
+    return _status_mb("VmHWM")
 
 
 def resident_memory_mb() -> float | None:
     """The process's resident memory now (Linux), in MiB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
+    return _status_mb("VmRSS")
 
 
 def release_memory() -> None:
